@@ -1,0 +1,134 @@
+// ESP (RFC 4303) with ChaCha20-Poly1305 (RFC 7634), in place in a packet buffer.
+//
+// Buffer contract. Sealing: the inner packet sits at buf + 16 with len bytes;
+// the buffer has at least 3 + 2 + 16 bytes of tailroom after it. The ESP
+// packet SPI ‖ seq ‖ IV ‖ ciphertext ‖ ICV is written from buf on. Opening:
+// the ESP packet sits at buf with len bytes; on STATUS_OK the inner packet is
+// at buf + 16 with the length left in the descriptor. Nothing is decrypted
+// before the ICV verified; the replay window moves only after that.
+
+import {
+  SA_SPI, SA_FLAGS, SA_SEQ, SA_SALT, SA_KEY, SA_FLAG_ESN,
+  D_BUF, D_LEN, D_SA, D_STATUS, D_NEXT_HEADER, D_FLAGS, D_SEQ, D_IV, D_FLAG_IV, DESCRIPTOR_SIZE,
+  ESP_HEADER, ESP_ICV,
+  STATUS_OK, STATUS_AUTH, STATUS_TRUNCATED, STATUS_MALFORMED, STATUS_BAD_PADDING, STATUS_BAD_PAD_LENGTH,
+  STATUS_UNKNOWN_SA, STATUS_BAD_NEXT_HEADER, STATUS_SEQ_EXHAUSTED, STATUS_DUMMY,
+} from "./layout";
+import { espAeadSeal, espAeadOpen } from "./aead";
+import { replayCheck, replayCommit, checkedSeq } from "./replay";
+
+const NEXT_HEADER_IPV4: u8 = 4;
+const NEXT_HEADER_IPV6: u8 = 41;
+const NEXT_HEADER_NONE: u8 = 59;
+
+/**
+ * Takes the next outbound sequence number from the SA, or 0 when the counter
+ * is exhausted: it never wraps (RFC 4303 §3.3.3), at 2^32 - 1 without ESN and
+ * 2^64 - 1 with it. Not atomic: one thread assigns numbers per SA.
+ */
+export function nextSeq(sa: usize): u64 {
+  const last = load<u64>(sa + SA_SEQ);
+  const limit: u64 = (load<u32>(sa + SA_FLAGS) & SA_FLAG_ESN) ? 0xffffffffffffffff : 0xffffffff;
+  if (last >= limit) return 0;
+  store<u64>(sa + SA_SEQ, last + 1);
+  return last + 1;
+}
+
+/** Seals the packet one descriptor names; sets its status, length and sequence number. */
+export function espSeal(d: usize): void {
+  const sa = <usize>load<u32>(d + D_SA);
+  const buf = <usize>load<u32>(d + D_BUF);
+  const len = <usize>load<u32>(d + D_LEN);
+  const esn = (load<u32>(sa + SA_FLAGS) & SA_FLAG_ESN) != 0;
+
+  let seq = load<u64>(d + D_SEQ);
+  if (seq == 0) seq = nextSeq(sa);
+  if (seq == 0 || (!esn && seq > 0xffffffff)) {
+    store<u8>(d + D_STATUS, STATUS_SEQ_EXHAUSTED);
+    return;
+  }
+  const iv = (load<u8>(d + D_FLAGS) & D_FLAG_IV) ? load<u64>(d + D_IV) : seq;
+
+  // Trailer (RFC 4303 §2.4–2.6): pad so that payload ‖ pad ‖ padLen ‖ nextHeader
+  // ends on a 4-byte boundary, with pad bytes 1, 2, 3.
+  const payload = buf + ESP_HEADER;
+  const padLength: usize = (4 - ((len + 2) & 3)) & 3;
+  for (let i: usize = 0; i < padLength; i++) store<u8>(payload + len + i, <u8>(i + 1));
+  store<u8>(payload + len + padLength, <u8>padLength);
+  store<u8>(payload + len + padLength + 1, load<u8>(d + D_NEXT_HEADER));
+  const ctLen = len + padLength + 2;
+
+  // Header: SPI and the low 32 bits of seq, big-endian; the 8-byte IV.
+  store<u32>(buf, bswap<u32>(load<u32>(sa + SA_SPI)));
+  store<u32>(buf, bswap<u32>(<u32>seq), 4);
+  store<u64>(buf, bswap<u64>(iv), 8);
+
+  // RFC 7634 §2: nonce = salt ‖ IV; §3: AAD = SPI ‖ seq (‖ seq-high in the middle with ESN).
+  const n0 = load<u32>(sa + SA_SALT), n1 = load<u32>(buf, 8), n2 = load<u32>(buf, 12);
+  const spiWord = load<u32>(buf), seqLowWord = load<u32>(buf, 4);
+  if (esn) {
+    espAeadSeal(sa + SA_KEY, n0, n1, n2, spiWord, bswap<u32>(<u32>(seq >> 32)), seqLowWord, 12, payload, ctLen, payload + ctLen);
+  } else {
+    espAeadSeal(sa + SA_KEY, n0, n1, n2, spiWord, seqLowWord, 0, 8, payload, ctLen, payload + ctLen);
+  }
+  store<u32>(d + D_LEN, <u32>(ESP_HEADER + ctLen + ESP_ICV));
+  store<u64>(d + D_SEQ, seq);
+  store<u8>(d + D_STATUS, STATUS_OK);
+}
+
+/** Opens the packet one descriptor names; sets its status and, when OK, length and next header. */
+export function espOpen(d: usize): void {
+  store<u8>(d + D_STATUS, openStatus(d));
+}
+
+function openStatus(d: usize): u8 {
+  const sa = <usize>load<u32>(d + D_SA);
+  const buf = <usize>load<u32>(d + D_BUF);
+  const len = <usize>load<u32>(d + D_LEN);
+  if (len < ESP_HEADER) return STATUS_TRUNCATED;
+  // The ciphertext holds at least pad length and next header and ends 4-byte aligned.
+  if (len < ESP_HEADER + 2 + ESP_ICV) return STATUS_MALFORMED;
+  const ctLen = len - ESP_HEADER - ESP_ICV;
+  if (ctLen & 3) return STATUS_MALFORMED;
+  if (bswap<u32>(load<u32>(buf)) != load<u32>(sa + SA_SPI)) return STATUS_UNKNOWN_SA;
+
+  const seqLowWord = load<u32>(buf, 4);
+  const replay = replayCheck(sa, bswap<u32>(seqLowWord));
+  if (replay != STATUS_OK) return replay;
+  const seq = checkedSeq;
+
+  const payload = buf + ESP_HEADER;
+  const n0 = load<u32>(sa + SA_SALT), n1 = load<u32>(buf, 8), n2 = load<u32>(buf, 12);
+  const spiWord = load<u32>(buf);
+  const authentic = (load<u32>(sa + SA_FLAGS) & SA_FLAG_ESN)
+    ? espAeadOpen(sa + SA_KEY, n0, n1, n2, spiWord, bswap<u32>(<u32>(seq >> 32)), seqLowWord, 12, payload, ctLen, payload + ctLen)
+    : espAeadOpen(sa + SA_KEY, n0, n1, n2, spiWord, seqLowWord, 0, 8, payload, ctLen, payload + ctLen);
+  if (!authentic) return STATUS_AUTH;
+  // The packet is the peer's: its number is used up whatever its trailer says.
+  replayCommit(sa, seq);
+  store<u64>(d + D_SEQ, seq);
+
+  // Trailer checks (RFC 4303 §2.4–2.6), on decrypted data only.
+  const padLength = <usize>load<u8>(payload + ctLen - 2);
+  const nextHeader = load<u8>(payload + ctLen - 1);
+  if (padLength > ctLen - 2) return STATUS_BAD_PAD_LENGTH;
+  const innerLen = ctLen - 2 - padLength;
+  let badPad: u32 = 0;
+  for (let i: usize = 0; i < padLength; i++) badPad |= <u32>load<u8>(payload + innerLen + i) ^ <u32>(i + 1);
+  if (badPad) return STATUS_BAD_PADDING;
+  store<u8>(d + D_NEXT_HEADER, nextHeader);
+  if (nextHeader == NEXT_HEADER_NONE) return STATUS_DUMMY;
+  if (nextHeader != NEXT_HEADER_IPV4 && nextHeader != NEXT_HEADER_IPV6) return STATUS_BAD_NEXT_HEADER;
+  store<u32>(d + D_LEN, <u32>innerLen);
+  return STATUS_OK;
+}
+
+/** Seals count packets whose descriptors start at descriptors. */
+export function sealBatch(descriptors: usize, count: u32): void {
+  for (let i: u32 = 0; i < count; i++) espSeal(descriptors + <usize>i * DESCRIPTOR_SIZE);
+}
+
+/** Opens count packets whose descriptors start at descriptors. */
+export function openBatch(descriptors: usize, count: u32): void {
+  for (let i: u32 = 0; i < count; i++) espOpen(descriptors + <usize>i * DESCRIPTOR_SIZE);
+}

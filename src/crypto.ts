@@ -1,0 +1,85 @@
+/**
+ * ChaCha20-Poly1305 (RFC 8439 §2.8), one message at a time, on the calling
+ * thread's WASM kernel.
+ *
+ * @example
+ * ```ts
+ * import { seal, open } from "sluice/crypto";
+ * const key = crypto.getRandomValues(new Uint8Array(32));
+ * const nonce = crypto.getRandomValues(new Uint8Array(12));
+ * const sealed = seal(key, nonce, new Uint8Array(0), new TextEncoder().encode("hi"));
+ * const plain = open(key, nonce, new Uint8Array(0), sealed); // Uint8Array, or null if forged
+ * ```
+ *
+ * Each call copies its inputs into WASM memory and its output out; for many
+ * packets, the batch path (sluice/kernel, the engine) avoids both copies.
+ */
+import { localKernel, align, SCRATCH_KEY, SCRATCH_NONCE } from "./kernel/localKernel.js";
+import { KEY_BYTES } from "./kernel/layout.js";
+
+export const NONCE_BYTES = 12;
+export const TAG_BYTES = 16;
+
+/**
+ * Encrypts and authenticates `plaintext` with `aad` as additional data.
+ * @returns ciphertext ‖ 16-byte tag, a new array
+ * @throws TypeError when key is not 32 bytes, nonce not 12, or an argument is not a Uint8Array
+ */
+export function seal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Uint8Array {
+  checkBytes("key", key, KEY_BYTES);
+  checkBytes("nonce", nonce, NONCE_BYTES);
+  checkBytes("aad", aad);
+  checkBytes("plaintext", plaintext);
+  const local = localKernel();
+  const aadAt = local.scratch(align(aad.length, 16) + plaintext.length + TAG_BYTES);
+  const dataAt = aadAt + align(aad.length, 16);
+  const mem = local.bytes;
+  mem.set(key, SCRATCH_KEY);
+  mem.set(nonce, SCRATCH_NONCE);
+  mem.set(aad, aadAt);
+  mem.set(plaintext, dataAt);
+  local.kernel.aead_seal(SCRATCH_KEY, SCRATCH_NONCE, aadAt, aad.length, dataAt, dataAt, plaintext.length, dataAt + plaintext.length);
+  mem.fill(0, SCRATCH_KEY, SCRATCH_KEY + KEY_BYTES);
+  return mem.slice(dataAt, dataAt + plaintext.length + TAG_BYTES);
+}
+
+/**
+ * Verifies and decrypts `sealed` (ciphertext ‖ tag).
+ * @returns the plaintext, or null when the tag does not verify (nothing is decrypted then)
+ * @throws TypeError when key is not 32 bytes, nonce not 12, or an argument is not a Uint8Array
+ */
+export function open(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, sealed: Uint8Array): Uint8Array | null {
+  checkBytes("key", key, KEY_BYTES);
+  checkBytes("nonce", nonce, NONCE_BYTES);
+  checkBytes("aad", aad);
+  checkBytes("sealed", sealed);
+  if (sealed.length < TAG_BYTES) return null;
+  const length = sealed.length - TAG_BYTES;
+  const local = localKernel();
+  const aadAt = local.scratch(align(aad.length, 16) + sealed.length);
+  const dataAt = aadAt + align(aad.length, 16);
+  const mem = local.bytes;
+  mem.set(key, SCRATCH_KEY);
+  mem.set(nonce, SCRATCH_NONCE);
+  mem.set(aad, aadAt);
+  mem.set(sealed, dataAt);
+  const ok = local.kernel.aead_open(SCRATCH_KEY, SCRATCH_NONCE, aadAt, aad.length, dataAt, dataAt, length, dataAt + length);
+  mem.fill(0, SCRATCH_KEY, SCRATCH_KEY + KEY_BYTES);
+  return ok === 1 ? mem.slice(dataAt, dataAt + length) : null;
+}
+
+/** Throws a TypeError naming `name` unless value is a Uint8Array (of `length` bytes, if given). */
+export function checkBytes(name: string, value: unknown, length?: number): asserts value is Uint8Array {
+  if (!(value instanceof Uint8Array)) {
+    throw new TypeError(`${name} must be a Uint8Array, got ${describe(value)}`);
+  }
+  if (length !== undefined && value.length !== length) {
+    throw new TypeError(`${name} must be ${length} bytes, got ${value.length}`);
+  }
+}
+
+function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (typeof value === "object") return value.constructor?.name ?? "object";
+  return typeof value;
+}

@@ -1,0 +1,8 @@
+/**
+ * sluice: a userspace IPsec ESP packet engine. See README.md.
+ * Entry points: `sluice/crypto` (AEAD one-shot), `sluice/esp` (ESP per packet),
+ * `sluice/kernel` (the WASM kernel and its memory layout, for batch callers).
+ */
+export { seal, open } from "./crypto.js";
+export { OutboundSa, InboundSa, EspError, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6 } from "./esp.js";
+export type { OpenResult, OutboundSaParams, InboundSaParams, PacketStatus, SaParams } from "./esp.js";
