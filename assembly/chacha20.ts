@@ -13,6 +13,10 @@
 // key, the input and the output the caller names. Row r of block j is
 // `ks[4 * j + r]`, i.e. keystream byte 64 * j + 16 * r.
 
+import { r0, r1, r2, r3, r4, h0, h1, h2, h3, h4, polySetAccumulator } from "./poly1305";
+
+const M: u64 = 0x3ffffff;
+
 // @ts-ignore: decorator
 @inline function rotl16(x: v128): v128 {
   return i8x16.shuffle(x, x, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
@@ -52,8 +56,14 @@ export let ks15: v128 = i32x4(0, 0, 0, 0);
  * Computes blocks counter … counter+3 for the key at `key` (32 bytes) and the
  * nonce words n0 ‖ n1 ‖ n2 (RFC 8439 §2.3: state words 13–15, as loaded
  * little-endian from the 12 nonce bytes) into ks0 … ks15.
+ *
+ * Stitching: it also absorbs the full Poly1305 blocks in [mac, macEnd) (at
+ * most 20) into the running MAC (poly1305.ts), two per double round. The
+ * rounds keep the SIMD units busy and Poly1305 the scalar multiplier, and
+ * out-of-order execution overlaps the two; run one after the other, each
+ * waits on its own dependency chains. Pass mac == macEnd for keystream only.
  */
-export function keystreamGroup(key: usize, n0: u32, n1: u32, n2: u32, counter: u32): void {
+export function keystreamGroup(key: usize, n0: u32, n1: u32, n2: u32, counter: u32, mac: usize, macEnd: usize): void {
   // §2.3: "expa" "nd 3" "2-by" "te k", key, counter, nonce.
   const c0 = i32x4.splat(0x61707865);
   const c1 = i32x4.splat(0x3320646e);
@@ -77,7 +87,33 @@ export function keystreamGroup(key: usize, n0: u32, n1: u32, n2: u32, counter: u
   let x8 = k4, x9 = k5, x10 = k6, x11 = k7;
   let x12 = ctr, x13 = m0, x14 = m1, x15 = m2;
 
+  // Poly1305 state on locals; see polyBlocks for the arithmetic.
+  const q0 = r0, q1 = r1, q2 = r2, q3 = r3, q4 = r4;
+  const s1 = q1 * 5, s2 = q2 * 5, s3 = q3 * 5, s4 = q4 * 5;
+  let a0 = h0, a1 = h1, a2 = h2, a3 = h3, a4 = h4;
+
   for (let i = 0; i < 10; i++) {
+    for (let b = 0; b < 2 && mac < macEnd; b++) {
+      const lo = load<u64>(mac), hi = load<u64>(mac, 8);
+      a0 += lo & M;
+      a1 += (lo >> 26) & M;
+      a2 += ((lo >> 52) | (hi << 12)) & M;
+      a3 += (hi >> 14) & M;
+      a4 += (hi >> 40) | (1 << 24);
+      const d0 = a0 * q0 + a1 * s4 + a2 * s3 + a3 * s2 + a4 * s1;
+      let d1 = a0 * q1 + a1 * q0 + a2 * s4 + a3 * s3 + a4 * s2;
+      let d2 = a0 * q2 + a1 * q1 + a2 * q0 + a3 * s4 + a4 * s3;
+      let d3 = a0 * q3 + a1 * q2 + a2 * q1 + a3 * q0 + a4 * s4;
+      let d4 = a0 * q4 + a1 * q3 + a2 * q2 + a3 * q1 + a4 * q0;
+      let c = d0 >> 26; a0 = d0 & M;
+      d1 += c; c = d1 >> 26; a1 = d1 & M;
+      d2 += c; c = d2 >> 26; a2 = d2 & M;
+      d3 += c; c = d3 >> 26; a3 = d3 & M;
+      d4 += c; c = d4 >> 26; a4 = d4 & M;
+      a0 += c * 5; c = a0 >> 26; a0 &= M;
+      a1 += c;
+      mac += 16;
+    }
       // column rounds (§2.3: QUARTERROUND(0, 4, 8, 12) …)
       x0 = i32x4.add(x0, x4); x12 = rotl16(v128.xor(x12, x0));
       x8 = i32x4.add(x8, x12); x4 = rotl12(v128.xor(x4, x8));
@@ -113,6 +149,8 @@ export function keystreamGroup(key: usize, n0: u32, n1: u32, n2: u32, counter: u
       x3 = i32x4.add(x3, x4); x14 = rotl8(v128.xor(x14, x3));
       x9 = i32x4.add(x9, x14); x4 = rotl7(v128.xor(x4, x9));
   }
+
+  polySetAccumulator(a0, a1, a2, a3, a4);
 
   // §2.3: add the original state, then serialize. The transposition turns
   // "word w of blocks 0..3" into "words 4g..4g+3 of block j".
@@ -197,12 +235,35 @@ export function xorGroup(src: usize, dst: usize, len: usize, firstBlock: u32): v
 }
 
 /**
+ * Stores the keystream rows in ks0 … ks15 from block \`firstBlock\` (0 or 1)
+ * on, as consecutive keystream bytes at \`at\`.
+ */
+export function storeGroup(at: usize, firstBlock: u32): void {
+  if (firstBlock == 0) {
+    v128.store(at, ks0); v128.store(at, ks1, 16); v128.store(at, ks2, 32); v128.store(at, ks3, 48);
+    at += 64;
+  }
+  v128.store(at, ks4); v128.store(at, ks5, 16); v128.store(at, ks6, 32); v128.store(at, ks7, 48);
+  v128.store(at, ks8, 64); v128.store(at, ks9, 80); v128.store(at, ks10, 96); v128.store(at, ks11, 112);
+  v128.store(at, ks12, 128); v128.store(at, ks13, 144); v128.store(at, ks14, 160); v128.store(at, ks15, 176);
+}
+
+/** dst = src XOR keystream, len bytes, with the keystream already in memory at ks. */
+export function xorStored(src: usize, ks: usize, dst: usize, len: usize): void {
+  let i: usize = 0;
+  for (; i + 16 <= len; i += 16) {
+    v128.store(dst + i, v128.xor(v128.load(src + i), v128.load(ks + i)));
+  }
+  for (; i < len; i++) store<u8>(dst + i, load<u8>(src + i) ^ load<u8>(ks + i));
+}
+
+/**
  * RFC 8439 §2.4: dst = src XOR keystream(key, nonce, counter …), len bytes.
  * src and dst may be the same buffer (in place) but must not otherwise overlap.
  */
 export function chacha20Xor(key: usize, n0: u32, n1: u32, n2: u32, counter: u32, src: usize, dst: usize, len: usize): void {
   while (len > 0) {
-    keystreamGroup(key, n0, n1, n2, counter);
+    keystreamGroup(key, n0, n1, n2, counter, 0, 0);
     const n = len < 256 ? len : 256;
     xorGroup(src, dst, n, 0);
     counter += 4;

@@ -64,13 +64,42 @@ export function polyInit(rLo: u64, rHi: u64, sLo: u64, sHi: u64): void {
   h0 = a0; h1 = a1; h2 = a2; h3 = a3; h4 = a4;
 }
 
+/** Sets h (for code that ran the block arithmetic on locals, e.g. keystreamGroup). */
+// @ts-ignore: decorator
+@inline export function polySetAccumulator(a0: u64, a1: u64, a2: u64, a3: u64, a4: u64): void {
+  h0 = a0; h1 = a1; h2 = a2; h3 = a3; h4 = a4;
+}
+
 /** Absorbs len / 16 full blocks from m (len a multiple of 16). */
 export function polyBlocks(m: usize, len: usize): void {
+  // The same arithmetic as absorb(), on locals: globals would be reloaded
+  // every block, and r * 5 recomputed with them.
   const end = m + len;
+  const k0 = r0, k1 = r1, k2 = r2, k3 = r3, k4 = r4;
+  const s1 = k1 * 5, s2 = k2 * 5, s3 = k3 * 5, s4 = k4 * 5;
+  let a0 = h0, a1 = h1, a2 = h2, a3 = h3, a4 = h4;
   while (m < end) {
-    absorb(load<u64>(m), load<u64>(m, 8), 1 << 24);
+    const lo = load<u64>(m), hi = load<u64>(m, 8);
+    a0 += lo & M;
+    a1 += (lo >> 26) & M;
+    a2 += ((lo >> 52) | (hi << 12)) & M;
+    a3 += (hi >> 14) & M;
+    a4 += (hi >> 40) | (1 << 24);
+    const d0 = a0 * k0 + a1 * s4 + a2 * s3 + a3 * s2 + a4 * s1;
+    let d1 = a0 * k1 + a1 * k0 + a2 * s4 + a3 * s3 + a4 * s2;
+    let d2 = a0 * k2 + a1 * k1 + a2 * k0 + a3 * s4 + a4 * s3;
+    let d3 = a0 * k3 + a1 * k2 + a2 * k1 + a3 * k0 + a4 * s4;
+    let d4 = a0 * k4 + a1 * k3 + a2 * k2 + a3 * k1 + a4 * k0;
+    let c = d0 >> 26; a0 = d0 & M;
+    d1 += c; c = d1 >> 26; a1 = d1 & M;
+    d2 += c; c = d2 >> 26; a2 = d2 & M;
+    d3 += c; c = d3 >> 26; a3 = d3 & M;
+    d4 += c; c = d4 >> 26; a4 = d4 & M;
+    a0 += c * 5; c = a0 >> 26; a0 &= M;
+    a1 += c;
     m += 16;
   }
+  h0 = a0; h1 = a1; h2 = a2; h3 = a3; h4 = a4;
 }
 
 /** Absorbs one full block given as four little-endian words (AAD, lengths). */

@@ -13,6 +13,9 @@
  *
  * Each call copies its inputs into WASM memory and its output out; for many
  * packets, the batch path (sluice/kernel, the engine) avoids both copies.
+ * Allocating the result costs more than sealing a small packet (a fresh
+ * ArrayBuffer is ~0.6 µs in Node 20), so both calls take an optional
+ * `output` array to write into instead, as libsodium's API does.
  */
 import { localKernel, align, SCRATCH_KEY, SCRATCH_NONCE } from "./kernel/localKernel.js";
 import { KEY_BYTES } from "./kernel/layout.js";
@@ -22,14 +25,16 @@ export const TAG_BYTES = 16;
 
 /**
  * Encrypts and authenticates `plaintext` with `aad` as additional data.
- * @returns ciphertext ‖ 16-byte tag, a new array
- * @throws TypeError when key is not 32 bytes, nonce not 12, or an argument is not a Uint8Array
+ * @param output where to write the result (at least plaintext.length + 16 bytes); default: a new array
+ * @returns ciphertext ‖ 16-byte tag: a new array, or a view of `output`
+ * @throws TypeError when key is not 32 bytes, nonce not 12, an argument is not a Uint8Array, or output is too short
  */
-export function seal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Uint8Array {
+export function seal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, output?: Uint8Array): Uint8Array {
   checkBytes("key", key, KEY_BYTES);
   checkBytes("nonce", nonce, NONCE_BYTES);
   checkBytes("aad", aad);
   checkBytes("plaintext", plaintext);
+  if (output !== undefined) checkOutput(output, plaintext.length + TAG_BYTES);
   const local = localKernel();
   const aadAt = local.scratch(align(aad.length, 16) + plaintext.length + TAG_BYTES);
   const dataAt = aadAt + align(aad.length, 16);
@@ -40,21 +45,24 @@ export function seal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaint
   mem.set(plaintext, dataAt);
   local.kernel.aead_seal(SCRATCH_KEY, SCRATCH_NONCE, aadAt, aad.length, dataAt, dataAt, plaintext.length, dataAt + plaintext.length);
   mem.fill(0, SCRATCH_KEY, SCRATCH_KEY + KEY_BYTES);
-  return mem.slice(dataAt, dataAt + plaintext.length + TAG_BYTES);
+  return copyOut(mem.subarray(dataAt, dataAt + plaintext.length + TAG_BYTES), output);
 }
 
 /**
  * Verifies and decrypts `sealed` (ciphertext ‖ tag).
- * @returns the plaintext, or null when the tag does not verify (nothing is decrypted then)
- * @throws TypeError when key is not 32 bytes, nonce not 12, or an argument is not a Uint8Array
+ * @param output where to write the plaintext (at least sealed.length - 16 bytes); default: a new array
+ * @returns the plaintext (a new array, or a view of `output`), or null when the
+ *   tag does not verify; nothing is decrypted then and `output` is untouched
+ * @throws TypeError when key is not 32 bytes, nonce not 12, an argument is not a Uint8Array, or output is too short
  */
-export function open(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, sealed: Uint8Array): Uint8Array | null {
+export function open(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, sealed: Uint8Array, output?: Uint8Array): Uint8Array | null {
   checkBytes("key", key, KEY_BYTES);
   checkBytes("nonce", nonce, NONCE_BYTES);
   checkBytes("aad", aad);
   checkBytes("sealed", sealed);
   if (sealed.length < TAG_BYTES) return null;
   const length = sealed.length - TAG_BYTES;
+  if (output !== undefined) checkOutput(output, length);
   const local = localKernel();
   const aadAt = local.scratch(align(aad.length, 16) + sealed.length);
   const dataAt = aadAt + align(aad.length, 16);
@@ -65,7 +73,18 @@ export function open(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, sealed
   mem.set(sealed, dataAt);
   const ok = local.kernel.aead_open(SCRATCH_KEY, SCRATCH_NONCE, aadAt, aad.length, dataAt, dataAt, length, dataAt + length);
   mem.fill(0, SCRATCH_KEY, SCRATCH_KEY + KEY_BYTES);
-  return ok === 1 ? mem.slice(dataAt, dataAt + length) : null;
+  return ok === 1 ? copyOut(mem.subarray(dataAt, dataAt + length), output) : null;
+}
+
+function copyOut(result: Uint8Array, output: Uint8Array | undefined): Uint8Array {
+  if (output === undefined) return result.slice();
+  output.set(result);
+  return output.length === result.length ? output : output.subarray(0, result.length);
+}
+
+function checkOutput(output: Uint8Array, needed: number): void {
+  checkBytes("output", output);
+  if (output.length < needed) throw new TypeError(`output must hold at least ${needed} bytes, got ${output.length}`);
 }
 
 /** Throws a TypeError naming `name` unless value is a Uint8Array (of `length` bytes, if given). */

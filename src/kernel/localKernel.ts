@@ -3,7 +3,8 @@
  * (sluice/crypto, sluice/esp). It has a memory of its own, laid out as
  *
  *   [0, 128)          scratch header: key, nonce, descriptor of the current call
- *   [128, heapTop)    SA records of live OutboundSa / InboundSa objects
+ *   [128, 128 + OPEN_SCRATCH)  the kernel's keystream scratch for opening (set_scratch)
+ *   [.., heapTop)     SA records of live OutboundSa / InboundSa objects
  *   [heapTop, …)      scratch for the packet of the current call, grown on demand
  *
  * Every call copies its input in and its output out, so nothing here is
@@ -16,6 +17,8 @@ export const SCRATCH_KEY = 0;
 export const SCRATCH_NONCE = 32;
 export const SCRATCH_DESCRIPTOR = 64;
 const HEADER_BYTES = 128;
+/** Keystream scratch: enough to open a 64 KiB packet stitched (aead.ts, scratchNeeded). */
+export const OPEN_SCRATCH_BYTES = 65536 + 512;
 const PAGE = 65536;
 
 export class LocalKernel {
@@ -24,14 +27,18 @@ export class LocalKernel {
   /** A view of the whole memory; replaced whenever the memory grows. */
   bytes: Uint8Array;
   view: DataView;
-  private heapTop = HEADER_BYTES;
+  private heapTop = HEADER_BYTES + OPEN_SCRATCH_BYTES;
+  /** The memory's size, tracked here: reading memory.buffer of a shared memory allocates. */
+  private capacity: number;
   private readonly freeRecords = new Map<number, number[]>();
 
   constructor() {
-    this.memory = createKernelMemory(2);
+    this.memory = createKernelMemory(4);
     this.kernel = instantiateKernel(this.memory);
+    this.kernel.set_scratch(HEADER_BYTES, OPEN_SCRATCH_BYTES);
     this.bytes = new Uint8Array(this.memory.buffer);
     this.view = new DataView(this.memory.buffer);
+    this.capacity = this.bytes.length;
   }
 
   /** Reserves a zeroed, 64-byte aligned record of `size` bytes that outlives calls. */
@@ -60,11 +67,11 @@ export class LocalKernel {
   }
 
   private ensure(end: number): void {
-    const have = this.memory.buffer.byteLength;
-    if (end <= have) return;
-    this.memory.grow(Math.ceil((end - have) / PAGE));
+    if (end <= this.capacity) return;
+    this.memory.grow(Math.ceil((end - this.capacity) / PAGE));
     this.bytes = new Uint8Array(this.memory.buffer);
     this.view = new DataView(this.memory.buffer);
+    this.capacity = this.bytes.length;
   }
 }
 

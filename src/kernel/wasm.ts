@@ -10,6 +10,8 @@ export interface KernelExports {
   poly1305_mac(key: number, msg: number, len: number, out: number): void;
   aead_seal(key: number, nonce: number, aad: number, aadLen: number, src: number, dst: number, len: number, tag: number): void;
   aead_open(key: number, nonce: number, aad: number, aadLen: number, src: number, dst: number, len: number, tag: number): number;
+  /** Per-instance scratch for opening (keystream kept until the tag verified); 0 bytes = unstitched. */
+  set_scratch(at: number, len: number): void;
   esp_seal(descriptor: number): void;
   esp_open(descriptor: number): void;
   seal_batch(descriptors: number, count: number): void;
