@@ -15,7 +15,7 @@ import {
   STATUS_UNKNOWN_SA, STATUS_BAD_NEXT_HEADER, STATUS_SEQ_EXHAUSTED, STATUS_DUMMY,
 } from "./layout";
 import { espAeadSeal, espAeadOpen } from "./aead";
-import { replayCheck, replayCommit, checkedSeq } from "./replay";
+import { replayCheck, replayCheckFull, replayCommit, checkedSeq } from "./replay";
 
 const NEXT_HEADER_IPV4: u8 = 4;
 const NEXT_HEADER_IPV6: u8 = 41;
@@ -78,10 +78,26 @@ export function espSeal(d: usize): void {
 
 /** Opens the packet one descriptor names; sets its status and, when OK, length and next header. */
 export function espOpen(d: usize): void {
-  store<u8>(d + D_STATUS, openStatus(d));
+  store<u8>(d + D_STATUS, openStatus(d, true));
 }
 
-function openStatus(d: usize): u8 {
+/**
+ * Opening when several threads open packets of one SA at once: the window is
+ * only checked here (a cheap early drop); the one authoritative check and the
+ * commit happen later, in submission order, on one thread (commitBatch).
+ */
+export function espOpenDeferred(d: usize): void {
+  store<u8>(d + D_STATUS, openStatus(d, false));
+}
+
+/** Whether a status means the packet was authentic, so its number is used up. */
+// @ts-ignore: decorator
+@inline function authentic(status: u8): bool {
+  return status == STATUS_OK || status == STATUS_BAD_PADDING || status == STATUS_BAD_PAD_LENGTH ||
+    status == STATUS_BAD_NEXT_HEADER || status == STATUS_DUMMY;
+}
+
+function openStatus(d: usize, commit: bool): u8 {
   const sa = <usize>load<u32>(d + D_SA);
   const buf = <usize>load<u32>(d + D_BUF);
   const len = <usize>load<u32>(d + D_LEN);
@@ -100,12 +116,12 @@ function openStatus(d: usize): u8 {
   const payload = buf + ESP_HEADER;
   const n0 = load<u32>(sa + SA_SALT), n1 = load<u32>(buf, 8), n2 = load<u32>(buf, 12);
   const spiWord = load<u32>(buf);
-  const authentic = (load<u32>(sa + SA_FLAGS) & SA_FLAG_ESN)
+  const verified = (load<u32>(sa + SA_FLAGS) & SA_FLAG_ESN)
     ? espAeadOpen(sa + SA_KEY, n0, n1, n2, spiWord, bswap<u32>(<u32>(seq >> 32)), seqLowWord, 12, payload, ctLen, payload + ctLen)
     : espAeadOpen(sa + SA_KEY, n0, n1, n2, spiWord, seqLowWord, 0, 8, payload, ctLen, payload + ctLen);
-  if (!authentic) return STATUS_AUTH;
+  if (!verified) return STATUS_AUTH;
   // The packet is the peer's: its number is used up whatever its trailer says.
-  replayCommit(sa, seq);
+  if (commit) replayCommit(sa, seq);
   store<u64>(d + D_SEQ, seq);
 
   // Trailer checks (RFC 4303 §2.4–2.6), on decrypted data only.
@@ -131,4 +147,45 @@ export function sealBatch(descriptors: usize, count: u32): void {
 /** Opens count packets whose descriptors start at descriptors. */
 export function openBatch(descriptors: usize, count: u32): void {
   for (let i: u32 = 0; i < count; i++) espOpen(descriptors + <usize>i * DESCRIPTOR_SIZE);
+}
+
+/** Opens count packets without committing their sequence numbers; see espOpenDeferred. */
+export function openBatchDeferred(descriptors: usize, count: u32): void {
+  for (let i: u32 = 0; i < count; i++) espOpenDeferred(descriptors + <usize>i * DESCRIPTOR_SIZE);
+}
+
+/**
+ * Commits the sequence numbers of a batch opened with openBatchDeferred, on
+ * the one thread that owns the windows, batch after batch in submission
+ * order. Each authentic packet is checked again against the window as it is
+ * now: a duplicate that another batch (or this one) committed first becomes
+ * STATUS_REPLAY, one the window has moved past STATUS_TOO_OLD. So each number
+ * is accepted at most once, whichever worker opened it.
+ */
+export function commitBatch(descriptors: usize, count: u32): void {
+  for (let i: u32 = 0; i < count; i++) {
+    const d = descriptors + <usize>i * DESCRIPTOR_SIZE;
+    const status = load<u8>(d + D_STATUS);
+    if (!authentic(status)) continue;
+    const sa = <usize>load<u32>(d + D_SA);
+    const seq = load<u64>(d + D_SEQ);
+    const replay = replayCheckFull(sa, seq);
+    if (replay != STATUS_OK) {
+      store<u8>(d + D_STATUS, replay);
+      continue;
+    }
+    replayCommit(sa, seq);
+  }
+}
+
+/**
+ * Assigns each descriptor the next sequence number of its SA (0 when the SA
+ * is exhausted, which sealing reports as STATUS_SEQ_EXHAUSTED). Runs on the
+ * one thread that owns the outbound counters, before the batch is handed out.
+ */
+export function assignSeq(descriptors: usize, count: u32): void {
+  for (let i: u32 = 0; i < count; i++) {
+    const d = descriptors + <usize>i * DESCRIPTOR_SIZE;
+    store<u64>(d + D_SEQ, nextSeq(<usize>load<u32>(d + D_SA)));
+  }
 }

@@ -5,10 +5,20 @@
 import { chacha20Xor } from "./chacha20";
 import { aeadSeal, aeadOpen, setScratch } from "./aead";
 import { polyInit, polyPadded, polyTail, polyBlocks, polyFinish, storeTag } from "./poly1305";
-import { espSeal, espOpen, sealBatch, openBatch, nextSeq } from "./esp";
+import { espSeal, espOpen, sealBatch, openBatch, openBatchDeferred, commitBatch, assignSeq, nextSeq } from "./esp";
 import { replayCheck, replayCommit, checkedSeq } from "./replay";
 
-export { setScratch as set_scratch, sealBatch as seal_batch, openBatch as open_batch, espSeal as esp_seal, espOpen as esp_open, nextSeq as next_seq };
+export {
+  setScratch as set_scratch,
+  sealBatch as seal_batch,
+  openBatch as open_batch,
+  openBatchDeferred as open_batch_deferred,
+  commitBatch as commit_batch,
+  assignSeq as assign_seq,
+  espSeal as esp_seal,
+  espOpen as esp_open,
+  nextSeq as next_seq,
+};
 
 /** RFC 8439 §2.4 over len bytes; nonce is 12 bytes at nonce. */
 export function chacha20_xor(key: usize, nonce: usize, counter: u32, src: usize, dst: usize, len: usize): void {

@@ -43,3 +43,4 @@ export const STATUS_UNKNOWN_SA: u8 = 8;      // SPI is not the SA's
 export const STATUS_BAD_NEXT_HEADER: u8 = 9; // next header is not 4 (IPv4) or 41 (IPv6)
 export const STATUS_SEQ_EXHAUSTED: u8 = 10;  // the sequence counter would wrap: SA must be rekeyed
 export const STATUS_DUMMY: u8 = 11;          // next header 59: a dummy packet (RFC 4303 §2.6), dropped
+export const STATUS_WORKER_FAILED: u8 = 12;  // set by the engine when a worker died; never by the kernel

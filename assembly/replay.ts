@@ -50,6 +50,16 @@ export function replayCheck(sa: usize, seqLow: u32): u8 {
   const window = load<u32>(sa + SA_WINDOW);
   const seq: u64 = (load<u32>(sa + SA_FLAGS) & SA_FLAG_ESN) ? inferEsn(top, seqLow, window) : <u64>seqLow;
   checkedSeq = seq;
+  return replayCheckFull(sa, seq);
+}
+
+/**
+ * The window check for a full sequence number already known (e.g. one a
+ * worker authenticated): STATUS_OK, STATUS_REPLAY or STATUS_TOO_OLD.
+ */
+export function replayCheckFull(sa: usize, seq: u64): u8 {
+  const top = load<u64>(sa + SA_SEQ);
+  const window = load<u32>(sa + SA_WINDOW);
   if (seq == 0) return STATUS_TOO_OLD;
   if (seq > top) return STATUS_OK;
   if (top - seq >= <u64>window) return STATUS_TOO_OLD;

@@ -97,8 +97,14 @@ export function checkBytes(name: string, value: unknown, length?: number): asser
   }
 }
 
-function describe(value: unknown): string {
+/**
+ * Names a value for an error message without echoing its contents: a key
+ * passed in the wrong place must not end up in a log line.
+ */
+export function describe(value: unknown): string {
+  if (typeof value === "number" || typeof value === "bigint" || typeof value === "boolean") return String(value);
   if (value === null) return "null";
+  if (ArrayBuffer.isView(value)) return `${value.constructor.name}(${value.byteLength} bytes)`;
   if (typeof value === "object") return value.constructor?.name ?? "object";
   return typeof value;
 }

@@ -15,7 +15,7 @@
  * inb.open(esp).status;                       // "replay"
  * ```
  */
-import { checkBytes } from "./crypto.js";
+import { checkBytes, describe } from "./crypto.js";
 import { localKernel, SCRATCH_DESCRIPTOR } from "./kernel/localKernel.js";
 import {
   D_BUF, D_LEN, D_SA, D_STATUS, D_NEXT_HEADER, D_FLAGS, D_SEQ, D_IV, D_FLAG_IV, DESCRIPTOR_SIZE,
@@ -105,7 +105,7 @@ export class OutboundSa extends SaBase {
   seal(innerPacket: Uint8Array, nextHeader = NEXT_HEADER_IPV4, knownAnswer?: { seq: bigint; iv: bigint }): Uint8Array {
     checkBytes("innerPacket", innerPacket);
     if (!Number.isInteger(nextHeader) || nextHeader < 0 || nextHeader > 255) {
-      throw new RangeError(`nextHeader must be an integer from 0 to 255, got ${String(nextHeader)}`);
+      throw new RangeError(`nextHeader must be an integer from 0 to 255, got ${describe(nextHeader)}`);
     }
     const local = localKernel();
     const record = this.record;

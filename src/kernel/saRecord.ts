@@ -2,7 +2,7 @@
  * Writing and validating SA records (layout: ./layout.ts). Shared by the
  * one-shot ESP API and the engine, which keep SA records in different memories.
  */
-import { checkBytes } from "../crypto.js";
+import { checkBytes, describe } from "../crypto.js";
 import {
   KEY_BYTES, SALT_BYTES, REPLAY_WINDOW_MIN, REPLAY_WINDOW_MAX,
   SA_SPI, SA_FLAGS, SA_SEQ, SA_SALT, SA_WINDOW, SA_KEY, SA_WORD_MASK, SA_FLAG_ESN,
@@ -37,18 +37,18 @@ export function validateSa(params: SaParams, replayWindow: unknown = 1024, seq: 
   if (typeof params !== "object" || params === null) throw new TypeError("SA parameters must be an object");
   const { spi, key, salt, esn = false } = params;
   if (!Number.isInteger(spi) || spi < 1 || spi > 0xffffffff) {
-    throw new RangeError(`spi must be an integer from 1 to 4294967295, got ${String(spi)}`);
+    throw new RangeError(`spi must be an integer from 1 to 4294967295, got ${describe(spi)}`);
   }
   checkBytes("key", key, KEY_BYTES);
   checkBytes("salt", salt, SALT_BYTES);
   if (typeof esn !== "boolean") throw new TypeError(`esn must be a boolean, got ${typeof esn}`);
   if (typeof replayWindow !== "number" || !Number.isInteger(replayWindow) || replayWindow % 64 !== 0 ||
       replayWindow < REPLAY_WINDOW_MIN || replayWindow > REPLAY_WINDOW_MAX) {
-    throw new RangeError(`replayWindow must be a multiple of 64 from ${REPLAY_WINDOW_MIN} to ${REPLAY_WINDOW_MAX}, got ${String(replayWindow)}`);
+    throw new RangeError(`replayWindow must be a multiple of 64 from ${REPLAY_WINDOW_MIN} to ${REPLAY_WINDOW_MAX}, got ${describe(replayWindow)}`);
   }
   const limit = esn ? 0xffffffffffffffffn : 0xffffffffn;
   if (typeof seq !== "bigint" || seq < 0n || seq > limit) {
-    throw new RangeError(`seq must be a bigint from 0 to ${limit}, got ${String(seq)}`);
+    throw new RangeError(`seq must be a bigint from 0 to ${limit}, got ${describe(seq)}`);
   }
   return { spi, key, salt, esn, replayWindow, seq };
 }

@@ -15,6 +15,8 @@
  * - `bad-next-header`: the next header is neither 4 (IPv4) nor 41 (IPv6)
  * - `seq-exhausted`: sealing refused, the sequence counter would wrap; rekey
  * - `dummy`: next header 59, a dummy packet (RFC 4303 §2.6), dropped
+ * - `worker-failed`: (engine) the worker running the batch threw or died; the
+ *   packet was neither sealed nor opened. Never produced by the kernel itself.
  */
 export type PacketStatus =
   | "ok"
@@ -28,7 +30,8 @@ export type PacketStatus =
   | "unknown-sa"
   | "bad-next-header"
   | "seq-exhausted"
-  | "dummy";
+  | "dummy"
+  | "worker-failed";
 
 /** Index = the kernel's status number. */
 export const PACKET_STATUSES: readonly PacketStatus[] = [
@@ -44,7 +47,12 @@ export const PACKET_STATUSES: readonly PacketStatus[] = [
   "bad-next-header",
   "seq-exhausted",
   "dummy",
+  "worker-failed",
 ];
+
+/** The kernel status numbers the engine uses by name. */
+export const STATUS_OK = 0;
+export const STATUS_WORKER_FAILED = 12;
 
 export function statusName(code: number): PacketStatus {
   const name = PACKET_STATUSES[code];

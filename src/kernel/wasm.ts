@@ -16,6 +16,12 @@ export interface KernelExports {
   esp_open(descriptor: number): void;
   seal_batch(descriptors: number, count: number): void;
   open_batch(descriptors: number, count: number): void;
+  /** Opens without committing sequence numbers (several threads per SA); commit_batch commits. */
+  open_batch_deferred(descriptors: number, count: number): void;
+  /** Re-checks and commits a deferred batch's sequence numbers, on the one thread owning the windows. */
+  commit_batch(descriptors: number, count: number): void;
+  /** Gives each descriptor its SA's next outbound sequence number (0 when exhausted). */
+  assign_seq(descriptors: number, count: number): void;
   next_seq(sa: number): bigint;
   replay_accept(sa: number, seqLow: number): number;
   replay_check(sa: number, seqLow: number): number;

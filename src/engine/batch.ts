@@ -1,0 +1,137 @@
+/**
+ * A batch: up to batchSize packets, each in a slot of the engine's memory,
+ * described by descriptors in one batch region. Building, submitting and
+ * reading a batch allocates nothing per packet.
+ *
+ * Buffer contract. Sealing: the inner packet of `length` bytes is at
+ * engine.packetOffset(slot); after completion the ESP packet is at
+ * batch.offset(i) with batch.length(i) bytes. Opening: the ESP packet of
+ * `length` bytes is at engine.espOffset(slot); after completion, when
+ * batch.status(i) is "ok", the inner packet is at batch.offset(i) with
+ * batch.length(i) bytes and protocol batch.nextHeader(i).
+ */
+import {
+  D_BUF, D_LEN, D_SA, D_STATUS, D_NEXT_HEADER, D_FLAGS, D_SEQ, DESCRIPTOR_SIZE, ESP_HEADER,
+} from "../kernel/layout.js";
+import { statusName, type PacketStatus } from "../kernel/status.js";
+import type { SaHandle } from "./saTable.js";
+
+/** What a batch needs from its engine. */
+export interface BatchHost {
+  readonly view: DataView;
+  espOffset(slot: number): number;
+  checkSa(sa: SaHandle, direction: "in" | "out"): void;
+  releaseBatch(batch: Batch): void;
+}
+
+export class Batch {
+  /** Packets added so far. */
+  count = 0;
+  /** @internal */
+  readonly slots: Int32Array;
+  /** @internal the length each packet was added with */
+  readonly inputLengths: Int32Array;
+  /** @internal the SA of each packet, for counters */
+  readonly sas: (SaHandle | undefined)[];
+  /** @internal set while submitted */
+  onComplete: ((batch: Batch) => void) | undefined;
+  /** @internal */
+  submitted = false;
+  #released = false;
+
+  /** @internal */
+  constructor(
+    private readonly host: BatchHost,
+    readonly op: "seal" | "open",
+    /** @internal batch region index */
+    readonly region: number,
+    /** Byte offset of the first descriptor. */
+    readonly descriptors: number,
+    readonly capacity: number,
+  ) {
+    this.slots = new Int32Array(capacity);
+    this.inputLengths = new Int32Array(capacity);
+    this.sas = new Array<SaHandle | undefined>(capacity);
+  }
+
+  /** Whether another packet fits. */
+  get full(): boolean {
+    return this.count === this.capacity;
+  }
+
+  /**
+   * Adds the packet in `slot` (see the buffer contract above). The batch takes
+   * over the slot: release() returns it to the pool.
+   * @param nextHeader sealing only: 4 (IPv4, default) or 41 (IPv6)
+   * @returns false when the batch is full
+   */
+  add(slot: number, sa: SaHandle, length: number, nextHeader = 4): boolean {
+    if (this.submitted || this.#released) throw new Error("this batch was already submitted");
+    if (this.count === this.capacity) return false;
+    this.host.checkSa(sa, this.op === "seal" ? "out" : "in");
+    const view = this.host.view;
+    const d = this.descriptors + this.count * DESCRIPTOR_SIZE;
+    view.setUint32(d + D_BUF, this.host.espOffset(slot), true);
+    view.setUint32(d + D_LEN, length, true);
+    view.setUint32(d + D_SA, sa.record, true);
+    view.setUint8(d + D_STATUS, 0);
+    view.setUint8(d + D_NEXT_HEADER, nextHeader);
+    view.setUint8(d + D_FLAGS, 0);
+    view.setBigUint64(d + D_SEQ, 0n, true);
+    this.slots[this.count] = slot;
+    this.inputLengths[this.count] = length;
+    this.sas[this.count] = sa;
+    sa.pending++;
+    this.count++;
+    return true;
+  }
+
+  /** Packet i's outcome. */
+  status(i: number): PacketStatus {
+    return statusName(this.statusCode(i));
+  }
+
+  /** Packet i's outcome as the kernel's number (0 = ok); cheaper than status(). */
+  statusCode(i: number): number {
+    return this.host.view.getUint8(this.descriptor(i) + D_STATUS);
+  }
+
+  /** Byte offset of packet i's result in engine.bytes: the ESP packet (seal) or the inner packet (open). */
+  offset(i: number): number {
+    const buf = this.host.view.getUint32(this.descriptor(i) + D_BUF, true);
+    return this.op === "seal" ? buf : buf + ESP_HEADER;
+  }
+
+  /** Length of packet i's result. */
+  length(i: number): number {
+    return this.host.view.getUint32(this.descriptor(i) + D_LEN, true);
+  }
+
+  /** Opening: the inner packet's protocol (4 or 41). */
+  nextHeader(i: number): number {
+    return this.host.view.getUint8(this.descriptor(i) + D_NEXT_HEADER);
+  }
+
+  /** The sequence number packet i was sealed with, or (opening) its authenticated number. */
+  seq(i: number): bigint {
+    return this.host.view.getBigUint64(this.descriptor(i) + D_SEQ, true);
+  }
+
+  /** The slot packet i is in. */
+  slot(i: number): number {
+    return this.slots[i]!;
+  }
+
+  /** Returns the batch's slots and its batch region to the engine. Call once, after completion. */
+  release(): void {
+    if (this.#released) throw new Error("this batch was already released");
+    if (this.submitted && this.onComplete !== undefined) throw new Error("this batch has not completed yet");
+    this.#released = true;
+    this.host.releaseBatch(this);
+  }
+
+  private descriptor(i: number): number {
+    if (!(i >= 0 && i < this.count)) throw new RangeError(`packet ${i} is not in this batch of ${this.count}`);
+    return this.descriptors + i * DESCRIPTOR_SIZE;
+  }
+}

@@ -1,0 +1,421 @@
+/**
+ * The engine: one shared WebAssembly memory, a slot pool, Piscina workers
+ * running the kernel, and in-order completion.
+ *
+ * Threads. The main thread owns the slot pool, the SA table, the outbound
+ * sequence counters and the replay windows: it assigns sequence numbers before
+ * a seal batch leaves and commits an open batch's numbers when it completes,
+ * in submission order, on its own kernel instance (the "one place" that
+ * commits, so a duplicate opened by two workers at once is accepted once).
+ * Workers only seal and open. A task is { op, descriptors, count }: three
+ * numbers; packets stay in the shared memory.
+ *
+ * Backpressure: when no slot or no batch region is free, acquireSlot returns
+ * -1 and beginBatch returns null (the zero-copy path) and the convenient
+ * seal/open reject with EngineError "backpressure"; each counts in
+ * stats().backpressure, and "drain" is emitted once something is free again.
+ * Batch regions bound the batches in flight; nothing queues without bound.
+ *
+ * @example
+ * ```ts
+ * import { createEngine } from "sluice";
+ * const engine = await createEngine({ workers: 2 });
+ * const out = engine.addSa({ direction: "out", spi: 0x1001, key, salt });
+ * const inb = engine.addSa({ direction: "in", spi: 0x1001, key, salt, replayWindow: 1024 });
+ * const sealed = await engine.seal(out, [packetA, packetB]);
+ * const { packets, statuses } = await engine.open(inb, sealed);
+ * await engine.close();
+ * ```
+ */
+import { EventEmitter } from "node:events";
+import { availableParallelism } from "node:os";
+import { Piscina } from "piscina";
+import { kernelModule, createKernelMemory, instantiateKernel, type KernelExports } from "../kernel/wasm.js";
+import { D_STATUS, DESCRIPTOR_SIZE, REPLAY_WINDOW_MAX } from "../kernel/layout.js";
+import { STATUS_OK, STATUS_WORKER_FAILED, type PacketStatus, statusName } from "../kernel/status.js";
+import { describe } from "../crypto.js";
+import { computeLayout, descriptorsAt, packetAt, espAt, type EngineLayout } from "./layout.js";
+import { SlotPool } from "./slotPool.js";
+import { InOrder } from "./inOrder.js";
+import { Batch, type BatchHost } from "./batch.js";
+import { SaTable, SaHandle, type EngineSaParams } from "./saTable.js";
+import { EngineError } from "./errors.js";
+import { countPacket, emptyDirection, type EngineStats, type DirectionCounters } from "./stats.js";
+import type { KernelTask, KernelWorkerData } from "../workers/kernelWorker.js";
+
+export interface EngineOptions {
+  /** Worker threads (default: the number of cores). */
+  workers?: number;
+  /** Packet buffers (default 4096). */
+  slots?: number;
+  /** Bytes per buffer, headroom and tailroom included (default 2048). */
+  slotSize?: number;
+  /** Most packets per batch (default 64). */
+  batchSize?: number;
+  /** Batches in flight at once, both directions together (default workers × 4). */
+  maxInFlight?: number;
+  /** SAs at once (default 256). */
+  maxSas?: number;
+  /** Largest replay window an inbound SA may have (default 8192). */
+  maxReplayWindow?: number;
+  /** Tasks Piscina hands one worker before the previous finished, so it never idles (default 2). */
+  tasksPerWorker?: number;
+  /** @internal tests: a worker module to use instead of the kernel worker */
+  workerFilename?: string | URL;
+}
+
+interface Delivery {
+  batch: Batch;
+  failed: boolean;
+}
+
+/** Resolves when every submitted batch was delivered. */
+type Waiter = () => void;
+
+export class Engine extends EventEmitter implements BatchHost {
+  /** The whole shared memory; packets are read and written through it. */
+  readonly bytes: Uint8Array;
+  /** @internal */
+  readonly view: DataView;
+  readonly layout: EngineLayout;
+  readonly memory: WebAssembly.Memory;
+  readonly #kernel: KernelExports;
+  readonly #pool: Piscina<KernelTask, number>;
+  readonly #slots: SlotPool;
+  readonly #freeRegions: number[] = [];
+  readonly #batches: (Batch | undefined)[];
+  readonly #sas: SaTable;
+  readonly #order: { seal: InOrder<Delivery>; open: InOrder<Delivery> };
+  readonly #stats = { seal: emptyDirection(), open: emptyDirection(), backpressure: 0, workerFailures: 0, workerRestarts: 0 };
+  #inFlight = 0;
+  #closing = false;
+  #closed = false;
+  #wantDrain = false;
+  #idleWaiters: Waiter[] = [];
+
+  /** Use createEngine. */
+  private constructor(layout: EngineLayout, memory: WebAssembly.Memory, pool: Piscina<KernelTask, number>, kernel: KernelExports) {
+    super();
+    this.layout = layout;
+    this.memory = memory;
+    this.bytes = new Uint8Array(memory.buffer);
+    this.view = new DataView(memory.buffer);
+    this.#kernel = kernel;
+    this.#pool = pool;
+    this.#slots = new SlotPool(layout.slotCount);
+    for (let r = layout.maxInFlight - 1; r >= 0; r--) this.#freeRegions.push(r);
+    this.#batches = new Array<Batch | undefined>(layout.maxInFlight);
+    this.#sas = new SaTable(layout, this.bytes, this.view);
+    const deliver = (delivery: Delivery): void => this.#deliver(delivery);
+    this.#order = { seal: new InOrder(layout.maxInFlight, deliver), open: new InOrder(layout.maxInFlight, deliver) };
+    pool.on("workerDestroy", () => {
+      if (!this.#closing) this.#stats.workerRestarts++;
+    });
+    pool.on("error", (error: unknown) => this.emit("workerError", error));
+  }
+
+  /** @internal */
+  static async create(options: EngineOptions = {}): Promise<Engine> {
+    const workers = option("workers", options.workers, Math.max(1, availableParallelism()), 1, 256);
+    const slotSize = option("slotSize", options.slotSize, 2048, 256, 65536 + 512);
+    const layout = computeLayout({
+      slotCount: option("slots", options.slots, 4096, 1, 1 << 20),
+      slotSize,
+      batchSize: option("batchSize", options.batchSize, 64, 1, 4096),
+      maxInFlight: option("maxInFlight", options.maxInFlight, workers * 4, 1, 4096),
+      maxSas: option("maxSas", options.maxSas, 256, 1, 65536),
+      maxReplayWindow: option("maxReplayWindow", options.maxReplayWindow, 8192, 64, REPLAY_WINDOW_MAX),
+    });
+    if (layout.totalBytes > 2 ** 32 - 65536) throw new RangeError(`the engine would need ${layout.totalBytes} bytes of memory; wasm32 allows 4 GiB: use fewer or smaller slots`);
+    const tasksPerWorker = option("tasksPerWorker", options.tasksPerWorker, 2, 1, 64);
+    const memory = createKernelMemory(layout.pages, layout.pages);
+    const module = kernelModule();
+    const workerData: KernelWorkerData = { module, memory, batchSize: layout.batchSize, scratchBytes: layout.scratchBytes };
+    const filename = options.workerFilename ?? new URL("../workers/kernelWorker.js", import.meta.url);
+    const pool = new Piscina<KernelTask, number>({
+      filename: filename instanceof URL ? filename.href : filename,
+      minThreads: workers,
+      maxThreads: workers,
+      idleTimeout: Number.POSITIVE_INFINITY,
+      concurrentTasksPerWorker: tasksPerWorker,
+      maxQueue: layout.maxInFlight,
+      workerData,
+    });
+    const engine = new Engine(layout, memory, pool, instantiateKernel(memory, module));
+    // Start every worker now, so the first batch does not pay for loading.
+    await Promise.all(Array.from({ length: workers }, () => pool.run({ op: "noop", descriptors: 0, count: 0 })));
+    return engine;
+  }
+
+  // ---- SAs -------------------------------------------------------------
+
+  /**
+   * Adds an SA. Outbound SAs seal, inbound SAs open; their records (key,
+   * salt, counter, window) live in the shared memory.
+   * @throws TypeError / RangeError naming the bad parameter
+   */
+  addSa(params: EngineSaParams): SaHandle {
+    this.#checkOpen();
+    return this.#sas.add(params);
+  }
+
+  /** Removes an SA; its key is wiped as soon as no packet in flight uses it. */
+  removeSa(handle: SaHandle): void {
+    this.#sas.remove(handle);
+  }
+
+  /** @internal */
+  checkSa(sa: SaHandle, direction: "in" | "out"): void {
+    this.#sas.check(sa, direction);
+  }
+
+  // ---- the zero-copy path ------------------------------------------------
+
+  /** The longest inner packet a slot holds. */
+  get maxPacket(): number {
+    return this.layout.maxPacket;
+  }
+
+  /** Takes a free slot; -1 when none is free (counted as backpressure; "drain" follows). */
+  acquireSlot(): number {
+    const slot = this.#slots.acquire();
+    if (slot < 0) this.#backpressure();
+    return slot;
+  }
+
+  /** Returns a slot taken with acquireSlot and not given to a batch. */
+  releaseSlot(slot: number): void {
+    this.#slots.release(slot);
+    this.#maybeDrain();
+  }
+
+  /** Where an inner packet goes in a slot (byte offset in `bytes`). */
+  packetOffset(slot: number): number {
+    return packetAt(this.layout, slot);
+  }
+
+  /** Where a received ESP packet goes in a slot (byte offset in `bytes`). */
+  espOffset(slot: number): number {
+    return espAt(this.layout, slot);
+  }
+
+  /** An empty batch, or null when every batch region is in use (backpressure). */
+  beginBatch(op: "seal" | "open"): Batch | null {
+    this.#checkOpen();
+    if (op !== "seal" && op !== "open") throw new TypeError(`op must be "seal" or "open", got ${describe(op)}`);
+    const region = this.#freeRegions.pop();
+    if (region === undefined) {
+      this.#backpressure();
+      return null;
+    }
+    const batch = new Batch(this, op, region, descriptorsAt(this.layout, region), this.layout.batchSize);
+    this.#batches[region] = batch;
+    return batch;
+  }
+
+  /**
+   * Hands a batch to the workers. `onComplete` runs once, in submission order
+   * per direction, with every status set; then read the results and call
+   * batch.release().
+   */
+  submit(batch: Batch, onComplete: (batch: Batch) => void): void {
+    this.#checkOpen();
+    if (this.#batches[batch.region] !== batch || batch.submitted) throw new Error("this batch is not open for submission");
+    const ticket = this.#order[batch.op].issue();
+    if (ticket < 0) throw new Error("internal: more batches in flight than batch regions");
+    batch.submitted = true;
+    batch.onComplete = onComplete;
+    this.#inFlight++;
+    if (batch.count === 0) {
+      this.#order[batch.op].complete(ticket, { batch, failed: false });
+      return;
+    }
+    if (batch.op === "seal") this.#kernel.assign_seq(batch.descriptors, batch.count);
+    this.#pool.run({ op: batch.op, descriptors: batch.descriptors, count: batch.count }).then(
+      () => this.#order[batch.op].complete(ticket, { batch, failed: false }),
+      () => this.#order[batch.op].complete(ticket, { batch, failed: true }),
+    );
+  }
+
+  #deliver({ batch, failed }: Delivery): void {
+    const direction = this.#stats[batch.op];
+    direction.batches++;
+    if (failed) {
+      this.#stats.workerFailures++;
+      for (let i = 0; i < batch.count; i++) this.view.setUint8(batch.descriptors + i * DESCRIPTOR_SIZE + D_STATUS, STATUS_WORKER_FAILED);
+    } else if (batch.op === "open") {
+      this.#kernel.commit_batch(batch.descriptors, batch.count);
+    }
+    for (let i = 0; i < batch.count; i++) {
+      const sa = batch.sas[i]!;
+      const status = this.view.getUint8(batch.descriptors + i * DESCRIPTOR_SIZE + D_STATUS);
+      // Bytes count inner packets both ways: the input of a seal, the output of an open.
+      const bytes = status !== STATUS_OK ? 0 : batch.op === "seal" ? batch.inputLengths[i]! : batch.length(i);
+      countPacket(direction, sa, status, bytes);
+      this.#sas.settle(sa, 1);
+    }
+    const onComplete = batch.onComplete!;
+    batch.onComplete = undefined;
+    this.#inFlight--;
+    try {
+      onComplete(batch);
+    } finally {
+      if (this.#inFlight === 0) for (const wake of this.#idleWaiters.splice(0)) wake();
+    }
+  }
+
+  /** @internal */
+  releaseBatch(batch: Batch): void {
+    for (let i = 0; i < batch.count; i++) this.#slots.release(batch.slots[i]!);
+    if (!batch.submitted) for (let i = 0; i < batch.count; i++) this.#sas.settle(batch.sas[i]!, 1);
+    this.#batches[batch.region] = undefined;
+    this.#freeRegions.push(batch.region);
+    this.#maybeDrain();
+  }
+
+  // ---- the convenient path ----------------------------------------------
+
+  /**
+   * Seals packets (copies in, seals on the workers, copies out).
+   * @returns the ESP packets, in order
+   * @throws EngineError "backpressure" when slots or batch regions are short,
+   *   "seq-exhausted" when the SA's counter ran out, "worker-failed"
+   */
+  async seal(sa: SaHandle, packets: Uint8Array[]): Promise<Uint8Array[]> {
+    const batches = await this.#runConvenient("seal", sa, packets);
+    const out: Uint8Array[] = [];
+    let failure: PacketStatus | undefined;
+    for (const batch of batches) {
+      for (let i = 0; i < batch.count; i++) {
+        if (batch.statusCode(i) === STATUS_OK) out.push(this.bytes.slice(batch.offset(i), batch.offset(i) + batch.length(i)));
+        else failure ??= batch.status(i);
+      }
+      batch.release();
+    }
+    if (failure !== undefined) {
+      throw new EngineError(failure === "seq-exhausted" ? "seq-exhausted" : "worker-failed", `sealing failed: ${failure}`);
+    }
+    return out;
+  }
+
+  /**
+   * Opens ESP packets (copies in, opens on the workers, commits the replay
+   * window in order, copies out). Never throws for a bad packet.
+   * @returns for each packet its status and, when "ok", the inner packet
+   */
+  async open(sa: SaHandle, packets: Uint8Array[]): Promise<{ packets: (Uint8Array | null)[]; statuses: PacketStatus[] }> {
+    const batches = await this.#runConvenient("open", sa, packets);
+    const opened: (Uint8Array | null)[] = [];
+    const statuses: PacketStatus[] = [];
+    for (const batch of batches) {
+      for (let i = 0; i < batch.count; i++) {
+        const status = batch.status(i);
+        statuses.push(status);
+        opened.push(status === "ok" ? this.bytes.slice(batch.offset(i), batch.offset(i) + batch.length(i)) : null);
+      }
+      batch.release();
+    }
+    return { packets: opened, statuses };
+  }
+
+  async #runConvenient(op: "seal" | "open", sa: SaHandle, packets: Uint8Array[]): Promise<Batch[]> {
+    this.#checkOpen();
+    this.#sas.check(sa, op === "seal" ? "out" : "in");
+    if (!Array.isArray(packets)) throw new TypeError(`packets must be an array of Uint8Array, got ${describe(packets)}`);
+    const limit = op === "seal" ? this.layout.maxPacket : this.layout.maxPacket + 32;
+    packets.forEach((packet, i) => {
+      if (!(packet instanceof Uint8Array)) throw new TypeError(`packets[${i}] must be a Uint8Array, got ${describe(packet)}`);
+      if (packet.length > limit) throw new RangeError(`packets[${i}] is ${packet.length} bytes; slots of this engine hold at most ${limit}`);
+    });
+    const batchCount = Math.ceil(packets.length / this.layout.batchSize);
+    if (this.#slots.available < packets.length || this.#freeRegions.length < batchCount) {
+      this.#backpressure();
+      throw new EngineError("backpressure", `not enough free slots or batch regions for ${packets.length} packets; retry after "drain"`);
+    }
+    const batches: Batch[] = [];
+    let next = 0;
+    for (let b = 0; b < batchCount; b++) {
+      const batch = this.beginBatch(op)!;
+      for (; next < packets.length && !batch.full; next++) {
+        const packet = packets[next]!;
+        const slot = this.#slots.acquire();
+        this.bytes.set(packet, op === "seal" ? this.packetOffset(slot) : this.espOffset(slot));
+        batch.add(slot, sa, packet.length);
+      }
+      batches.push(batch);
+    }
+    await Promise.all(batches.map((batch) => new Promise<void>((resolve) => this.submit(batch, () => resolve()))));
+    return batches;
+  }
+
+  // ---- state -------------------------------------------------------------
+
+  /** Counters per engine and per SA; see EngineStats. */
+  stats(): EngineStats {
+    const copy = (d: DirectionCounters): DirectionCounters => ({ ...d, drops: { ...d.drops } });
+    return {
+      seal: copy(this.#stats.seal),
+      open: copy(this.#stats.open),
+      backpressure: this.#stats.backpressure,
+      workerFailures: this.#stats.workerFailures,
+      workerRestarts: this.#stats.workerRestarts,
+      inFlight: this.#inFlight,
+      slots: { total: this.layout.slotCount, free: this.#slots.available },
+      sas: [...this.#sas.live].map((sa) => ({
+        spi: sa.spi, direction: sa.direction, seq: this.#sas.seq(sa),
+        packets: sa.counters.packets, bytes: sa.counters.bytes, drops: { ...sa.counters.drops },
+      })),
+    };
+  }
+
+  /** Batches submitted and not yet delivered. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /**
+   * Waits for the batches in flight, stops the workers and wipes the shared
+   * memory (keys, keystream scratch and packets). Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.#closing) {
+      while (!this.#closed) await new Promise((resolve) => setTimeout(resolve, 5));
+      return;
+    }
+    this.#closing = true;
+    if (this.#inFlight > 0) await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+    await this.#pool.destroy();
+    this.bytes.fill(0);
+    this.#closed = true;
+  }
+
+  #checkOpen(): void {
+    if (this.#closing) throw new EngineError("closed", "this engine is closed");
+  }
+
+  #backpressure(): void {
+    this.#stats.backpressure++;
+    this.#wantDrain = true;
+  }
+
+  #maybeDrain(): void {
+    if (!this.#wantDrain || this.#freeRegions.length === 0 || this.#slots.available === 0) return;
+    this.#wantDrain = false;
+    queueMicrotask(() => this.emit("drain"));
+  }
+}
+
+function option(name: string, value: unknown, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`${name} must be an integer from ${min} to ${max}, got ${describe(value)}`);
+  }
+  return value;
+}
+
+/** Creates an engine and starts its workers. See Engine. */
+export function createEngine(options?: EngineOptions): Promise<Engine> {
+  return Engine.create(options);
+}
+
+export { statusName };

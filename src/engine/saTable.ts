@@ -1,0 +1,109 @@
+/**
+ * The SA table in shared memory: fixed-size records (kernel SA layout) that
+ * the main thread writes and the workers read. A removed SA's record is
+ * zeroed, key included, once no batch in flight still uses it.
+ */
+import { validateSa, writeSaRecord, type SaParams } from "../kernel/saRecord.js";
+import { describe } from "../crypto.js";
+import { SA_SEQ } from "../kernel/layout.js";
+import type { PacketStatus } from "../kernel/status.js";
+import type { EngineLayout } from "./layout.js";
+
+/** Parameters of engine.addSa. */
+export interface EngineSaParams extends SaParams {
+  /** "out" seals, "in" opens. */
+  direction: "in" | "out";
+  /** Inbound only: the anti-replay window in packets, a multiple of 64 (default 1024). */
+  replayWindow?: number;
+}
+
+/** Per-SA counters. */
+export interface SaCounters {
+  packets: number;
+  bytes: number;
+  drops: Partial<Record<PacketStatus, number>>;
+}
+
+/** An SA added to an engine; pass it to seal/open and to Batch.add. */
+export class SaHandle {
+  /** @internal packets of this SA in batches not yet completed */
+  pending = 0;
+  /** @internal */
+  removed = false;
+  readonly counters: SaCounters = { packets: 0, bytes: 0, drops: {} };
+
+  /** @internal */
+  constructor(
+    readonly spi: number,
+    readonly direction: "in" | "out",
+    /** @internal byte offset of the record in the engine's memory */
+    readonly record: number,
+    /** @internal */
+    readonly index: number,
+  ) {}
+}
+
+export class SaTable {
+  readonly #free: number[] = [];
+  readonly #live = new Set<SaHandle>();
+
+  constructor(private readonly layout: EngineLayout, private readonly bytes: Uint8Array, private readonly view: DataView) {
+    for (let i = layout.maxSas - 1; i >= 0; i--) this.#free.push(i);
+  }
+
+  add(params: EngineSaParams): SaHandle {
+    if (typeof params !== "object" || params === null) throw new TypeError("addSa needs an object of SA parameters");
+    if (params.direction !== "in" && params.direction !== "out") {
+      throw new TypeError(`direction must be "in" or "out", got ${describe(params.direction)}`);
+    }
+    const window = params.direction === "in" ? params.replayWindow ?? 1024 : 64;
+    if (window > this.layout.maxReplayWindow) {
+      throw new RangeError(`replayWindow must be at most this engine's maxReplayWindow (${this.layout.maxReplayWindow}), got ${window}`);
+    }
+    const spec = validateSa(params, window);
+    const index = this.#free.pop();
+    if (index === undefined) throw new RangeError(`the SA table is full (maxSas ${this.layout.maxSas})`);
+    const record = this.layout.saTableAt + index * this.layout.saStride;
+    this.bytes.fill(0, record, record + this.layout.saStride);
+    writeSaRecord(this.bytes, this.view, record, spec);
+    const handle = new SaHandle(spec.spi, params.direction, record, index);
+    this.#live.add(handle);
+    return handle;
+  }
+
+  /** Marks an SA removed; its record is wiped now or when its last packet completes. */
+  remove(handle: SaHandle): void {
+    if (!this.#live.has(handle)) throw new TypeError("not an SA of this engine, or already removed");
+    handle.removed = true;
+    this.#live.delete(handle);
+    if (handle.pending === 0) this.wipe(handle);
+  }
+
+  /** Called when packets of `handle` complete. */
+  settle(handle: SaHandle, packets: number): void {
+    handle.pending -= packets;
+    if (handle.removed && handle.pending === 0) this.wipe(handle);
+  }
+
+  check(handle: SaHandle, direction: "in" | "out"): void {
+    if (!(handle instanceof SaHandle)) throw new TypeError("expected an SaHandle from engine.addSa");
+    if (handle.removed || !this.#live.has(handle)) throw new TypeError(`SA ${handle.spi} was removed`);
+    if (handle.direction !== direction) {
+      throw new TypeError(`SA ${handle.spi} is ${handle.direction}bound; ${direction === "out" ? "sealing" : "opening"} needs an ${direction}bound SA`);
+    }
+  }
+
+  /** Last sequence number sent (out) or highest accepted (in). */
+  seq(handle: SaHandle): bigint {
+    return this.view.getBigUint64(handle.record + SA_SEQ, true);
+  }
+
+  get live(): Iterable<SaHandle> {
+    return this.#live;
+  }
+
+  private wipe(handle: SaHandle): void {
+    this.bytes.fill(0, handle.record, handle.record + this.layout.saStride);
+    this.#free.push(handle.index);
+  }
+}
