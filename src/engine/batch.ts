@@ -37,6 +37,10 @@ export class Batch {
   onComplete: ((batch: Batch) => void) | undefined;
   /** @internal */
   submitted = false;
+  /** @internal a worker finished it and it was handed to in-order delivery */
+  collected = false;
+  /** @internal its number in its direction's in-order delivery */
+  ticket = -1;
   #released = false;
 
   /** @internal */

@@ -7,14 +7,19 @@
  * a seal batch leaves and commits an open batch's numbers when it completes,
  * in submission order, on its own kernel instance (the "one place" that
  * commits, so a duplicate opened by two workers at once is accepted once).
- * Workers only seal and open. A task is { op, descriptors, count }: three
- * numbers; packets stay in the shared memory.
+ * Workers only seal and open. A batch is { op, descriptors, count }: three
+ * numbers in the shared control block (dispatch.ts); packets stay in the
+ * shared memory. Piscina hosts the workers and replaces one that dies.
  *
  * Backpressure: when no slot or no batch region is free, acquireSlot returns
  * -1 and beginBatch returns null (the zero-copy path) and the convenient
  * seal/open reject with EngineError "backpressure"; each counts in
  * stats().backpressure, and "drain" is emitted once something is free again.
  * Batch regions bound the batches in flight; nothing queues without bound.
+ *
+ * Events: "drain" (see above); "workerError" (error) when a worker thread
+ * died or failed to start, for logging: the engine has already failed its
+ * batch and started a replacement.
  *
  * @example
  * ```ts
@@ -41,7 +46,8 @@ import { Batch, type BatchHost } from "./batch.js";
 import { SaTable, SaHandle, type EngineSaParams } from "./saTable.js";
 import { EngineError } from "./errors.js";
 import { countPacket, emptyDirection, type EngineStats, type DirectionCounters } from "./stats.js";
-import type { KernelTask, KernelWorkerData } from "../workers/kernelWorker.js";
+import { ControlBlock, COMPLETE_GEN, OP_SEAL, OP_OPEN, STATE_DONE, STATE_FAILED } from "./dispatch.js";
+import type { ServeTask, KernelWorkerData } from "../workers/kernelWorker.js";
 
 export interface EngineOptions {
   /** Worker threads (default: the number of cores). */
@@ -58,8 +64,6 @@ export interface EngineOptions {
   maxSas?: number;
   /** Largest replay window an inbound SA may have (default 8192). */
   maxReplayWindow?: number;
-  /** Tasks Piscina hands one worker before the previous finished, so it never idles (default 2). */
-  tasksPerWorker?: number;
   /** @internal tests: a worker module to use instead of the kernel worker */
   workerFilename?: string | URL;
 }
@@ -69,7 +73,7 @@ interface Delivery {
   failed: boolean;
 }
 
-/** Resolves when every submitted batch was delivered. */
+/** Called when every submitted batch was delivered. */
 type Waiter = () => void;
 
 export class Engine extends EventEmitter implements BatchHost {
@@ -80,7 +84,9 @@ export class Engine extends EventEmitter implements BatchHost {
   readonly layout: EngineLayout;
   readonly memory: WebAssembly.Memory;
   readonly #kernel: KernelExports;
-  readonly #pool: Piscina<KernelTask, number>;
+  readonly #pool: Piscina<ServeTask, number>;
+  readonly #control: ControlBlock;
+  readonly #servers: Promise<void>[] = [];
   readonly #slots: SlotPool;
   readonly #freeRegions: number[] = [];
   readonly #batches: (Batch | undefined)[];
@@ -89,12 +95,16 @@ export class Engine extends EventEmitter implements BatchHost {
   readonly #stats = { seal: emptyDirection(), open: emptyDirection(), backpressure: 0, workerFailures: 0, workerRestarts: 0 };
   #inFlight = 0;
   #closing = false;
-  #closed = false;
+  #closed: Promise<void> | undefined;
   #wantDrain = false;
   #idleWaiters: Waiter[] = [];
+  /** Submissions so far, both directions: the order workers take batches in. */
+  #submissions = 0;
+  #waitingForCompletion = false;
+  #seenCompletions = 0;
 
   /** Use createEngine. */
-  private constructor(layout: EngineLayout, memory: WebAssembly.Memory, pool: Piscina<KernelTask, number>, kernel: KernelExports) {
+  private constructor(layout: EngineLayout, memory: WebAssembly.Memory, pool: Piscina<ServeTask, number>, kernel: KernelExports, workers: number) {
     super();
     this.layout = layout;
     this.memory = memory;
@@ -102,16 +112,42 @@ export class Engine extends EventEmitter implements BatchHost {
     this.view = new DataView(memory.buffer);
     this.#kernel = kernel;
     this.#pool = pool;
+    this.#control = new ControlBlock(memory.buffer, layout.controlAt, layout.maxInFlight);
     this.#slots = new SlotPool(layout.slotCount);
     for (let r = layout.maxInFlight - 1; r >= 0; r--) this.#freeRegions.push(r);
     this.#batches = new Array<Batch | undefined>(layout.maxInFlight);
     this.#sas = new SaTable(layout, this.bytes, this.view);
     const deliver = (delivery: Delivery): void => this.#deliver(delivery);
     this.#order = { seal: new InOrder(layout.maxInFlight, deliver), open: new InOrder(layout.maxInFlight, deliver) };
-    pool.on("workerDestroy", () => {
-      if (!this.#closing) this.#stats.workerRestarts++;
-    });
     pool.on("error", (error: unknown) => this.emit("workerError", error));
+    for (let worker = 0; worker < workers; worker++) this.#servers.push(this.#serve(worker));
+  }
+
+  /**
+   * Keeps worker `worker` serving batches. When its thread dies, the region
+   * it held fails, Piscina starts a new thread, and serving resumes there.
+   */
+  async #serve(worker: number): Promise<void> {
+    let failuresInARow = 0;
+    while (!this.#closing) {
+      const started = Date.now();
+      try {
+        await this.#pool.run({ worker });
+        return; // stopped by close()
+      } catch (error) {
+        if (this.#closing) return;
+        this.#stats.workerRestarts++;
+        this.emit("workerError", error);
+        for (let region = 0; region < this.layout.maxInFlight; region++) this.#control.failIfOwnedBy(region, worker);
+        this.#collect();
+        // A worker that dies as soon as it starts would otherwise be restarted forever.
+        failuresInARow = Date.now() - started > 1000 ? 1 : failuresInARow + 1;
+        if (failuresInARow > 5) {
+          this.emit("workerError", new EngineError("worker-failed", `worker ${worker} died ${failuresInARow} times in a row at start; not restarting it`));
+          return;
+        }
+      }
+    }
   }
 
   /** @internal */
@@ -127,24 +163,19 @@ export class Engine extends EventEmitter implements BatchHost {
       maxReplayWindow: option("maxReplayWindow", options.maxReplayWindow, 8192, 64, REPLAY_WINDOW_MAX),
     });
     if (layout.totalBytes > 2 ** 32 - 65536) throw new RangeError(`the engine would need ${layout.totalBytes} bytes of memory; wasm32 allows 4 GiB: use fewer or smaller slots`);
-    const tasksPerWorker = option("tasksPerWorker", options.tasksPerWorker, 2, 1, 64);
     const memory = createKernelMemory(layout.pages, layout.pages);
     const module = kernelModule();
-    const workerData: KernelWorkerData = { module, memory, batchSize: layout.batchSize, scratchBytes: layout.scratchBytes };
+    const workerData: KernelWorkerData = { module, memory, layout };
     const filename = options.workerFilename ?? new URL("../workers/kernelWorker.js", import.meta.url);
-    const pool = new Piscina<KernelTask, number>({
+    const pool = new Piscina<ServeTask, number>({
       filename: filename instanceof URL ? filename.href : filename,
       minThreads: workers,
       maxThreads: workers,
       idleTimeout: Number.POSITIVE_INFINITY,
-      concurrentTasksPerWorker: tasksPerWorker,
-      maxQueue: layout.maxInFlight,
+      concurrentTasksPerWorker: 1,
       workerData,
     });
-    const engine = new Engine(layout, memory, pool, instantiateKernel(memory, module));
-    // Start every worker now, so the first batch does not pay for loading.
-    await Promise.all(Array.from({ length: workers }, () => pool.run({ op: "noop", descriptors: 0, count: 0 })));
-    return engine;
+    return new Engine(layout, memory, pool, instantiateKernel(memory, module), workers);
   }
 
   // ---- SAs -------------------------------------------------------------
@@ -227,14 +258,42 @@ export class Engine extends EventEmitter implements BatchHost {
     batch.onComplete = onComplete;
     this.#inFlight++;
     if (batch.count === 0) {
+      batch.collected = true;
       this.#order[batch.op].complete(ticket, { batch, failed: false });
       return;
     }
     if (batch.op === "seal") this.#kernel.assign_seq(batch.descriptors, batch.count);
-    this.#pool.run({ op: batch.op, descriptors: batch.descriptors, count: batch.count }).then(
-      () => this.#order[batch.op].complete(ticket, { batch, failed: false }),
-      () => this.#order[batch.op].complete(ticket, { batch, failed: true }),
-    );
+    batch.ticket = ticket;
+    this.#control.submit(batch.region, batch.op === "seal" ? OP_SEAL : OP_OPEN, batch.count, this.#submissions++);
+    this.#awaitCompletions();
+  }
+
+  /** Arms one wake-up for the next completion a worker publishes. */
+  #awaitCompletions(): void {
+    if (this.#waitingForCompletion) return;
+    this.#waitingForCompletion = true;
+    const wait = Atomics.waitAsync(this.#control.words, COMPLETE_GEN, this.#seenCompletions);
+    if (wait.async) wait.value.then(() => this.#collect());
+    else queueMicrotask(() => this.#collect());
+  }
+
+  /** Delivers every batch a worker finished (in order, via InOrder), then waits for more. */
+  #collect(): void {
+    this.#waitingForCompletion = false;
+    this.#seenCompletions = Atomics.load(this.#control.words, COMPLETE_GEN);
+    for (const batch of this.#batches) {
+      if (batch === undefined || !batch.submitted || batch.collected) continue;
+      const state = this.#control.state(batch.region);
+      if (state !== STATE_DONE && state !== STATE_FAILED) continue;
+      batch.collected = true;
+      this.#order[batch.op].complete(batch.ticket, { batch, failed: state === STATE_FAILED });
+    }
+    if (this.#hasUncollected()) this.#awaitCompletions();
+  }
+
+  #hasUncollected(): boolean {
+    for (const batch of this.#batches) if (batch !== undefined && batch.submitted && !batch.collected) return true;
+    return false;
   }
 
   #deliver({ batch, failed }: Delivery): void {
@@ -269,6 +328,7 @@ export class Engine extends EventEmitter implements BatchHost {
     for (let i = 0; i < batch.count; i++) this.#slots.release(batch.slots[i]!);
     if (!batch.submitted) for (let i = 0; i < batch.count; i++) this.#sas.settle(batch.sas[i]!, 1);
     this.#batches[batch.region] = undefined;
+    this.#control.free(batch.region);
     this.#freeRegions.push(batch.region);
     this.#maybeDrain();
   }
@@ -377,16 +437,17 @@ export class Engine extends EventEmitter implements BatchHost {
    * Waits for the batches in flight, stops the workers and wipes the shared
    * memory (keys, keystream scratch and packets). Idempotent.
    */
-  async close(): Promise<void> {
-    if (this.#closing) {
-      while (!this.#closed) await new Promise((resolve) => setTimeout(resolve, 5));
-      return;
-    }
+  close(): Promise<void> {
+    return (this.#closed ??= this.#shutDown());
+  }
+
+  async #shutDown(): Promise<void> {
     this.#closing = true;
     if (this.#inFlight > 0) await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+    this.#control.stop();
+    await Promise.all(this.#servers);
     await this.#pool.destroy();
     this.bytes.fill(0);
-    this.#closed = true;
   }
 
   #checkOpen(): void {

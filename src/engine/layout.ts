@@ -3,6 +3,7 @@
  * kernel, the workers and the main thread use comes from here.
  *
  *   [0, 64)                 never used: address 0 means "none"
+ *   control block           batch hand-over between threads (dispatch.ts)
  *   SA table                maxSas records of saStride bytes (kernel SA layout)
  *   batch regions           maxInFlight × (batchSize descriptors ‖ open scratch)
  *   slots                   slotCount packet buffers of slotSize bytes
@@ -14,6 +15,7 @@
  * the headroom is for outer headers an I/O path may add.
  */
 import { DESCRIPTOR_SIZE, ESP_HEADER, ESP_TRAILER_MAX, saRecordSize } from "../kernel/layout.js";
+import { controlBytes } from "./dispatch.js";
 
 /** Bytes before the inner packet in a slot. */
 export const HEADROOM = 64;
@@ -28,6 +30,7 @@ export interface LayoutOptions {
 }
 
 export interface EngineLayout extends LayoutOptions {
+  controlAt: number;
   saTableAt: number;
   saStride: number;
   batchRegionsAt: number;
@@ -51,7 +54,8 @@ export function computeLayout(options: LayoutOptions): EngineLayout {
   const { slotCount, slotSize, batchSize, maxInFlight, maxSas, maxReplayWindow } = options;
   const maxPacket = slotSize - HEADROOM - ESP_TRAILER_MAX;
   const saStride = align(saRecordSize(maxReplayWindow), 64);
-  const saTableAt = 64;
+  const controlAt = 64;
+  const saTableAt = align(controlAt + controlBytes(maxInFlight), 64);
   // Opening stitched needs the keystream of the whole ciphertext (aead.ts, scratchNeeded).
   const scratchBytes = align(slotSize + 64, 256);
   const batchRegionSize = align(batchSize * DESCRIPTOR_SIZE, 64) + scratchBytes;
@@ -59,7 +63,7 @@ export function computeLayout(options: LayoutOptions): EngineLayout {
   const slotsAt = align(batchRegionsAt + maxInFlight * batchRegionSize, 64);
   const totalBytes = slotsAt + slotCount * slotSize;
   return {
-    ...options, saTableAt, saStride, batchRegionsAt, batchRegionSize, scratchBytes, slotsAt, maxPacket,
+    ...options, controlAt, saTableAt, saStride, batchRegionsAt, batchRegionSize, scratchBytes, slotsAt, maxPacket,
     totalBytes, pages: Math.ceil(totalBytes / PAGE),
   };
 }

@@ -1,42 +1,72 @@
 /**
  * The Piscina worker: one kernel instance on the engine's shared memory.
- * It receives the compiled module and the memory once (workerData); a task
- * names only where its descriptors are and how many. No packet byte is ever
- * posted to or from this thread.
+ * It receives the compiled module and the memory once (workerData), then runs
+ * one long task, `serve`, which takes batches from the engine's control
+ * block (src/engine/dispatch.ts) until told to stop. A batch is only
+ * { op, descriptors, count } in shared words; no packet byte is ever posted
+ * to or from this thread.
  */
 import { workerData } from "node:worker_threads";
 import { instantiateKernel } from "../kernel/wasm.js";
-import { scratchAt } from "../engine/layout.js";
+import { descriptorsAt, scratchAt, type EngineLayout } from "../engine/layout.js";
+import { ControlBlock, OP_SEAL, OP_OPEN, STOP, SUBMIT_GEN } from "../engine/dispatch.js";
 
 /** What the engine sends each worker once. */
 export interface KernelWorkerData {
   module: WebAssembly.Module;
   memory: WebAssembly.Memory;
-  batchSize: number;
-  scratchBytes: number;
+  layout: EngineLayout;
 }
 
-/** One batch: `count` descriptors starting at byte `descriptors`. "noop" starts a worker, or measures dispatch. */
-export interface KernelTask {
-  op: "seal" | "open" | "noop";
-  descriptors: number;
-  count: number;
+/** The one task each worker runs. */
+export interface ServeTask {
+  /** This worker's number, recorded in the regions it takes. */
+  worker: number;
 }
 
 const data = workerData as KernelWorkerData;
 const kernel = instantiateKernel(data.memory, data.module);
+const control = new ControlBlock(data.memory.buffer, data.layout.controlAt, data.layout.maxInFlight);
 
-/** Runs one batch; the statuses are in the descriptors. Returns the count. */
-export default function runBatch(task: KernelTask): number {
-  const { op, descriptors, count } = task;
-  if (op === "seal") {
+/** Runs one batch region. Exported for tests that wrap the worker. */
+export function runRegion(region: number): void {
+  const descriptors = descriptorsAt(data.layout, region);
+  const count = control.count(region);
+  const op = control.op(region);
+  if (op === OP_SEAL) {
     kernel.seal_batch(descriptors, count);
-  } else if (op === "open") {
+  } else if (op === OP_OPEN) {
     // Each batch region has its own keystream scratch, so concurrent batches never share one.
-    kernel.set_scratch(scratchAt(data, descriptors), data.scratchBytes);
+    kernel.set_scratch(scratchAt(data.layout, descriptors), data.layout.scratchBytes);
     kernel.open_batch_deferred(descriptors, count);
-  } else if (op !== "noop") {
-    throw new TypeError(`unknown kernel task ${typeof op === "string" ? op : typeof op}`);
+  } else {
+    throw new TypeError(`unknown batch op ${op}`);
   }
-  return count;
+}
+
+/**
+ * Serves batches until the engine stops. A batch that throws (a trap in the
+ * kernel) fails alone; the loop goes on. If the thread dies, Piscina replaces
+ * it and the engine fails the region this worker held.
+ */
+export default function serve(task: ServeTask, run: (region: number) => void = runRegion): number {
+  let served = 0;
+  const words = control.words;
+  for (;;) {
+    const generation = Atomics.load(words, SUBMIT_GEN);
+    const region = control.claim(task.worker);
+    if (region >= 0) {
+      let ok = true;
+      try {
+        run(region);
+      } catch {
+        ok = false;
+      }
+      control.complete(region, ok);
+      served++;
+      continue;
+    }
+    if (Atomics.load(words, STOP) === 1) return served;
+    control.sleep(generation);
+  }
 }
