@@ -1,17 +1,27 @@
 #!/usr/bin/env node
 /**
- * The `sluice` command. The endpoint (`sluice up`, `sluice demo`) arrives
- * with the I/O issue; until then the command says so instead of pretending.
+ * The `sluice` command.
+ *
+ *   sluice up -c sluice.toml [--metrics HOST:PORT]   run the VPN endpoint
+ *   sluice version
+ *
+ * Logs are JSON lines (pino) on stdout, never with a key in them. A bad
+ * config exits with status 2 and one line naming the key and the problem.
  */
 import { readFileSync } from "node:fs";
+import { pino } from "pino";
+import { parseConfig, ConfigError } from "../endpoint/config.js";
+import { Endpoint } from "../endpoint/endpoint.js";
+import { renderMetrics, serveMetrics } from "../endpoint/metrics.js";
+import { selectIoPath } from "../io/index.js";
 
 const USAGE = `usage: sluice <command>
 
 commands:
-  version        print the version
-  help           this text
+  up -c FILE [--metrics HOST:PORT]   run the endpoint: a TUN device, ESP in UDP (RFC 3948)
+  version                            print the version
+  help                               this text
 
-coming with the endpoint: up -c sluice.toml, demo
 benchmarks: npm run bench (from the repository)`;
 
 function version(): string {
@@ -19,8 +29,71 @@ function version(): string {
   return pkg.version;
 }
 
-const [command = "help"] = process.argv.slice(2);
+function fail(message: string, status = 2): never {
+  process.stderr.write(`sluice: ${message}\n`);
+  process.exit(status);
+}
+
+async function up(args: string[]): Promise<void> {
+  let configPath: string | undefined;
+  let metrics: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === "-c" || args[i] === "--config") configPath = args[++i];
+    else if (args[i] === "--metrics") metrics = args[++i];
+    else fail(`up: unknown argument ${args[i]}\n\n${USAGE}`);
+  }
+  if (!configPath) fail("up: -c FILE is required");
+  let text: string;
+  try {
+    text = readFileSync(configPath, "utf8");
+  } catch (error) {
+    fail(`cannot read ${configPath}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+  }
+  let config;
+  try {
+    config = parseConfig(text);
+  } catch (error) {
+    if (error instanceof ConfigError) fail(`${configPath}: ${error.message}`);
+    throw error;
+  }
+  let metricsAt: { host: string; port: number } | undefined;
+  if (metrics !== undefined) {
+    const match = /^(.*):(\d+)$/.exec(metrics);
+    if (!match) fail(`--metrics must be HOST:PORT, got ${metrics}`);
+    metricsAt = { host: match[1]!.replace(/^\[|\]$/g, ""), port: Number(match[2]) };
+  }
+  const log = pino({ base: { service: "sluice" } });
+  const path = selectIoPath();
+  if (path.path !== "native") fail(`up needs the native I/O addon for its TUN device: ${path.reason}`, 1);
+  let endpoint: Endpoint;
+  try {
+    endpoint = await Endpoint.start(config, path.io, log);
+  } catch (error) {
+    fail(`could not start: ${error instanceof Error ? error.message : String(error)}`, 1);
+  }
+  const server = metricsAt
+    ? await serveMetrics(metricsAt.host, metricsAt.port, () => renderMetrics(endpoint.engine.stats(), endpoint.counters, config.peers.map((p) => ({ name: p.name, spiOut: p.spiOut, spiIn: p.spiIn }))))
+    : undefined;
+  if (server) log.info({ event: "metrics", listen: metrics }, "serving metrics");
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ event: "signal", signal }, "shutting down");
+    server?.close();
+    await endpoint.stop();
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGHUP", () => log.warn({ event: "signal", signal: "SIGHUP" }, "reloading peers is not supported yet; restart to apply a new config"));
+}
+
+const [command = "help", ...rest] = process.argv.slice(2);
 switch (command) {
+  case "up":
+    await up(rest);
+    break;
   case "version":
   case "--version":
     console.log(version());
@@ -30,12 +103,6 @@ switch (command) {
   case "-h":
     console.log(USAGE);
     break;
-  case "up":
-  case "demo":
-    console.error(`sluice ${command}: not available yet (the endpoint is not built in this version)`);
-    process.exit(2);
-    break;
   default:
-    console.error(`sluice: unknown command '${command}'\n\n${USAGE}`);
-    process.exit(2);
+    fail(`unknown command '${command}'\n\n${USAGE}`);
 }

@@ -195,6 +195,11 @@ export class Engine extends EventEmitter implements BatchHost {
     this.#sas.remove(handle);
   }
 
+  /** The SA's counter: last sequence number sent (out) or highest accepted (in). */
+  saSeq(handle: SaHandle): bigint {
+    return this.#sas.seq(handle);
+  }
+
   /** @internal */
   checkSa(sa: SaHandle, direction: "in" | "out"): void {
     this.#sas.check(sa, direction);

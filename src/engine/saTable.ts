@@ -5,7 +5,7 @@
  */
 import { validateSa, writeSaRecord, type SaParams } from "../kernel/saRecord.js";
 import { describe } from "../crypto.js";
-import { SA_SEQ } from "../kernel/layout.js";
+import { SA_SEQ, SA_BITMAP } from "../kernel/layout.js";
 import type { PacketStatus } from "../kernel/status.js";
 import type { EngineLayout } from "./layout.js";
 
@@ -15,6 +15,13 @@ export interface EngineSaParams extends SaParams {
   direction: "in" | "out";
   /** Inbound only: the anti-replay window in packets, a multiple of 64 (default 1024). */
   replayWindow?: number;
+  /**
+   * Restoring an SA after a restart. Outbound: the last sequence number that
+   * may have been used; sealing continues after it. Inbound: the highest
+   * number that may have been accepted; it and everything before it count as
+   * seen, so no packet from before the restart is accepted again. Default 0.
+   */
+  seq?: bigint;
 }
 
 /** Per-SA counters. */
@@ -60,12 +67,14 @@ export class SaTable {
     if (window > this.layout.maxReplayWindow) {
       throw new RangeError(`replayWindow must be at most this engine's maxReplayWindow (${this.layout.maxReplayWindow}), got ${window}`);
     }
-    const spec = validateSa(params, window);
+    const spec = validateSa(params, window, params.seq ?? 0n);
     const index = this.#free.pop();
     if (index === undefined) throw new RangeError(`the SA table is full (maxSas ${this.layout.maxSas})`);
     const record = this.layout.saTableAt + index * this.layout.saStride;
     this.bytes.fill(0, record, record + this.layout.saStride);
     writeSaRecord(this.bytes, this.view, record, spec);
+    // A restored inbound window: every number up to the top counts as seen.
+    if (params.direction === "in" && spec.seq > 0n) this.bytes.fill(0xff, record + SA_BITMAP, record + this.layout.saStride);
     const handle = new SaHandle(spec.spi, params.direction, record, index);
     this.#live.add(handle);
     return handle;
