@@ -86,7 +86,14 @@ async function up(args: string[]): Promise<void> {
   };
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
-  process.on("SIGHUP", () => log.warn({ event: "signal", signal: "SIGHUP" }, "reloading peers is not supported yet; restart to apply a new config"));
+  process.on("SIGHUP", () => {
+    log.info({ event: "signal", signal: "SIGHUP" }, "reloading peers");
+    try {
+      endpoint.reload(parseConfig(readFileSync(configPath, "utf8")));
+    } catch (error) {
+      log.error({ event: "reload-failed", error: error instanceof Error ? error.message : String(error) }, "reload failed; the running peers are kept");
+    }
+  });
 }
 
 const [command = "help", ...rest] = process.argv.slice(2);

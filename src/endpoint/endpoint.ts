@@ -37,7 +37,13 @@ export interface EndpointCounters {
 
 /** A peer at run time. */
 interface Peer {
-  index: number;
+  /** Its number in #peerById, which in-flight packets refer to; never reused. */
+  id: number;
+  /** What identifies its settings and keys: an unchanged peer survives a reload. */
+  signature: string;
+  /** The sequence stores' names, which carry the keys' fingerprints. */
+  outId: string;
+  inId: string;
   config: PeerConfig;
   out: SaHandle;
   in: SaHandle;
@@ -49,14 +55,25 @@ interface Peer {
   selectors: PrefixTable<true>;
 }
 
+/** A replaced peer's counters, carried over when its keys did not change. */
+interface LiveCounters {
+  out: bigint;
+  in: bigint;
+  outId: string;
+  inId: string;
+}
+
 const ESN_LIMIT = 0xffffffffffffffffn;
 const NO_ESN_LIMIT = 0xffffffffn;
 
 export class Endpoint {
   readonly counters: EndpointCounters = { drops: {}, keepalivesIn: 0, keepalivesOut: 0 };
-  readonly #peers: Peer[] = [];
-  readonly #routes = new PrefixTable<Peer>();
-  readonly #bySpi = new Map<number, Peer>();
+  /** Every peer ever added, by id: a packet in flight may belong to a peer a reload removed. */
+  readonly #peerById: Peer[] = [];
+  /** The configured peers. */
+  #peers: Peer[] = [];
+  #routes = new PrefixTable<Peer>();
+  #bySpi = new Map<number, Peer>();
   /** The peer of the packet in each slot. */
   readonly #slotPeer: Int32Array;
   readonly #batchSize: number;
@@ -72,7 +89,8 @@ export class Endpoint {
   #stopped = false;
 
   private constructor(
-    readonly config: EndpointConfig,
+    /** The config in force (peers and keepalive follow reloads). */
+    public config: EndpointConfig,
     readonly engine: Engine,
     private readonly io: NativeIo,
     private readonly log: Logger,
@@ -101,7 +119,7 @@ export class Endpoint {
       udpFd = udp.fd;
       engine = await createEngine({ workers: config.engine.workers, slots: 4096, batchSize: 64 });
       const endpoint = new Endpoint(config, engine, io, log, tun, udp, store);
-      for (const peer of config.peers) endpoint.#addPeer(peer);
+      endpoint.#setPeers(config.peers.map((peer) => endpoint.#addPeer(peer)));
       endpoint.#run();
       log.info({ event: "up", tun: tun.name, udp: `${config.local.address}:${udp.port}`, peers: config.peers.length, io: "native" }, "sluice endpoint up");
       return endpoint;
@@ -113,15 +131,21 @@ export class Endpoint {
     }
   }
 
-  #addPeer(peerConfig: PeerConfig): void {
+  /**
+   * Adds a peer's SAs to the engine. They resume above the sequence numbers
+   * reserved on disk, or, on a reload that kept the keys, where the running
+   * SAs are (`live`): a restart must skip ahead, a reload need not.
+   */
+  #addPeer(peerConfig: PeerConfig, live?: LiveCounters): Peer {
     const keys = peerKeys(peerConfig);
     const limit = peerConfig.esn ? ESN_LIMIT : NO_ESN_LIMIT;
     const outId = SeqStore.id("out", peerConfig.spiOut, keys.out.key, keys.out.salt);
     const inId = SeqStore.id("in", peerConfig.spiIn, keys.in.key, keys.in.salt);
     const outReservation = new Reservation(this.store, outId, OUT_BLOCK, limit);
     const inReservation = new Reservation(this.store, inId, IN_BLOCK, limit);
-    const resumeOut = outReservation.bound;
-    const resumeIn = inReservation.bound;
+    const sameKeys = live !== undefined && live.outId === outId && live.inId === inId;
+    const resumeOut = sameKeys ? live.out : outReservation.bound;
+    const resumeIn = sameKeys ? live.in : inReservation.bound;
     // Durable before the first packet: sealing resumes above what may have been used.
     outReservation.ensure(resumeOut + 1n);
     const out = this.engine.addSa({ direction: "out", spi: peerConfig.spiOut, ...keys.out, esn: peerConfig.esn, seq: resumeOut });
@@ -130,14 +154,79 @@ export class Endpoint {
     const address = new Uint8Array(ADDRESS_BYTES);
     encodeAddress(address, 0, { family: peerConfig.address.includes(":") ? 6 : 4, address: peerConfig.address, port: peerConfig.port });
     const selectors = new PrefixTable<true>();
-    const peer: Peer = { index: this.#peers.length, config: peerConfig, out, in: inbound, outReservation, inReservation, address, selectors };
-    for (const prefix of peerConfig.selectors) {
-      this.#routes.add(prefix, peer);
-      selectors.add(prefix, true);
-    }
-    this.#peers.push(peer);
-    this.#bySpi.set(peerConfig.spiIn, peer);
+    for (const prefix of peerConfig.selectors) selectors.add(prefix, true);
+    const signature = peerSignature(peerConfig, outId, inId);
+    const peer: Peer = { id: this.#peerById.length, signature, outId, inId, config: peerConfig, out, in: inbound, outReservation, inReservation, address, selectors };
+    this.#peerById.push(peer);
     this.log.info({ event: "peer", peer: peerConfig.name, endpoint: `${peerConfig.address}:${peerConfig.port}`, selectors: peerConfig.selectors.map((p) => p.text), resumeOut: String(resumeOut), resumeIn: String(resumeIn) }, "peer added");
+    return peer;
+  }
+
+  /** Makes `peers` the configured set: routes and SPI lookup follow it. */
+  #setPeers(peers: Peer[]): void {
+    const routes = new PrefixTable<Peer>();
+    const bySpi = new Map<number, Peer>();
+    for (const peer of peers) {
+      for (const prefix of peer.config.selectors) routes.add(prefix, peer);
+      bySpi.set(peer.config.spiIn, peer);
+    }
+    this.#peers = peers;
+    this.#routes = routes;
+    this.#bySpi = bySpi;
+  }
+
+  /**
+   * SIGHUP: applies a new config's peers. A peer whose settings and keys did
+   * not change keeps its SAs (and their counters and windows); a changed or
+   * new peer gets new SAs; a removed peer's SAs are removed (their keys wiped
+   * once their last packets completed). TUN routes follow the selectors.
+   * Changes to [local], [tun], [engine] and [state] need a restart.
+   */
+  reload(config: EndpointConfig): void {
+    for (const section of ["local", "tun", "engine", "stateDir"] as const) {
+      if (JSON.stringify(config[section]) !== JSON.stringify(this.config[section])) {
+        this.log.warn({ event: "reload", setting: section }, `changes to ${section} need a restart; kept the running value`);
+      }
+    }
+    const old = new Map(this.#peers.map((peer) => [peer.config.name, peer]));
+    const next: Peer[] = [];
+    const added: string[] = [];
+    const kept: string[] = [];
+    for (const peerConfig of config.peers) {
+      const keys = peerKeys(peerConfig);
+      const signature = peerSignature(peerConfig,
+        SeqStore.id("out", peerConfig.spiOut, keys.out.key, keys.out.salt), SeqStore.id("in", peerConfig.spiIn, keys.in.key, keys.in.salt));
+      for (const k of [keys.out.key, keys.in.key]) k.fill(0);
+      const current = old.get(peerConfig.name);
+      if (current && current.signature === signature) {
+        next.push(current);
+        old.delete(peerConfig.name);
+        kept.push(peerConfig.name);
+      }
+    }
+    // Remove what is gone or changed before adding, so SPIs can be reused;
+    // a changed peer with the same keys carries its counters over.
+    const counters = new Map<string, LiveCounters>();
+    for (const peer of old.values()) {
+      counters.set(peer.config.name, { out: this.engine.saSeq(peer.out), in: this.engine.saSeq(peer.in), outId: peer.outId, inId: peer.inId });
+      this.#removePeer(peer);
+    }
+    for (const peerConfig of config.peers) {
+      if (next.some((peer) => peer.config.name === peerConfig.name)) continue;
+      next.push(this.#addPeer(peerConfig, counters.get(peerConfig.name)));
+      added.push(peerConfig.name);
+    }
+    this.#setPeers(next);
+    updateRoutes(this.tun.name, this.config, config);
+    this.config = { ...this.config, peers: config.peers, keepaliveSeconds: config.keepaliveSeconds };
+    this.#startKeepalives();
+    this.log.info({ event: "reload", kept, added, removed: [...old.keys()] }, "peers reloaded");
+  }
+
+  #removePeer(peer: Peer): void {
+    this.engine.removeSa(peer.out);
+    this.engine.removeSa(peer.in);
+    this.log.info({ event: "peer-removed", peer: peer.config.name }, "peer removed");
   }
 
   #run(): void {
@@ -145,12 +234,18 @@ export class Endpoint {
     this.#udpPoll = this.io.poll(this.udp.fd, "r", () => this.#readUdp());
     this.engine.on("drain", () => this.#resume());
     this.engine.on("workerError", (error: unknown) => this.log.warn({ event: "worker-error", error: String(error) }, "worker failed; replaced"));
-    if (this.config.keepaliveSeconds > 0) {
-      this.#keepaliveSlot = this.engine.acquireSlot();
-      this.engine.bytes[this.engine.packetOffset(this.#keepaliveSlot)] = 0xff;
-      this.#keepaliveTimer = setInterval(() => this.#sendKeepalives(), this.config.keepaliveSeconds * 1000);
-      this.#keepaliveTimer.unref();
-    }
+    this.#keepaliveSlot = this.engine.acquireSlot();
+    this.engine.bytes[this.engine.packetOffset(this.#keepaliveSlot)] = 0xff;
+    this.#startKeepalives();
+  }
+
+  /** RFC 3948 §2.2: a one-byte 0xFF datagram to each peer every interval, keeping NAT mappings open. */
+  #startKeepalives(): void {
+    if (this.#keepaliveTimer) clearInterval(this.#keepaliveTimer);
+    this.#keepaliveTimer = undefined;
+    if (this.config.keepaliveSeconds === 0) return;
+    this.#keepaliveTimer = setInterval(() => this.#sendKeepalives(), this.config.keepaliveSeconds * 1000);
+    this.#keepaliveTimer.unref();
   }
 
   #drop(reason: string, count = 1): void {
@@ -206,7 +301,7 @@ export class Endpoint {
           engine.releaseSlot(slot);
           continue;
         }
-        this.#slotPeer[slot] = peer.index;
+        this.#slotPeer[slot] = peer.id;
         batch.add(slot, peer.out, length, inner.nextHeader);
       }
       if (batch.count === 0) batch.release();
@@ -230,7 +325,7 @@ export class Endpoint {
     let k = 0;
     for (let i = 0; i < batch.count; i++) {
       if (batch.statusCode(i) !== 0) continue;
-      const peer = this.#peers[this.#slotPeer[batch.slot(i)]!]!;
+      const peer = this.#peerById[this.#slotPeer[batch.slot(i)]!]!;
       this.#offsets[k] = batch.offset(i);
       this.#lengths[k] = batch.length(i);
       this.#addresses.set(peer.address, k * ADDRESS_BYTES);
@@ -296,7 +391,7 @@ export class Endpoint {
           engine.releaseSlot(slot);
           continue;
         }
-        this.#slotPeer[slot] = peer.index;
+        this.#slotPeer[slot] = peer.id;
         batch.add(slot, peer.in, this.#lengths[i]!);
       }
       if (batch.count === 0) batch.release();
@@ -326,10 +421,9 @@ export class Endpoint {
   #writeOpened(batch: Batch): void {
     const bytes = this.engine.bytes;
     let k = 0;
-    let highest = -1;
     for (let i = 0; i < batch.count; i++) {
       if (batch.statusCode(i) !== 0) continue;
-      const peer = this.#peers[this.#slotPeer[batch.slot(i)]!]!;
+      const peer = this.#peerById[this.#slotPeer[batch.slot(i)]!]!;
       const at = batch.offset(i);
       const length = batch.length(i);
       const inner = innerAddresses(bytes, at, length);
@@ -338,13 +432,12 @@ export class Endpoint {
         this.#drop("policy");
         continue;
       }
-      highest = Math.max(highest, peer.index);
       this.#offsets[k] = at;
       this.#lengths[k] = length;
       k++;
     }
     // Durable before delivery: a crash now cannot make these acceptable again.
-    if (highest >= 0) for (const peer of this.#peers) peer.inReservation.ensure(this.engine.saSeq(peer.in));
+    if (k > 0) for (const peer of this.#peers) peer.inReservation.ensure(this.engine.saSeq(peer.in));
     if (k > 0) {
       let written = 0;
       try {
@@ -391,9 +484,32 @@ function peerKeys(peer: PeerConfig): { out: SaKeys; in: SaKeys } {
   return { out: loadKeymat(peer.out!.keymat), in: loadKeymat(peer.in!.keymat) };
 }
 
+/** What must match for a reload to keep a peer's SAs: every setting and the keys' fingerprints. */
+function peerSignature(peer: PeerConfig, outId: string, inId: string): string {
+  return JSON.stringify([peer.address, peer.port, peer.selectors.map((p) => p.text), peer.esn, peer.replayWindow, outId, inId]);
+}
+
+/** Routes added for new selectors and deleted for dropped ones. */
+function updateRoutes(name: string, before: EndpointConfig, after: EndpointConfig): void {
+  const prefixes = (config: EndpointConfig): Map<string, 4 | 6> => new Map(config.peers.flatMap((p) => p.selectors.map((s) => [s.text, s.family] as const)));
+  const old = prefixes(before);
+  const now = prefixes(after);
+  for (const [text, family] of now) if (!old.has(text)) ip(`-${family}`, "route", "replace", text, "dev", name);
+  for (const [text, family] of old) if (!now.has(text)) {
+    try {
+      ip(`-${family}`, "route", "del", text, "dev", name);
+    } catch {
+      // Already gone: nothing to do.
+    }
+  }
+}
+
+function ip(...args: string[]): void {
+  execFileSync("ip", args, { stdio: ["ignore", "ignore", "pipe"] });
+}
+
 /** Brings the TUN up with its addresses and MTU, and routes the peers' selectors into it. */
 function configureTun(name: string, config: EndpointConfig): void {
-  const ip = (...args: string[]): void => void execFileSync("ip", args, { stdio: ["ignore", "ignore", "pipe"] });
   ip("link", "set", "dev", name, "mtu", String(config.tun.mtu), "up");
   for (const prefix of config.tun.addresses) ip(prefix.family === 6 ? "-6" : "-4", "addr", "add", prefix.text, "dev", name);
   for (const peer of config.peers) {
