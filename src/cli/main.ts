@@ -3,6 +3,7 @@
  * The `sluice` command.
  *
  *   sluice up -c sluice.toml [--metrics HOST:PORT]   run the VPN endpoint
+ *   sluice demo                                      two endpoints between two namespaces
  *   sluice version
  *
  * Logs are JSON lines (pino) on stdout, never with a key in them. A bad
@@ -14,11 +15,13 @@ import { parseConfig, ConfigError } from "../endpoint/config.js";
 import { Endpoint } from "../endpoint/endpoint.js";
 import { renderMetrics, serveMetrics } from "../endpoint/metrics.js";
 import { selectIoPath } from "../io/index.js";
+import { demo } from "./demo.js";
 
 const USAGE = `usage: sluice <command>
 
 commands:
   up -c FILE [--metrics HOST:PORT]   run the endpoint: a TUN device, ESP in UDP (RFC 3948)
+  demo                               (root) two endpoints in two network namespaces: ping, iperf3, counters
   version                            print the version
   help                               this text
 
@@ -100,6 +103,9 @@ const [command = "help", ...rest] = process.argv.slice(2);
 switch (command) {
   case "up":
     await up(rest);
+    break;
+  case "demo":
+    process.exit(await demo());
     break;
   case "version":
   case "--version":
