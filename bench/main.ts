@@ -1,14 +1,17 @@
 /**
  * `npm run bench [-- SUITE …] [--rounds N] [--time MS]`: runs the suites
- * (default: all that can run here), prints one table and writes
- * bench/results/latest.json.
+ * (default: crypto and engine; `tunnel` needs root and is run when named),
+ * prints the tables and writes bench/results/latest.json.
  */
-import { writeFileSync, mkdirSync } from "node:fs";
+import { writeFileSync, mkdirSync, readFileSync, existsSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { runCryptoSuite, type CryptoRow } from "./crypto.js";
 import { runEngineSuite, type EngineRow, type DispatchRow } from "./engine.js";
+import { runTunnelSuite, type TunnelResult } from "./tunnel.js";
 
-const SUITES = ["crypto", "engine"] as const;
+/** Suites run by default; "tunnel" needs root and runs only when named. */
+const SUITES = ["crypto", "engine", "tunnel"] as const;
+const DEFAULT_SUITES = ["crypto", "engine"] as const;
 type Suite = (typeof SUITES)[number];
 
 interface Args {
@@ -28,7 +31,7 @@ function parseArgs(argv: string[]): Args {
     else if ((SUITES as readonly string[]).includes(arg)) suites.push(arg as Suite);
     else throw new Error(`unknown argument ${arg}; suites: ${SUITES.join(", ")}; options: --rounds N, --time MS`);
   }
-  return { suites: suites.length ? suites : [...SUITES], rounds, timeMs };
+  return { suites: suites.length ? suites : [...DEFAULT_SUITES], rounds, timeMs };
 }
 
 function positiveInt(name: string, value: string | undefined): number {
@@ -72,10 +75,21 @@ function formatEngineTable(rows: EngineRow[], dispatch: DispatchRow): string {
   ].join("\n");
 }
 
+function formatTunnelTable(result: TunnelResult): string {
+  const header = ["path", "TCP Mbit/s", "UDP Mbit/s", "sluice TCP ×"];
+  const lines = result.rows.map((r) => [r.label, r.tcpMbps?.toFixed(0) ?? "—", r.udpMbps?.toFixed(0) ?? "—", r.label === "sluice" ? "—" : r.sluiceTcpRatio?.toFixed(2) ?? "—"]);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
+  const fmt = (cells: string[]): string => cells.map((c, i) => (i >= 1 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ");
+  const out = [fmt(header), widths.map((w) => "-".repeat(w)).join("  "), ...lines.map(fmt)];
+  for (const skip of result.skipped) out.push(`(${skip.label} not measured: ${skip.reason})`);
+  if (result.threads.length) out.push("", "sluice CPU per thread during the series:", ...result.threads.map((t) => `  ${t.slice(7)}`));
+  return out.join("\n");
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const log = (line: string): void => void process.stderr.write(`${line}\n`);
-  const results: { crypto?: CryptoRow[]; engine?: EngineRow[]; dispatch?: DispatchRow } = {};
+  const results: { crypto?: CryptoRow[]; engine?: EngineRow[]; dispatch?: DispatchRow; tunnel?: TunnelResult } = {};
   if (args.suites.includes("crypto")) {
     results.crypto = await runCryptoSuite({ rounds: args.rounds, timeMs: args.timeMs }, undefined, log);
     console.log(`\ncrypto: one core, median of ${args.rounds} rounds; "sluice batch ×" = sluice batch throughput / this row's\n`);
@@ -88,15 +102,24 @@ async function main(): Promise<void> {
     console.log(`\nengine: sealing on the zero-copy path, ${cpus().length} cores in all (main thread + workers), median of ${Math.min(args.rounds, 3)} rounds\n`);
     console.log(formatEngineTable(rows, dispatch));
   }
-  const report = {
-    date: new Date().toISOString(),
-    machine: { cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
-    options: args,
-    ...results,
-  };
+  if (args.suites.includes("tunnel")) {
+    const repeat = Math.min(args.rounds, 3);
+    results.tunnel = runTunnelSuite({ repeat, duration: 10 }, log);
+    console.log(`\ntunnel: iperf3 between two namespaces, median of ${repeat} × 10 s; both ends and iperf3 share the 2 cores\n`);
+    console.log(formatTunnelTable(results.tunnel));
+  }
   const dir = new URL("../../bench/results/", import.meta.url);
   mkdirSync(dir, { recursive: true });
-  writeFileSync(new URL("latest.json", dir), `${JSON.stringify(report, null, 2)}\n`);
+  // Suites not run this time keep their last results, each with its own date.
+  const latest = new URL("latest.json", dir);
+  const previous = existsSync(latest) ? (JSON.parse(readFileSync(latest, "utf8")) as Record<string, unknown>) : {};
+  const date = new Date().toISOString();
+  const report: Record<string, unknown> = {
+    ...previous,
+    machine: { cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
+  };
+  for (const [suite, value] of Object.entries(results)) report[suite] = { date, options: args, results: value };
+  writeFileSync(latest, `${JSON.stringify(report, null, 2)}\n`);
   log(`\nwrote bench/results/latest.json`);
 }
 

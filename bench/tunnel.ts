@@ -1,0 +1,103 @@
+/**
+ * The tunnel suite (root): iperf3 TCP and UDP through two sluice endpoints
+ * between two namespaces, and in the same run through the bare veth,
+ * strongSwan (kernel-libipsec), wireguard-go and OpenVPN where installed,
+ * all with the interop test bed's own scripts (../shared/interop, or
+ * SLUICE_INTEROP), so every peer is measured the same way.
+ */
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { median } from "./measure.js";
+
+export interface TunnelRow {
+  suite: "tunnel";
+  label: string;
+  tcpMbps: number | null;
+  udpMbps: number | null;
+  /** sluice's TCP median divided by this row's. */
+  sluiceTcpRatio: number | null;
+  runs: number;
+}
+
+export interface TunnelResult {
+  rows: TunnelRow[];
+  skipped: { label: string; reason: string }[];
+  /** Lines "THREAD side tid name cpu%" of the sluice run. */
+  threads: string[];
+}
+
+const PEERS: { label: string; script: string }[] = [
+  { label: "sluice", script: "sluice" },
+  { label: "baseline-veth", script: "bench-baseline.sh" },
+  { label: "strongswan-libipsec", script: "bench-strongswan.sh" },
+  { label: "wireguard-go", script: "bench-wireguard-go.sh" },
+  { label: "openvpn-udp-chacha", script: "bench-openvpn.sh" },
+];
+
+export function interopDir(): string | null {
+  const candidates = [process.env.SLUICE_INTEROP, fileURLToPath(new URL("../../../shared/interop", import.meta.url))];
+  for (const dir of candidates) if (dir && existsSync(join(dir, "bench-lib.sh"))) return dir;
+  return null;
+}
+
+export function runTunnelSuite(options: { repeat: number; duration: number }, log: (line: string) => void): TunnelResult {
+  if (process.getuid?.() !== 0) throw new Error("the tunnel suite needs root (network namespaces, TUN devices)");
+  const interop = interopDir();
+  if (!interop) throw new Error("the tunnel suite needs the interop scripts: ../shared/interop next to the repository, or SLUICE_INTEROP=DIR");
+  const work = mkdtempSync(join(tmpdir(), "sluice-bench-tunnel-"));
+  const results = join(work, "results.csv");
+  const env = { ...process.env, RESULTS: results, REPEAT: String(options.repeat), DURATION: String(options.duration), SLUICE_INTEROP_RUN: join(work, "run") };
+  const skipped: TunnelResult["skipped"] = [];
+  let threads: string[] = [];
+  try {
+    for (const peer of PEERS) {
+      log(`tunnel: ${peer.label} (${options.repeat} × ${options.duration} s TCP and UDP)`);
+      const command = peer.script === "sluice"
+        ? [fileURLToPath(new URL("../../bench/tunnel-sluice.sh", import.meta.url)), interop]
+        : [join(interop, peer.script)];
+      const run = spawnSync("bash", command, { env, encoding: "utf8", maxBuffer: 1 << 24 });
+      const output = `${run.stdout}${run.stderr}`;
+      if (run.status !== 0) {
+        const reason = output.trim().split("\n").filter(Boolean).slice(-2).join(" / ") || `exit ${run.status}`;
+        skipped.push({ label: peer.label, reason });
+        log(`  skipped: ${reason}`);
+        continue;
+      }
+      if (peer.label === "sluice") threads = output.split("\n").filter((line) => line.startsWith("THREAD "));
+      for (const line of output.split("\n")) if (line.startsWith("SUMMARY")) log(`  ${line}`);
+    }
+    const rows = summarize(existsSync(results) ? readFileSync(results, "utf8") : "");
+    return { rows, skipped, threads };
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+    try {
+      execFileSync("bash", [join(interop, "netns.sh"), "down"], { stdio: "ignore" });
+    } catch {
+      // Nothing left to take down.
+    }
+  }
+}
+
+function summarize(csv: string): TunnelRow[] {
+  const byLabel = new Map<string, { tcp: number[]; udp: number[] }>();
+  for (const line of csv.split("\n").slice(1)) {
+    const [label, mode, , mbps] = line.split(",");
+    if (!label || !mode || mbps === undefined) continue;
+    const entry = byLabel.get(label) ?? { tcp: [], udp: [] };
+    (mode === "tcp" ? entry.tcp : entry.udp).push(Number(mbps));
+    byLabel.set(label, entry);
+  }
+  const sluiceTcp = byLabel.get("sluice")?.tcp;
+  const sluiceMedian = sluiceTcp?.length ? median(sluiceTcp) : null;
+  return [...byLabel].map(([label, { tcp, udp }]) => {
+    const tcpMbps = tcp.length ? median(tcp) : null;
+    return {
+      suite: "tunnel", label, tcpMbps, udpMbps: udp.length ? median(udp) : null,
+      sluiceTcpRatio: sluiceMedian !== null && tcpMbps ? sluiceMedian / tcpMbps : null,
+      runs: tcp.length,
+    };
+  });
+}
