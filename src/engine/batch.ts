@@ -19,6 +19,9 @@ import type { SaHandle } from "./saTable.js";
 /** What a batch needs from its engine. */
 export interface BatchHost {
   readonly view: DataView;
+  readonly maxPacket: number;
+  readonly maxEspPacket: number;
+  slotInUse(slot: number): boolean;
   espOffset(slot: number): number;
   checkSa(sa: SaHandle, direction: "in" | "out"): void;
   releaseBatch(batch: Batch): void;
@@ -73,6 +76,12 @@ export class Batch {
     if (this.submitted || this.#released) throw new Error("this batch was already submitted");
     if (this.count === this.capacity) return false;
     this.host.checkSa(sa, this.op === "seal" ? "out" : "in");
+    // A length past the slot would let the kernel write into the next slot.
+    const limit = this.op === "seal" ? this.host.maxPacket : this.host.maxEspPacket;
+    if (!Number.isInteger(length) || length < 0 || length > limit) {
+      throw new RangeError(`length must be an integer from 0 to ${limit} for ${this.op === "seal" ? "an inner" : "an ESP"} packet, got ${length}`);
+    }
+    if (!this.host.slotInUse(slot)) throw new RangeError(`slot ${slot} is not a slot taken with acquireSlot`);
     const view = this.host.view;
     const d = this.descriptors + this.count * DESCRIPTOR_SIZE;
     view.setUint32(d + D_BUF, this.host.espOffset(slot), true);

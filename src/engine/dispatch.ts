@@ -100,6 +100,11 @@ export class ControlBlock {
     return Atomics.compareExchange(this.words, this.word(region, R_STATE), taken, STATE_FAILED) === taken;
   }
 
+  /** Fails a region no worker took; false if one already did. */
+  failIfSubmitted(region: number): boolean {
+    return Atomics.compareExchange(this.words, this.word(region, R_STATE), STATE_SUBMITTED, STATE_FAILED) === STATE_SUBMITTED;
+  }
+
   /** Tells every serve loop to return, and wakes them. */
   stop(): void {
     Atomics.store(this.words, STOP, 1);

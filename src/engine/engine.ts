@@ -36,10 +36,10 @@ import { EventEmitter } from "node:events";
 import { availableParallelism } from "node:os";
 import { Piscina } from "piscina";
 import { kernelModule, createKernelMemory, instantiateKernel, type KernelExports } from "../kernel/wasm.js";
-import { D_STATUS, DESCRIPTOR_SIZE, REPLAY_WINDOW_MAX } from "../kernel/layout.js";
+import { D_STATUS, DESCRIPTOR_SIZE, REPLAY_WINDOW_MAX, ESP_HEADER } from "../kernel/layout.js";
 import { STATUS_OK, STATUS_WORKER_FAILED, type PacketStatus, statusName } from "../kernel/status.js";
 import { describe } from "../crypto.js";
-import { computeLayout, descriptorsAt, packetAt, espAt, type EngineLayout } from "./layout.js";
+import { computeLayout, descriptorsAt, packetAt, espAt, HEADROOM, type EngineLayout } from "./layout.js";
 import { SlotPool } from "./slotPool.js";
 import { InOrder } from "./inOrder.js";
 import { Batch, type BatchHost } from "./batch.js";
@@ -100,6 +100,7 @@ export class Engine extends EventEmitter implements BatchHost {
   #idleWaiters: Waiter[] = [];
   /** Submissions so far, both directions: the order workers take batches in. */
   #submissions = 0;
+  #workersAlive: number;
   #waitingForCompletion = false;
   #seenCompletions = 0;
 
@@ -119,6 +120,7 @@ export class Engine extends EventEmitter implements BatchHost {
     this.#sas = new SaTable(layout, this.bytes, this.view);
     const deliver = (delivery: Delivery): void => this.#deliver(delivery);
     this.#order = { seal: new InOrder(layout.maxInFlight, deliver), open: new InOrder(layout.maxInFlight, deliver) };
+    this.#workersAlive = workers;
     pool.on("error", (error: unknown) => this.emit("workerError", error));
     for (let worker = 0; worker < workers; worker++) this.#servers.push(this.#serve(worker));
   }
@@ -128,25 +130,38 @@ export class Engine extends EventEmitter implements BatchHost {
    * it held fails, Piscina starts a new thread, and serving resumes there.
    */
   async #serve(worker: number): Promise<void> {
-    let failuresInARow = 0;
+    let startFailures = 0;
     while (!this.#closing) {
-      const started = Date.now();
       try {
         await this.#pool.run({ worker });
         return; // stopped by close()
       } catch (error) {
         if (this.#closing) return;
-        this.#stats.workerRestarts++;
         this.emit("workerError", error);
-        for (let region = 0; region < this.layout.maxInFlight; region++) this.#control.failIfOwnedBy(region, worker);
-        this.#collect();
-        // A worker that dies as soon as it starts would otherwise be restarted forever.
-        failuresInARow = Date.now() - started > 1000 ? 1 : failuresInARow + 1;
-        if (failuresInARow > 5) {
-          this.emit("workerError", new EngineError("worker-failed", `worker ${worker} died ${failuresInARow} times in a row at start; not restarting it`));
+        // Did it die holding a batch (a poison batch), or before taking any?
+        let heldBatch = false;
+        for (let region = 0; region < this.layout.maxInFlight; region++) {
+          if (this.#control.failIfOwnedBy(region, worker)) heldBatch = true;
+        }
+        startFailures = heldBatch ? 0 : startFailures + 1;
+        if (startFailures > 5) {
+          // A worker that cannot even start would be restarted forever.
+          this.emit("workerError", new EngineError("worker-failed", `worker ${worker} died ${startFailures} times in a row before taking a batch; not restarting it`));
+          this.#workersAlive--;
+          if (this.#workersAlive === 0) this.#failUnserved();
+          this.#collect();
           return;
         }
+        this.#stats.workerRestarts++;
+        this.#collect();
       }
+    }
+  }
+
+  /** With no worker left, every submitted batch fails rather than waiting forever. */
+  #failUnserved(): void {
+    for (const batch of this.#batches) {
+      if (batch !== undefined && batch.submitted && !batch.collected) this.#control.failIfSubmitted(batch.region);
     }
   }
 
@@ -212,6 +227,16 @@ export class Engine extends EventEmitter implements BatchHost {
     return this.layout.maxPacket;
   }
 
+  /** The longest ESP packet a slot holds (opening). */
+  get maxEspPacket(): number {
+    return this.layout.slotSize - HEADROOM + ESP_HEADER;
+  }
+
+  /** @internal whether a slot was acquired and not released */
+  slotInUse(slot: number): boolean {
+    return Number.isInteger(slot) && slot >= 0 && slot < this.layout.slotCount && this.#slots.isInUse(slot);
+  }
+
   /** Takes a free slot; -1 when none is free (counted as backpressure; "drain" follows). */
   acquireSlot(): number {
     const slot = this.#slots.acquire();
@@ -270,6 +295,7 @@ export class Engine extends EventEmitter implements BatchHost {
     if (batch.op === "seal") this.#kernel.assign_seq(batch.descriptors, batch.count);
     batch.ticket = ticket;
     this.#control.submit(batch.region, batch.op === "seal" ? OP_SEAL : OP_OPEN, batch.count, this.#submissions++);
+    if (this.#workersAlive === 0) this.#failUnserved();
     this.#awaitCompletions();
   }
 
@@ -323,9 +349,13 @@ export class Engine extends EventEmitter implements BatchHost {
     this.#inFlight--;
     try {
       onComplete(batch);
-    } finally {
-      if (this.#inFlight === 0) for (const wake of this.#idleWaiters.splice(0)) wake();
+    } catch (error) {
+      // The caller's bug must not stop the delivery of other batches: report
+      // it the way an EventEmitter would, and go on.
+      if (this.listenerCount("error") > 0) this.emit("error", error);
+      else queueMicrotask(() => { throw error; });
     }
+    if (this.#inFlight === 0) for (const wake of this.#idleWaiters.splice(0)) wake();
   }
 
   /** @internal */
@@ -387,12 +417,15 @@ export class Engine extends EventEmitter implements BatchHost {
     this.#checkOpen();
     this.#sas.check(sa, op === "seal" ? "out" : "in");
     if (!Array.isArray(packets)) throw new TypeError(`packets must be an array of Uint8Array, got ${describe(packets)}`);
-    const limit = op === "seal" ? this.layout.maxPacket : this.layout.maxPacket + 32;
+    const limit = op === "seal" ? this.layout.maxPacket : this.maxEspPacket;
     packets.forEach((packet, i) => {
       if (!(packet instanceof Uint8Array)) throw new TypeError(`packets[${i}] must be a Uint8Array, got ${describe(packet)}`);
       if (packet.length > limit) throw new RangeError(`packets[${i}] is ${packet.length} bytes; slots of this engine hold at most ${limit}`);
     });
     const batchCount = Math.ceil(packets.length / this.layout.batchSize);
+    if (packets.length > this.layout.slotCount || batchCount > this.layout.maxInFlight) {
+      throw new RangeError(`${packets.length} packets can never be in flight at once here (${this.layout.slotCount} slots, ${this.layout.maxInFlight} batches of ${this.layout.batchSize}); split the call`);
+    }
     if (this.#slots.available < packets.length || this.#freeRegions.length < batchCount) {
       this.#backpressure();
       throw new EngineError("backpressure", `not enough free slots or batch regions for ${packets.length} packets; retry after "drain"`);
