@@ -63,6 +63,10 @@ interface LiveCounters {
   inId: string;
 }
 
+/** UDP GSO limits: segments per send (the kernel's UDP_MAX_SEGMENTS) and payload bytes. */
+const GSO_MAX_SEGMENTS = 64;
+const GSO_MAX_BYTES = 65507;
+
 const ESN_LIMIT = 0xffffffffffffffffn;
 const NO_ESN_LIMIT = 0xffffffffn;
 
@@ -82,6 +86,10 @@ export class Endpoint {
   readonly #lengths: Int32Array;
   readonly #addresses: Uint8Array;
   readonly #slotList: Int32Array;
+  /** The peer (id) of each entry of #offsets / #lengths being sent. */
+  readonly #entryPeer: Int32Array;
+  /** Whether the kernel does UDP GSO on our socket. */
+  #gso: boolean;
   #tunPoll: PollHandle | undefined;
   #udpPoll: PollHandle | undefined;
   #keepaliveTimer: NodeJS.Timeout | undefined;
@@ -95,7 +103,7 @@ export class Endpoint {
     private readonly io: NativeIo,
     private readonly log: Logger,
     readonly tun: { fd: number; name: string },
-    readonly udp: { fd: number; port: number },
+    readonly udp: { fd: number; port: number; gso: boolean },
     private readonly store: SeqStore,
   ) {
     this.#slotPeer = new Int32Array(engine.layout.slotCount);
@@ -104,6 +112,8 @@ export class Endpoint {
     this.#lengths = new Int32Array(this.#batchSize);
     this.#addresses = new Uint8Array(this.#batchSize * ADDRESS_BYTES);
     this.#slotList = new Int32Array(this.#batchSize);
+    this.#entryPeer = new Int32Array(this.#batchSize);
+    this.#gso = udp.gso && process.env.SLUICE_GSO !== "0";
   }
 
   /** Opens the TUN and the UDP socket, adds the peers' SAs and starts forwarding. */
@@ -121,7 +131,7 @@ export class Endpoint {
       const endpoint = new Endpoint(config, engine, io, log, tun, udp, store);
       endpoint.#setPeers(config.peers.map((peer) => endpoint.#addPeer(peer)));
       endpoint.#run();
-      log.info({ event: "up", tun: tun.name, udp: `${config.local.address}:${udp.port}`, peers: config.peers.length, io: "native" }, "sluice endpoint up");
+      log.info({ event: "up", tun: tun.name, udp: `${config.local.address}:${udp.port}`, peers: config.peers.length, io: "native", gso: udp.gso }, "sluice endpoint up");
       return endpoint;
     } catch (error) {
       if (engine) await engine.close();
@@ -325,17 +335,66 @@ export class Endpoint {
     let k = 0;
     for (let i = 0; i < batch.count; i++) {
       if (batch.statusCode(i) !== 0) continue;
-      const peer = this.#peerById[this.#slotPeer[batch.slot(i)]!]!;
       this.#offsets[k] = batch.offset(i);
       this.#lengths[k] = batch.length(i);
-      this.#addresses.set(peer.address, k * ADDRESS_BYTES);
+      this.#entryPeer[k] = this.#slotPeer[batch.slot(i)]!;
       k++;
     }
-    if (k > 0) {
-      const sent = this.#send(k);
-      if (sent < k) this.#drop("udp-send-full", k - sent);
-    }
+    if (k > 0) this.#sendEntries(k);
     batch.release();
+  }
+
+  /**
+   * Sends entries 0…k-1 in order. Runs of equal-sized packets to one peer
+   * (bulk TCP) go out as one UDP GSO send each: the kernel's UDP/IP path is
+   * crossed once per run instead of once per packet. The rest go out with
+   * sendmmsg. Entries are compacted in place into the sendmmsg list.
+   */
+  #sendEntries(k: number): void {
+    let singles = 0;
+    let i = 0;
+    while (i < k) {
+      const peerId = this.#entryPeer[i]!;
+      const size = this.#lengths[i]!;
+      let j = i + 1;
+      let total = size;
+      if (this.#gso) {
+        while (j < k && j - i < GSO_MAX_SEGMENTS && this.#entryPeer[j] === peerId && total + this.#lengths[j]! <= GSO_MAX_BYTES) {
+          const next = this.#lengths[j]!;
+          if (next > size) break;
+          total += next;
+          j++;
+          if (next < size) break; // a shorter packet can only end a run
+        }
+      }
+      if (j - i >= 2) {
+        if (singles > 0) singles = this.#flushSingles(singles);
+        const peer = this.#peerById[peerId]!;
+        let sent = 0;
+        try {
+          sent = this.io.udpSendGso(this.udp.fd, this.engine.bytes, this.#offsets.subarray(i, j), this.#lengths.subarray(i, j), j - i, peer.address, size);
+        } catch (error) {
+          this.log.warn({ event: "udp-gso-error", error: String(error) }, "GSO send failed; sending packet by packet from now on");
+          this.#gso = false;
+          continue; // retry this run without GSO
+        }
+        if (sent === 0) this.#drop("udp-send-full", j - i);
+      } else {
+        // Compact into the sendmmsg list (positions 0…singles-1; singles <= i).
+        this.#offsets[singles] = this.#offsets[i]!;
+        this.#lengths[singles] = size;
+        this.#addresses.set(this.#peerById[peerId]!.address, singles * ADDRESS_BYTES);
+        singles++;
+      }
+      i = j;
+    }
+    if (singles > 0) this.#flushSingles(singles);
+  }
+
+  #flushSingles(count: number): number {
+    const sent = this.#send(count);
+    if (sent < count) this.#drop("udp-send-full", count - sent);
+    return 0;
   }
 
   #send(count: number): number {

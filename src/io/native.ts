@@ -126,6 +126,16 @@ export interface NativeIo {
     count: number, options?: { gsoSize?: number },
   ): number;
 
+  /**
+   * One send of up to 64 packets to one address, cut by the kernel into
+   * datagrams of gsoSize bytes (UDP GSO): the payload is gathered from the
+   * packets in place; every packet but the last must be exactly gsoSize
+   * bytes. Returns 1 when sent, 0 when the socket is full (EAGAIN).
+   */
+  udpSendGso(
+    fd: number, buffer: IoBuffer, offsets: Int32Array, lengths: Int32Array, count: number, address: Uint8Array | null, gsoSize: number,
+  ): number;
+
   /** Opens (creating if needed) a TUN device, IFF_TUN | IFF_NO_PI, nonblocking. */
   tunOpen(name: string, options?: TunOptions): TunDevice;
   /**
@@ -156,6 +166,10 @@ interface Addon {
   udpSendBatch(
     fd: number, buffer: ArrayBuffer | ArrayBufferView, offsets: Int32Array, lengths: Int32Array,
     addresses: Uint8Array | null, count: number, options?: { gsoSize?: number },
+  ): number;
+  udpSendGso(
+    fd: number, buffer: ArrayBuffer | ArrayBufferView, offsets: Int32Array, lengths: Int32Array, count: number,
+    address: Uint8Array | null, gsoSize: number,
   ): number;
   tunOpen(name: string, options?: TunOptions): TunDevice;
   tunReadBatch(
@@ -204,6 +218,8 @@ function wrap(addon: Addon): NativeIo {
       addon.udpRecvBatch(fd, asView(buffer), offsets, capacity, lengths, addresses, count, segments),
     udpSendBatch: (fd, buffer, offsets, lengths, addresses, count, options) =>
       addon.udpSendBatch(fd, asView(buffer), offsets, lengths, addresses, count, options),
+    udpSendGso: (fd, buffer, offsets, lengths, count, address, gsoSize) =>
+      addon.udpSendGso(fd, asView(buffer), offsets, lengths, count, address, gsoSize),
     tunOpen: (name, options) => addon.tunOpen(name, options),
     tunReadBatch: (fd, buffer, offsets, capacity, lengths, max) =>
       addon.tunReadBatch(fd, asView(buffer), offsets, capacity, lengths, max),
