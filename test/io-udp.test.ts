@@ -319,6 +319,44 @@ describe("native UDP batches", { skip: io ? false : `native I/O addon unavailabl
     }
   });
 
+  test("udpSendGso: packets gathered from their slots leave as one datagram each", async (t) => {
+    const probe = native.udpOpen(4, "127.0.0.1", 0);
+    const caps = native.udpCapabilities(probe.fd);
+    native.close(probe.fd);
+    if (!caps.gso) {
+      t.skip("the kernel lacks UDP_SEGMENT");
+      return;
+    }
+    const buffer = sharedBuffer();
+    const bytes = new Uint8Array(buffer);
+    const rx = native.udpOpen(4, "127.0.0.1", 0);
+    const tx = native.udpOpen(4, "127.0.0.1", 0);
+    try {
+      const seg = 1200;
+      const sizes = [seg, seg, seg, seg, 77]; // the last may be shorter
+      const offsets = Int32Array.from(sizes, (_, i) => packetAt(i));
+      const lengths = Int32Array.from(sizes);
+      sizes.forEach((size, i) => fill(bytes, offsets[i]!, size, 40 + i));
+      const to = new Uint8Array(ADDRESS_BYTES);
+      encodeAddress(to, 0, { family: 4, address: "127.0.0.1", port: rx.port });
+      assert.equal(native.udpSendGso(tx.fd, buffer, offsets, lengths, sizes.length, to, seg), 1);
+      const got = new Int32Array(sizes.length);
+      await receiveAll(native, rx.fd, buffer, 100, sizes.length, got, new Uint8Array(sizes.length * ADDRESS_BYTES));
+      assert.deepEqual([...got], sizes);
+      sizes.forEach((size, i) => {
+        const sent = bytes.subarray(offsets[i]!, offsets[i]! + size);
+        const received = bytes.subarray(packetAt(100 + i), packetAt(100 + i) + size);
+        assert.ok(Buffer.from(received).equals(Buffer.from(sent)), `datagram ${i}`);
+      });
+      // A packet other than the last that is not gsoSize long is refused before sending.
+      assert.throws(() => native.udpSendGso(tx.fd, buffer, offsets, Int32Array.from([seg, 10, seg]), 3, to, seg), RangeError);
+      assert.throws(() => native.udpSendGso(tx.fd, buffer, offsets, lengths, 0, to, seg), RangeError);
+    } finally {
+      native.close(rx.fd);
+      native.close(tx.fd);
+    }
+  });
+
   test("udpConnect: sends without addresses go to the connected peer", async () => {
     const buffer = sharedBuffer();
     const rx = native.udpOpen(6, "::1", 0);
