@@ -86,6 +86,7 @@ export class Endpoint {
   readonly #lengths: Int32Array;
   readonly #addresses: Uint8Array;
   readonly #slotList: Int32Array;
+  #slotCount = 0;
   /** The peer (id) of each entry of #offsets / #lengths being sent. */
   readonly #entryPeer: Int32Array;
   /** Whether the kernel does UDP GSO on our socket. */
@@ -274,15 +275,33 @@ export class Endpoint {
     this.#udpPoll ??= this.io.poll(this.udp.fd, "r", () => this.#readUdp());
   }
 
-  /** Takes up to batchSize slots into #slotList; returns how many. */
-  #takeSlots(): number {
+  /**
+   * A batch and up to batchSize slots (in #slotList, their packet places in
+   * #offsets, their count in #slotCount) for one read; null when the engine
+   * has neither to spare, and reading pauses until "drain".
+   */
+  #startRead(op: "seal" | "open"): Batch | null {
+    const engine = this.engine;
+    const batch = engine.beginBatch(op);
+    if (batch === null) {
+      this.#pause();
+      return null;
+    }
     let n = 0;
     while (n < this.#batchSize) {
-      const slot = this.engine.acquireSlot();
+      const slot = engine.acquireSlot();
       if (slot < 0) break;
-      this.#slotList[n++] = slot;
+      this.#slotList[n] = slot;
+      this.#offsets[n] = op === "seal" ? engine.packetOffset(slot) : engine.espOffset(slot);
+      n++;
     }
-    return n;
+    if (n === 0) {
+      batch.release();
+      this.#pause();
+      return null;
+    }
+    this.#slotCount = n;
+    return batch;
   }
 
   // ---- outbound: TUN → seal → UDP ----
@@ -291,14 +310,9 @@ export class Endpoint {
     const engine = this.engine;
     const bytes = engine.bytes;
     for (;;) {
-      const batch = engine.beginBatch("seal");
-      if (batch === null) return this.#pause();
-      const slots = this.#takeSlots();
-      if (slots === 0) {
-        batch.release();
-        return this.#pause();
-      }
-      for (let i = 0; i < slots; i++) this.#offsets[i] = engine.packetOffset(this.#slotList[i]!);
+      const batch = this.#startRead("seal");
+      if (batch === null) return;
+      const slots = this.#slotCount;
       const n = this.io.tunReadBatch(this.tun.fd, bytes, this.#offsets, engine.maxPacket, this.#lengths, slots);
       for (let i = n; i < slots; i++) engine.releaseSlot(this.#slotList[i]!);
       for (let i = 0; i < n; i++) {
@@ -427,14 +441,9 @@ export class Endpoint {
     const bytes = engine.bytes;
     const capacity = engine.layout.slotSize - HEADROOM + ESP_HEADER;
     for (;;) {
-      const batch = engine.beginBatch("open");
-      if (batch === null) return this.#pause();
-      const slots = this.#takeSlots();
-      if (slots === 0) {
-        batch.release();
-        return this.#pause();
-      }
-      for (let i = 0; i < slots; i++) this.#offsets[i] = engine.espOffset(this.#slotList[i]!);
+      const batch = this.#startRead("open");
+      if (batch === null) return;
+      const slots = this.#slotCount;
       let n: number;
       try {
         n = this.io.udpRecvBatch(this.udp.fd, bytes, this.#offsets, capacity, this.#lengths, this.#addresses, slots);
