@@ -534,6 +534,14 @@ export class Endpoint {
     this.#stopped = true;
     this.#pause();
     if (this.#keepaliveTimer) clearInterval(this.#keepaliveTimer);
+    // A clean stop records the exact counters, so a restart resumes where it
+    // stopped instead of skipping a reserved block (which would refuse the
+    // peer's next IN_BLOCK packets).
+    await this.engine.idle();
+    for (const peer of this.#peers) {
+      this.store.save(peer.outId, this.engine.saSeq(peer.out));
+      this.store.save(peer.inId, this.engine.saSeq(peer.in));
+    }
     await this.engine.close();
     this.io.close(this.udp.fd);
     this.io.close(this.tun.fd);

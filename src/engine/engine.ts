@@ -466,6 +466,12 @@ export class Engine extends EventEmitter implements BatchHost {
     };
   }
 
+  /** Resolves once no batch is in flight (at once if none is). */
+  idle(): Promise<void> {
+    if (this.#inFlight === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+  }
+
   /** Batches submitted and not yet delivered. */
   get inFlight(): number {
     return this.#inFlight;
@@ -481,7 +487,7 @@ export class Engine extends EventEmitter implements BatchHost {
 
   async #shutDown(): Promise<void> {
     this.#closing = true;
-    if (this.#inFlight > 0) await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+    await this.idle();
     this.#control.stop();
     await Promise.all(this.#servers);
     await this.#pool.destroy();
