@@ -523,6 +523,34 @@ zero:
   return result;
 }
 
+/* Points a message at a 28-byte socket address entry (family 0: none, the connected peer). */
+static bool msg_set_address(napi_env env, struct msghdr *h, uint8_t *a, size_t index) {
+  sa_family_t fam;
+  memcpy(&fam, a, sizeof fam);
+  if (fam == AF_INET) h->msg_name = a, h->msg_namelen = sizeof(struct sockaddr_in);
+  else if (fam == AF_INET6) h->msg_name = a, h->msg_namelen = sizeof(struct sockaddr_in6);
+  else if (fam != 0) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "packet %zu: address family %u is neither IPv4 (%d) nor IPv6 (%d)", index,
+             (unsigned)fam, AF_INET, AF_INET6);
+    throw_range(env, msg);
+    return false;
+  }
+  return true;
+}
+
+/* Asks the kernel to cut the message into datagrams of gso bytes (UDP_SEGMENT). */
+static void msg_set_gso(struct msghdr *h, control_buf *ctl, uint16_t gso) {
+  memset(ctl, 0, sizeof *ctl);
+  h->msg_control = ctl->buf;
+  h->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+  struct cmsghdr *c = CMSG_FIRSTHDR(h);
+  c->cmsg_level = SOL_UDP;
+  c->cmsg_type = UDP_SEGMENT;
+  c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+  memcpy(CMSG_DATA(c), &gso, sizeof gso);
+}
+
 /*
  * udpSendBatch(fd, buffer, offsets, lengths, addresses, count, options?) -> sent
  * options.gsoSize: with UDP GSO, each message is cut by the kernel into
@@ -566,31 +594,11 @@ static napi_value udp_send_batch(napi_env env, napi_callback_info info) {
     struct msghdr *h = &s->msgs[i].msg_hdr;
     h->msg_name = NULL;
     h->msg_namelen = 0;
-    if (addresses) {
-      uint8_t *a = addresses + i * ADDRESS_BYTES;
-      sa_family_t fam;
-      memcpy(&fam, a, sizeof fam);
-      if (fam == AF_INET) h->msg_name = a, h->msg_namelen = sizeof(struct sockaddr_in);
-      else if (fam == AF_INET6) h->msg_name = a, h->msg_namelen = sizeof(struct sockaddr_in6);
-      else if (fam != 0) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "packet %zu: address family %u is neither IPv4 (%d) nor IPv6 (%d)", i,
-                 (unsigned)fam, AF_INET, AF_INET6);
-        return throw_range(env, msg);
-      }
-    }
+    if (addresses && !msg_set_address(env, h, addresses + i * ADDRESS_BYTES, i)) return NULL;
     h->msg_iov = &s->iov[i];
     h->msg_iovlen = 1;
     if (gso > 0) {
-      memset(&s->ctl[i], 0, sizeof s->ctl[i]);
-      h->msg_control = s->ctl[i].buf;
-      h->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
-      struct cmsghdr *c = CMSG_FIRSTHDR(h);
-      c->cmsg_level = SOL_UDP;
-      c->cmsg_type = UDP_SEGMENT;
-      c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-      uint16_t g = (uint16_t)gso;
-      memcpy(CMSG_DATA(c), &g, sizeof g);
+      msg_set_gso(h, &s->ctl[i], (uint16_t)gso);
     } else {
       h->msg_control = NULL;
       h->msg_controllen = 0;
@@ -653,24 +661,10 @@ static napi_value udp_send_gso(napi_env env, napi_callback_info info) {
   if (total > 65507) return throw_range(env, "udpSendGso: more than 65507 bytes in one send");
   struct msghdr h;
   memset(&h, 0, sizeof h);
-  if (address) {
-    sa_family_t fam;
-    memcpy(&fam, address, sizeof fam);
-    if (fam == AF_INET) h.msg_name = address, h.msg_namelen = sizeof(struct sockaddr_in);
-    else if (fam == AF_INET6) h.msg_name = address, h.msg_namelen = sizeof(struct sockaddr_in6);
-    else if (fam != 0) return throw_range(env, "udpSendGso: the address family is neither IPv4 nor IPv6");
-  }
+  if (address && !msg_set_address(env, &h, address, 0)) return NULL;
   h.msg_iov = s->iov;
   h.msg_iovlen = n;
-  memset(&s->ctl[0], 0, sizeof s->ctl[0]);
-  h.msg_control = s->ctl[0].buf;
-  h.msg_controllen = CMSG_SPACE(sizeof(uint16_t));
-  struct cmsghdr *c = CMSG_FIRSTHDR(&h);
-  c->cmsg_level = SOL_UDP;
-  c->cmsg_type = UDP_SEGMENT;
-  c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-  uint16_t g = (uint16_t)gso;
-  memcpy(CMSG_DATA(c), &g, sizeof g);
+  msg_set_gso(&h, &s->ctl[0], (uint16_t)gso);
   ssize_t r;
   do r = sendmsg(fd, &h, MSG_DONTWAIT);
   while (r < 0 && errno == EINTR);
