@@ -64,6 +64,8 @@ export interface EngineOptions {
   maxSas?: number;
   /** Largest replay window an inbound SA may have (default 8192). */
   maxReplayWindow?: number;
+  /** Bytes of shared memory after the slots for the caller's I/O (layout.ioScratchAt; default 0). */
+  ioScratch?: number;
   /** @internal tests: a worker module to use instead of the kernel worker */
   workerFilename?: string | URL;
 }
@@ -176,6 +178,7 @@ export class Engine extends EventEmitter implements BatchHost {
       maxInFlight: option("maxInFlight", options.maxInFlight, workers * 4, 1, 4096),
       maxSas: option("maxSas", options.maxSas, 256, 1, 65536),
       maxReplayWindow: option("maxReplayWindow", options.maxReplayWindow, 8192, 64, REPLAY_WINDOW_MAX),
+      ioScratch: option("ioScratch", options.ioScratch, 0, 0, 1 << 30),
     });
     if (layout.totalBytes > 2 ** 32 - 65536) throw new RangeError(`the engine would need ${layout.totalBytes} bytes of memory; wasm32 allows 4 GiB: use fewer or smaller slots`);
     const memory = createKernelMemory(layout.pages, layout.pages);
@@ -235,6 +238,16 @@ export class Engine extends EventEmitter implements BatchHost {
   /** @internal whether a slot was acquired and not released */
   slotInUse(slot: number): boolean {
     return Number.isInteger(slot) && slot >= 0 && slot < this.layout.slotCount && this.#slots.isInUse(slot);
+  }
+
+  /** Free slots (cheap, unlike stats()). */
+  get freeSlots(): number {
+    return this.#slots.available;
+  }
+
+  /** Batch regions free for beginBatch. */
+  get freeBatches(): number {
+    return this.#freeRegions.length;
   }
 
   /** Takes a free slot; -1 when none is free (counted as backpressure; "drain" follows). */

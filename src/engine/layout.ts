@@ -7,6 +7,7 @@
  *   SA table                maxSas records of saStride bytes (kernel SA layout)
  *   batch regions           maxInFlight × (batchSize descriptors ‖ open scratch)
  *   slots                   slotCount packet buffers of slotSize bytes
+ *   I/O scratch             ioScratch bytes an I/O path may use (e.g. UDP GRO super-packets)
  *
  * A packet in a slot: the inner packet starts at slot + HEADROOM, so sealing
  * writes the ESP header and IV in the 16 bytes before it and the trailer and
@@ -27,6 +28,8 @@ export interface LayoutOptions {
   maxInFlight: number;
   maxSas: number;
   maxReplayWindow: number;
+  /** Bytes after the slots for an I/O path of its own (default 0). */
+  ioScratch?: number;
 }
 
 export interface EngineLayout extends LayoutOptions {
@@ -38,6 +41,8 @@ export interface EngineLayout extends LayoutOptions {
   /** Keystream scratch of one batch region, after its descriptors (kernel set_scratch). */
   scratchBytes: number;
   slotsAt: number;
+  /** Where the I/O scratch starts (layout.ioScratch bytes). */
+  ioScratchAt: number;
   /** The longest inner packet a slot holds. */
   maxPacket: number;
   totalBytes: number;
@@ -61,9 +66,10 @@ export function computeLayout(options: LayoutOptions): EngineLayout {
   const batchRegionSize = align(batchSize * DESCRIPTOR_SIZE, 64) + scratchBytes;
   const batchRegionsAt = align(saTableAt + maxSas * saStride, 64);
   const slotsAt = align(batchRegionsAt + maxInFlight * batchRegionSize, 64);
-  const totalBytes = slotsAt + slotCount * slotSize;
+  const ioScratchAt = align(slotsAt + slotCount * slotSize, 64);
+  const totalBytes = ioScratchAt + (options.ioScratch ?? 0);
   return {
-    ...options, controlAt, saTableAt, saStride, batchRegionsAt, batchRegionSize, scratchBytes, slotsAt, maxPacket,
+    ...options, controlAt, saTableAt, saStride, batchRegionsAt, batchRegionSize, scratchBytes, slotsAt, ioScratchAt, maxPacket,
     totalBytes, pages: Math.ceil(totalBytes / PAGE),
   };
 }
