@@ -53,6 +53,8 @@ interface Peer {
   address: Uint8Array;
   /** Inner sources it may send from. */
   selectors: PrefixTable<true>;
+  /** Marks the peer as seen in one pass over a batch (see #visit). */
+  visited: number;
 }
 
 /** A replaced peer's counters, carried over when its keys did not change. */
@@ -180,7 +182,7 @@ export class Endpoint {
     const selectors = new PrefixTable<true>();
     for (const prefix of peerConfig.selectors) selectors.add(prefix, true);
     const signature = peerSignature(peerConfig, outId, inId);
-    const peer: Peer = { id: this.#peerById.length, signature, outId, inId, config: peerConfig, out, in: inbound, outReservation, inReservation, address, selectors };
+    const peer: Peer = { id: this.#peerById.length, signature, outId, inId, config: peerConfig, out, in: inbound, outReservation, inReservation, address, selectors, visited: 0 };
     this.#peerById.push(peer);
     this.log.info({ event: "peer", peer: peerConfig.name, endpoint: `${peerConfig.address}:${peerConfig.port}`, selectors: peerConfig.selectors.map((p) => p.text), resumeOut: String(resumeOut), resumeIn: String(resumeIn) }, "peer added");
     return peer;
@@ -277,6 +279,8 @@ export class Endpoint {
   readonly #onTunReadable = (): void => this.#guard(() => this.#readTun());
   readonly #onUdpReadable = (): void => this.#guard(() => this.#readUdpAny());
   #internalErrors = 0;
+  /** Incremented per pass over a batch, so each peer is handled once per batch without a Set. */
+  #visit = 0;
 
   #guard(read: () => void): void {
     try {
@@ -371,11 +375,14 @@ export class Endpoint {
     }
   }
 
-  /** Makes sure the numbers this batch will use are below a durable bound. */
+  /** Makes sure the numbers this batch will use are below a durable bound (for the peers in it). */
   #reserveOut(batch: Batch): void {
-    for (const peer of this.#peers) {
-      const next = this.engine.saSeq(peer.out) + BigInt(batch.count);
-      peer.outReservation.ensure(next);
+    const mark = ++this.#visit;
+    for (let i = 0; i < batch.count; i++) {
+      const peer = this.#peerById[this.#slotPeer[batch.slot(i)]!]!;
+      if (peer.visited === mark) continue;
+      peer.visited = mark;
+      peer.outReservation.ensure(this.engine.saSeq(peer.out) + BigInt(batch.count));
     }
   }
 
@@ -611,7 +618,15 @@ export class Endpoint {
       k++;
     }
     // Durable before delivery: a crash now cannot make these acceptable again.
-    if (k > 0) for (const peer of this.#peers) peer.inReservation.ensure(this.engine.saSeq(peer.in));
+    if (k > 0) {
+      const mark = ++this.#visit;
+      for (let i = 0; i < batch.count; i++) {
+        const peer = this.#peerById[this.#slotPeer[batch.slot(i)]!]!;
+        if (peer.visited === mark || batch.statusCode(i) !== 0) continue;
+        peer.visited = mark;
+        peer.inReservation.ensure(this.engine.saSeq(peer.in));
+      }
+    }
     if (k > 0) {
       let written = 0;
       try {

@@ -37,7 +37,7 @@ import { availableParallelism } from "node:os";
 import { Piscina } from "piscina";
 import { kernelModule, createKernelMemory, instantiateKernel, type KernelExports } from "../kernel/wasm.js";
 import { D_STATUS, DESCRIPTOR_SIZE, REPLAY_WINDOW_MAX, ESP_HEADER } from "../kernel/layout.js";
-import { STATUS_OK, STATUS_WORKER_FAILED, type PacketStatus, statusName } from "../kernel/status.js";
+import { STATUS_OK, STATUS_WORKER_FAILED, type PacketStatus } from "../kernel/status.js";
 import { describe } from "../crypto.js";
 import { computeLayout, descriptorsAt, packetAt, espAt, HEADROOM, type EngineLayout } from "./layout.js";
 import { SlotPool } from "./slotPool.js";
@@ -536,4 +536,3 @@ export function createEngine(options?: EngineOptions): Promise<Engine> {
   return Engine.create(options);
 }
 
-export { statusName };
