@@ -45,7 +45,10 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
+
+#include "tun_offload.h"
 
 #ifndef SOL_UDP
 #define SOL_UDP 17
@@ -72,10 +75,24 @@ typedef union {
 
 /* Per-environment scratch for the message headers of one batch (the addon may
  * be loaded by several worker threads, each with its own environment). */
+/* A TUN device opened with offloads (IFF_VNET_HDR): its read buffer, the
+ * super-packet being cut into segments across calls, and counters. */
+typedef struct tun_device {
+  struct tun_device *next;
+  int fd;
+  bool pending; /* tso holds segments not yet handed out */
+  tso_state tso;
+  struct {
+    int64_t reads, superPackets, segments, checksums, malformed, writes, groups, coalesced;
+  } stats;
+  uint8_t read[TSO_READ_MAX];
+} tun_device;
+
 typedef struct {
   struct mmsghdr msgs[BATCH_MAX];
   struct iovec iov[BATCH_MAX];
   control_buf ctl[BATCH_MAX];
+  tun_device *devices;
 } io_scratch;
 
 /* ---------------------------------------------------------------- errors */
@@ -681,7 +698,30 @@ static napi_value udp_send_gso(napi_env env, napi_callback_info info) {
 
 /* ------------------------------------------------------------------ TUN */
 
-/* tunOpen(name, options?) -> { fd, name } */
+static tun_device *find_device(io_scratch *s, int fd) {
+  for (tun_device *d = s->devices; d; d = d->next)
+    if (d->fd == fd) return d;
+  return NULL;
+}
+
+static void forget_device(io_scratch *s, int fd) {
+  for (tun_device **at = &s->devices; *at; at = &(*at)->next) {
+    if ((*at)->fd == fd) {
+      tun_device *d = *at;
+      *at = d->next;
+      free(d);
+      return;
+    }
+  }
+}
+
+/*
+ * tunOpen(name, options?) -> { fd, name, offload }
+ * options.offload: IFF_VNET_HDR with TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6:
+ * reads may yield TCP super-packets, which tunReadBatch cuts into segments,
+ * and tunWriteBatch coalesces TCP segments into super-packets. `offload` in
+ * the result says whether the kernel took it (else the device is plain).
+ */
 static napi_value tun_open(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2] = {NULL, NULL};
@@ -696,21 +736,26 @@ static napi_value tun_open(napi_env env, napi_callback_info info) {
     if (nlen >= IFNAMSIZ) return throw_range(env, "a TUN device name has at most 15 bytes");
   }
   bool multi = get_bool_option(env, argv[1], "multiQueue", false);
+  bool offload = get_bool_option(env, argv[1], "offload", false);
+  tun_device *device = NULL;
+  if (offload && !(device = (tun_device *)calloc(1, sizeof *device))) return throw_errno(env, "calloc", ENOMEM, "tunOpen");
 
   int fd = open(TUN_PATH, O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
     int err = errno;
+    free(device);
     if (err == ENOENT || err == ENODEV || err == ENXIO) return throw_errno_message(env, "open", err, MSG_TUN_MISSING);
     if (err == EPERM || err == EACCES) return throw_errno_message(env, "open", err, MSG_TUN_PERM);
     return throw_errno(env, "open", err, "tunOpen " TUN_PATH);
   }
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
-  ifr.ifr_flags = IFF_TUN | IFF_NO_PI | (multi ? IFF_MULTI_QUEUE : 0);
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI | (multi ? IFF_MULTI_QUEUE : 0) | (offload ? IFF_VNET_HDR : 0);
   memcpy(ifr.ifr_name, name, nlen);
   if (ioctl(fd, TUNSETIFF, &ifr) != 0) {
     int err = errno;
     close(fd);
+    free(device);
     if (err == EPERM || err == EACCES) return throw_errno_message(env, "ioctl(TUNSETIFF)", err, MSG_TUN_PERM);
     if (err == EBUSY) {
       char msg[160];
@@ -720,19 +765,74 @@ static napi_value tun_open(napi_env env, napi_callback_info info) {
     }
     return throw_errno(env, "ioctl(TUNSETIFF)", err, "tunOpen");
   }
+  if (device) {
+    /* Without TSO the device still carries a virtio header on every packet
+     * (IFF_VNET_HDR cannot be undone), so it stays registered either way;
+     * `offload` reports whether super-packets can come. */
+    int header = (int)VNET_HDR_LEN;
+    unsigned long features = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+    offload = ioctl(fd, TUNSETVNETHDRSZ, &header) == 0 && ioctl(fd, TUNSETOFFLOAD, features) == 0;
+    io_scratch *s = scratch(env);
+    device->fd = fd;
+    device->next = s->devices;
+    s->devices = device;
+  }
   set_nonblocking_cloexec(fd);
   napi_value result;
   napi_create_object(env, &result);
   set_int(env, result, "fd", fd);
   ifr.ifr_name[IFNAMSIZ - 1] = 0;
   set_string(env, result, "name", ifr.ifr_name);
+  set_bool(env, result, "offload", offload);
   return result;
+}
+
+/* Reads with offloads: one read() may be a super-packet, handed out as
+ * segments, the rest kept for the next call. A malformed read is handed out
+ * as one packet of length 0 so the caller counts it. */
+static size_t tun_read_offload(napi_env env, tun_device *d, struct iovec *slots, size_t n, size_t capacity) {
+  size_t i = 0;
+  while (i < n) {
+    if (d->pending) {
+      long r = tso_next(&d->tso, slots[i].iov_base, capacity);
+      if (r > 0) {
+        slots[i++].iov_len = (size_t)r;
+        d->stats.segments++;
+        continue;
+      }
+      if (r < 0) slots[i++].iov_len = 0, d->stats.malformed++; /* a segment larger than a slot: the MTU is wrong */
+      d->pending = false;
+      continue;
+    }
+    ssize_t r;
+    do r = read(d->fd, d->read, sizeof d->read);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || i > 0) break;
+      throw_errno(env, "read", errno, "tunReadBatch");
+      return (size_t)-1;
+    }
+    d->stats.reads++;
+    int count = tso_begin(&d->tso, d->read, (size_t)r);
+    if (count < 0) {
+      slots[i++].iov_len = 0;
+      d->stats.malformed++;
+      continue;
+    }
+    if (!d->tso.plain) d->stats.superPackets++;
+    else if (d->read[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM) d->stats.checksums++; /* flags: the header's first byte */
+    d->pending = true;
+  }
+  return i;
 }
 
 /*
  * tunReadBatch(fd, buffer, offsets, capacity, lengths, max) -> packets read
  * One read() per packet until EAGAIN or max. lengths[i] < 0: the packet was
  * longer than capacity (-lengths[i] is its real length) and was cut: discard it.
+ * On a device opened with offload, a TCP super-packet comes out as segments
+ * (a packet each), and what does not fit in max waits for the next call:
+ * call again while it returns max, even when the fd is not readable.
  */
 static napi_value tun_read_batch(napi_env env, napi_callback_info info) {
   size_t argc = 6;
@@ -756,15 +856,22 @@ static napi_value tun_read_batch(napi_env env, napi_callback_info info) {
     s->iov[i].iov_base = buf + off;
   }
   size_t i = 0;
-  for (; i < n; i++) {
-    ssize_t r;
-    do r = read(fd, s->iov[i].iov_base, (size_t)capacity);
-    while (r < 0 && errno == EINTR);
-    if (r < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK || i > 0) break;
-      return throw_errno(env, "read", errno, "tunReadBatch");
+  tun_device *d = find_device(s, fd);
+  if (d) {
+    i = tun_read_offload(env, d, s->iov, n, (size_t)capacity);
+    if (i == (size_t)-1) return NULL;
+    for (size_t k = 0; k < i; k++) lengths[k] = (int32_t)s->iov[k].iov_len;
+  } else {
+    for (; i < n; i++) {
+      ssize_t r;
+      do r = read(fd, s->iov[i].iov_base, (size_t)capacity);
+      while (r < 0 && errno == EINTR);
+      if (r < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || i > 0) break;
+        return throw_errno(env, "read", errno, "tunReadBatch");
+      }
+      lengths[i] = r > capacity ? (int32_t)-r : (int32_t)r;
     }
-    lengths[i] = r > capacity ? (int32_t)-r : (int32_t)r;
   }
   napi_value result;
   napi_create_int32(env, (int32_t)i, &result);
@@ -772,9 +879,37 @@ static napi_value tun_read_batch(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * The iovec of one write with offloads, starting at packet i: a virtio
+ * header, then packet i, then the payloads of the packets after it that
+ * continue its TCP flow (GRO). Returns how many packets it takes (>= 1).
+ */
+static size_t gro_gather(struct iovec *packets, size_t i, size_t n, struct virtio_net_hdr *header, struct iovec *iov,
+                         size_t *iov_count) {
+  gro_group g;
+  size_t j = i + 1;
+  iov[0].iov_base = header;
+  iov[0].iov_len = VNET_HDR_LEN;
+  iov[1] = packets[i];
+  *iov_count = 2;
+  memset(header, 0, sizeof *header);
+  if (gro_start(&g, packets[i].iov_base, packets[i].iov_len)) {
+    for (; j < n && gro_append(&g, packets[j].iov_base, packets[j].iov_len); j++) {
+      iov[*iov_count].iov_base = (uint8_t *)packets[j].iov_base + g.headers;
+      iov[*iov_count].iov_len = packets[j].iov_len - g.headers;
+      (*iov_count)++;
+    }
+    gro_finish(&g, header);
+  }
+  return j - i;
+}
+
+/*
  * tunWriteBatch(fd, buffer, offsets, lengths, count) -> packets written
  * One write() per packet; stops at EAGAIN. An error on the first packet
  * throws (err.index = 0); after that the count written so far is returned.
+ * On a device opened with offload, consecutive segments of one TCP flow go
+ * out as one super-packet write (their first packet's headers are rewritten
+ * in place for it).
  */
 static napi_value tun_write_batch(napi_env env, napi_callback_info info) {
   size_t argc = 5;
@@ -798,21 +933,134 @@ static napi_value tun_write_batch(napi_env env, napi_callback_info info) {
     s->iov[i].iov_base = buf + off;
     s->iov[i].iov_len = (size_t)len;
   }
+  tun_device *d = find_device(s, fd);
   size_t i = 0;
-  for (; i < n; i++) {
+  while (i < n) {
+    struct virtio_net_hdr header;
+    struct iovec iov[GRO_MAX_SEGMENTS + 1];
+    size_t iov_count = 1, take = 1;
     ssize_t r;
-    do r = write(fd, s->iov[i].iov_base, s->iov[i].iov_len);
+    if (d) take = gro_gather(s->iov, i, n, &header, iov, &iov_count);
+    do r = d ? writev(fd, iov, (int)iov_count) : write(fd, s->iov[i].iov_base, s->iov[i].iov_len);
     while (r < 0 && errno == EINTR);
     if (r < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || i > 0) break;
-      napi_value error = make_errno_error(env, "write", errno, "tunWriteBatch");
+      napi_value error = make_errno_error(env, d ? "writev" : "write", errno, "tunWriteBatch");
       set_int(env, error, "index", 0);
       napi_throw(env, error);
       return NULL;
     }
+    if (d) {
+      d->stats.writes++;
+      if (take > 1) d->stats.groups++, d->stats.coalesced += (int64_t)take;
+    }
+    i += take;
   }
   napi_value result;
   napi_create_int32(env, (int32_t)i, &result);
+  return result;
+}
+
+/* tunOffloadStats(fd) -> counters of a device opened with offload, or null */
+static napi_value tun_offload_stats(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1] = {NULL}, result;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int fd;
+  if (!get_fd(env, argv[0], &fd)) return NULL;
+  tun_device *d = find_device(scratch(env), fd);
+  if (!d) {
+    napi_get_null(env, &result);
+    return result;
+  }
+  napi_create_object(env, &result);
+  set_int(env, result, "reads", d->stats.reads);
+  set_int(env, result, "superPackets", d->stats.superPackets);
+  set_int(env, result, "segments", d->stats.segments);
+  set_int(env, result, "checksums", d->stats.checksums);
+  set_int(env, result, "malformed", d->stats.malformed);
+  set_int(env, result, "writes", d->stats.writes);
+  set_int(env, result, "groups", d->stats.groups);
+  set_int(env, result, "coalesced", d->stats.coalesced);
+  return result;
+}
+
+/*
+ * offloadSegment(read, out, capacity, lengths) -> packets | -1
+ * The segmentation of tunReadBatch without a device (for tests and tools):
+ * `read` is what a read() returned (virtio header + packet); packet k goes to
+ * out[k * capacity, +lengths[k]). -1: malformed, or a segment over capacity.
+ */
+static napi_value offload_segment(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4] = {NULL}, result;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  uint8_t *in, *out;
+  size_t in_size, out_size, n_len;
+  int64_t capacity;
+  int32_t *lengths;
+  if (!get_bytes(env, argv[0], "read", &in, &in_size) || !get_bytes(env, argv[1], "out", &out, &out_size)) return NULL;
+  if (!get_int(env, argv[2], "capacity", 1, 65535, &capacity)) return NULL;
+  if (!get_typed(env, argv[3], "lengths", napi_int32_array, 0, (void **)&lengths, &n_len)) return NULL;
+  uint8_t *copy = malloc(in_size ? in_size : 1); /* tso_begin completes checksums in place: leave the input as it is */
+  if (!copy) return throw_errno(env, "malloc", ENOMEM, "offloadSegment");
+  memcpy(copy, in, in_size);
+  tso_state st;
+  int count = tso_begin(&st, copy, in_size);
+  size_t k = 0;
+  if (count > 0) {
+    for (;; k++) {
+      if ((k + 1) * (size_t)capacity > out_size || k >= n_len) { count = -1; break; }
+      long r = tso_next(&st, out + k * (size_t)capacity, (size_t)capacity);
+      if (r == 0) break;
+      if (r < 0) { count = -1; break; }
+      lengths[k] = (int32_t)r;
+    }
+  }
+  free(copy);
+  napi_create_int32(env, count < 0 ? -1 : (int32_t)k, &result);
+  return result;
+}
+
+/*
+ * offloadCoalesce(buffer, offsets, lengths, count, out) -> { packets, length }
+ * The GRO of tunWriteBatch without a device: the bytes the write starting at
+ * packet 0 would carry (virtio header + super-packet) go to out, and
+ * `packets` says how many packets they took. The first packet's headers are
+ * rewritten in place, as for a real write.
+ */
+static napi_value offload_coalesce(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5] = {NULL}, result;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  uint8_t *buf, *out;
+  size_t size, out_size, n_off, n_len;
+  int64_t count;
+  int32_t *offsets, *lengths;
+  if (!get_bytes(env, argv[0], "buffer", &buf, &size) || !get_bytes(env, argv[4], "out", &out, &out_size)) return NULL;
+  if (!get_int(env, argv[3], "count", 1, BATCH_MAX, &count)) return NULL;
+  size_t n = (size_t)count;
+  if (!get_typed(env, argv[1], "offsets", napi_int32_array, n, (void **)&offsets, &n_off)) return NULL;
+  if (!get_typed(env, argv[2], "lengths", napi_int32_array, n, (void **)&lengths, &n_len)) return NULL;
+  io_scratch *s = scratch(env);
+  for (size_t i = 0; i < n; i++) {
+    if (!check_range(env, "packet", i, offsets[i], lengths[i], size)) return NULL;
+    s->iov[i].iov_base = buf + offsets[i];
+    s->iov[i].iov_len = (size_t)lengths[i];
+  }
+  struct virtio_net_hdr header;
+  struct iovec iov[GRO_MAX_SEGMENTS + 1];
+  size_t iov_count;
+  size_t take = gro_gather(s->iov, 0, n, &header, iov, &iov_count);
+  size_t at = 0;
+  for (size_t k = 0; k < iov_count; k++) {
+    if (at + iov[k].iov_len > out_size) return throw_range(env, "offloadCoalesce: out is too small");
+    memcpy(out + at, iov[k].iov_base, iov[k].iov_len);
+    at += iov[k].iov_len;
+  }
+  napi_create_object(env, &result);
+  set_int(env, result, "packets", (int64_t)take);
+  set_int(env, result, "length", (int64_t)at);
   return result;
 }
 
@@ -1001,6 +1249,7 @@ static napi_value io_close(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int fd;
   if (!get_fd(env, argv[0], &fd)) return NULL;
+  forget_device(scratch(env), fd);
   /* On Linux the descriptor is released even when close() reports EINTR: never retry. */
   if (close(fd) != 0 && errno != EINTR) return throw_errno(env, "close", errno, "close");
   return NULL;
@@ -1008,7 +1257,15 @@ static napi_value io_close(napi_env env, napi_callback_info info) {
 
 /* --------------------------------------------------------------- module */
 
-static void free_scratch(napi_env env, void *data, void *hint) { free(data); }
+static void free_scratch(napi_env env, void *data, void *hint) {
+  io_scratch *s = (io_scratch *)data;
+  while (s->devices) {
+    tun_device *d = s->devices;
+    s->devices = d->next;
+    free(d);
+  }
+  free(s);
+}
 
 NAPI_MODULE_INIT() {
   io_scratch *s = (io_scratch *)calloc(1, sizeof *s);
@@ -1030,6 +1287,9 @@ NAPI_MODULE_INIT() {
       {"tunOpen", tun_open},
       {"tunReadBatch", tun_read_batch},
       {"tunWriteBatch", tun_write_batch},
+      {"tunOffloadStats", tun_offload_stats},
+      {"offloadSegment", offload_segment},
+      {"offloadCoalesce", offload_coalesce},
       {"poll", io_poll_start},
       {"close", io_close},
   };
@@ -1038,6 +1298,6 @@ NAPI_MODULE_INIT() {
   set_int(env, exports, "BATCH_MAX", BATCH_MAX);
   set_int(env, exports, "AF_INET", AF_INET);
   set_int(env, exports, "AF_INET6", AF_INET6);
-  set_int(env, exports, "ABI", 1);
+  set_int(env, exports, "ABI", 2);
   return exports;
 }

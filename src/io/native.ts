@@ -59,12 +59,42 @@ export interface UdpSocketInfo extends UdpCapabilities {
 export interface TunOptions {
   /** IFF_MULTI_QUEUE: open the same device again for another queue. */
   multiQueue?: boolean;
+  /**
+   * TUN offloads (IFF_VNET_HDR with TSO4/TSO6 and checksum offload): a read
+   * may bring a TCP super-packet of up to 64 KB, which tunReadBatch cuts into
+   * MTU-sized segments, and tunWriteBatch writes runs of one TCP flow's
+   * segments as one super-packet. Packets in and out of the calls stay plain
+   * IP packets either way.
+   */
+  offload?: boolean;
 }
 
 export interface TunDevice {
   fd: number;
   /** The device name the kernel gave (it fills in a pattern like "tun%d"). */
   name: string;
+  /** Offloads are on (asked for and granted by the kernel). */
+  offload: boolean;
+}
+
+/** What the offloads of a TUN device did (counts since it was opened). */
+export interface TunOffloadStats {
+  /** read() calls that returned a packet. */
+  reads: number;
+  /** Of those, TCP super-packets cut into segments. */
+  superPackets: number;
+  /** Packets handed out (segments and plain packets). */
+  segments: number;
+  /** Plain packets whose checksum the kernel left to sluice and sluice completed. */
+  checksums: number;
+  /** Reads dropped as malformed (handed out as a packet of length 0). */
+  malformed: number;
+  /** write() calls. */
+  writes: number;
+  /** Of those, super-packets of two or more coalesced segments... */
+  groups: number;
+  /** ...which carried this many segments in all. */
+  coalesced: number;
 }
 
 export type PollEvents = "r" | "w" | "rw";
@@ -136,15 +166,35 @@ export interface NativeIo {
     fd: number, buffer: IoBuffer, offsets: Int32Array, lengths: Int32Array, count: number, address: Uint8Array | null, gsoSize: number,
   ): number;
 
-  /** Opens (creating if needed) a TUN device, IFF_TUN | IFF_NO_PI, nonblocking. */
+  /** Opens (creating if needed) a TUN device, IFF_TUN | IFF_NO_PI, nonblocking; see TunOptions.offload. */
   tunOpen(name: string, options?: TunOptions): TunDevice;
   /**
    * read() until EAGAIN or max packets, packet i into buffer[offsets[i], +capacity).
    * lengths[i] < 0: the packet was longer than capacity (-lengths[i] bytes) and was cut.
+   * With offload, a super-packet's segments that did not fit in max wait for
+   * the next call: call again while it returns max, readable or not.
    */
   tunReadBatch(fd: number, buffer: IoBuffer, offsets: Int32Array, capacity: number, lengths: Int32Array, max: number): number;
-  /** write() of each packet until EAGAIN; returns how many were written. */
+  /**
+   * write() of each packet until EAGAIN; returns how many were written. With
+   * offload, a coalesced run counts as its packets, and the first packet's
+   * headers are rewritten in place (the slots are the caller's to release).
+   */
   tunWriteBatch(fd: number, buffer: IoBuffer, offsets: Int32Array, lengths: Int32Array, count: number): number;
+  /** The offload counters of a device opened with `offload`, else null. */
+  tunOffloadStats(fd: number): TunOffloadStats | null;
+  /**
+   * The segmentation of an offload read without a device (tests, tools):
+   * `read` is a virtio header and a packet; segment k lands at
+   * out[k * capacity, +lengths[k]). Returns the count, or -1 when the read is
+   * malformed or a segment exceeds capacity.
+   */
+  offloadSegment(read: Uint8Array, out: Uint8Array, capacity: number, lengths: Int32Array): number;
+  /**
+   * The coalescing of an offload write without a device: the bytes the write
+   * starting at packet 0 would carry (virtio header + packet) land in out.
+   */
+  offloadCoalesce(buffer: IoBuffer, offsets: Int32Array, lengths: Int32Array, count: number, out: Uint8Array): { packets: number; length: number };
 
   /** Readiness of fd from libuv on this thread's event loop. */
   poll(fd: number, events: PollEvents, callback: PollCallback): PollHandle;
@@ -177,11 +227,14 @@ interface Addon {
     max: number,
   ): number;
   tunWriteBatch(fd: number, buffer: ArrayBuffer | ArrayBufferView, offsets: Int32Array, lengths: Int32Array, count: number): number;
+  tunOffloadStats(fd: number): TunOffloadStats | null;
+  offloadSegment(read: Uint8Array, out: Uint8Array, capacity: number, lengths: Int32Array): number;
+  offloadCoalesce(buffer: ArrayBuffer | ArrayBufferView, offsets: Int32Array, lengths: Int32Array, count: number, out: Uint8Array): { packets: number; length: number };
   poll(fd: number, events: string, callback: PollCallback): PollHandle;
   close(fd: number): void;
 }
 
-const ADDON_ABI = 1;
+const ADDON_ABI = 2;
 
 /** Where the addon is, relative to this file compiled to dist/src/io/native.js. */
 export const nativeIoAddonPath: string =
@@ -224,6 +277,9 @@ function wrap(addon: Addon): NativeIo {
     tunReadBatch: (fd, buffer, offsets, capacity, lengths, max) =>
       addon.tunReadBatch(fd, asView(buffer), offsets, capacity, lengths, max),
     tunWriteBatch: (fd, buffer, offsets, lengths, count) => addon.tunWriteBatch(fd, asView(buffer), offsets, lengths, count),
+    tunOffloadStats: (fd) => addon.tunOffloadStats(fd),
+    offloadSegment: (read, out, capacity, lengths) => addon.offloadSegment(read, out, capacity, lengths),
+    offloadCoalesce: (buffer, offsets, lengths, count, out) => addon.offloadCoalesce(asView(buffer), offsets, lengths, count, out),
     poll: (fd, events, callback) => addon.poll(fd, events, callback),
     close: (fd) => addon.close(fd),
   };

@@ -1,0 +1,265 @@
+/*
+ * TSO segmentation and GRO coalescing for a TUN device with IFF_VNET_HDR (see
+ * tun_offload.h for the contracts). The rules follow what the kernel itself
+ * does in tcp_gso_segment() and tcp_gro_receive(): a segment gets the super-
+ * packet's headers with the IP length and ID, the TCP sequence number, the
+ * FIN/PSH/CWR flags and both checksums fixed; a group only takes the exact
+ * continuation of one flow with identical headers and options.
+ *
+ * Checksums: RFC 1071 sums of native-endian words. The one's complement sum
+ * does not depend on byte order (RFC 1071 §2(B)), so sums are taken over
+ * memory as it is and stored back the same way; only the pseudo-header's
+ * protocol and length, which are numbers, are converted with htons().
+ */
+#include "tun_offload.h"
+
+#include <arpa/inet.h>
+#include <string.h>
+
+#define IPPROTO_TCP_ 6
+#define TCP_FIN 0x01
+#define TCP_PSH 0x08
+#define TCP_ACK 0x10
+#define TCP_CWR 0x80
+
+static inline uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+static inline uint32_t get32(const uint8_t *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+static inline void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8), p[1] = (uint8_t)v; }
+static inline void put32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+}
+
+static inline uint32_t fold(uint64_t acc) {
+  acc = (acc & 0xffffffffu) + (acc >> 32);
+  acc = (acc & 0xffffffffu) + (acc >> 32);
+  acc = (acc & 0xffffu) + (acc >> 16);
+  acc = (acc & 0xffffu) + (acc >> 16);
+  return (uint32_t)acc;
+}
+
+uint32_t checksum_add(uint32_t sum, const uint8_t *p, size_t n) {
+  /* 32-bit words into a 64-bit accumulator: 2^16 ≡ 1 (mod 0xffff), so the
+   * fold at the end gives the same sum as 16-bit words, with no carries to
+   * track for up to 2^32 words. Two accumulators keep two adds in flight. */
+  uint64_t a = sum, b = 0;
+  while (n >= 16) {
+    uint32_t w[4];
+    memcpy(w, p, 16);
+    a += w[0], b += w[1], a += w[2], b += w[3];
+    p += 16, n -= 16;
+  }
+  while (n >= 4) {
+    uint32_t w;
+    memcpy(&w, p, 4);
+    a += w;
+    p += 4, n -= 4;
+  }
+  if (n >= 2) {
+    uint16_t w;
+    memcpy(&w, p, 2);
+    a += w;
+    p += 2, n -= 2;
+  }
+  if (n) {
+    /* RFC 1071: an odd byte is padded with a zero byte after it, in memory order. */
+    uint8_t last[2] = {p[0], 0};
+    uint16_t w;
+    memcpy(&w, last, 2);
+    a += w;
+  }
+  return fold(a + b);
+}
+
+/* The TCP pseudo-header (RFC 793 §3.1 / RFC 8200 §8.1) of a packet whose TCP segment is `tcp_length` bytes. */
+static uint32_t pseudo_header(const uint8_t *ip, int ipv6, size_t tcp_length) {
+  uint32_t sum = ipv6 ? checksum_add(0, ip + 8, 32) : checksum_add(0, ip + 12, 8);
+  return fold((uint64_t)sum + htons(IPPROTO_TCP_) + htons((uint16_t)tcp_length));
+}
+
+static void store_checksum(uint8_t *field, uint32_t folded_sum) {
+  uint16_t c = (uint16_t)~folded_sum;
+  memcpy(field, &c, 2);
+}
+
+static void ipv4_header_checksum(uint8_t *ip, size_t header_length) {
+  ip[10] = ip[11] = 0;
+  store_checksum(ip + 10, checksum_add(0, ip, header_length));
+}
+
+static int tcp_checksum_ok(const uint8_t *ip, size_t length, size_t l4, int ipv6) {
+  return checksum_add(pseudo_header(ip, ipv6, length - l4), ip + l4, length - l4) == 0xffff;
+}
+
+/* ------------------------------------------------------------------ TSO */
+
+int tso_begin(tso_state *s, uint8_t *read, size_t length) {
+  memset(s, 0, sizeof *s);
+  if (length < VNET_HDR_LEN) return -1;
+  struct virtio_net_hdr h;
+  memcpy(&h, read, sizeof h);
+  uint8_t *packet = read + VNET_HDR_LEN;
+  size_t len = length - VNET_HDR_LEN;
+  s->packet = packet;
+  s->length = len;
+  uint8_t gso = h.gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
+  if (gso == VIRTIO_NET_HDR_GSO_NONE) {
+    if (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
+      /* The kernel stored the pseudo-header sum in the field and left the
+       * rest to the "hardware": sum from csum_start to the end, field included. */
+      size_t start = h.csum_start, field = (size_t)h.csum_start + h.csum_offset;
+      if (start >= len || field + 2 > len) return -1;
+      uint32_t sum = checksum_add(0, packet + start, len - start);
+      uint16_t c = (uint16_t)~sum;
+      if (c == 0) c = 0xffff; /* UDP: 0 would mean "no checksum" (RFC 768); for TCP both are zero */
+      memcpy(packet + field, &c, 2);
+    }
+    s->plain = 1;
+    return 1;
+  }
+  if (gso != VIRTIO_NET_HDR_GSO_TCPV4 && gso != VIRTIO_NET_HDR_GSO_TCPV6) return -1;
+  if (len < 20) return -1;
+  size_t l4 = h.csum_start;
+  if (gso == VIRTIO_NET_HDR_GSO_TCPV4) {
+    if (packet[0] >> 4 != 4 || (size_t)(packet[0] & 15) * 4 != l4 || l4 < 20 || packet[9] != IPPROTO_TCP_) return -1;
+  } else {
+    /* Extension headers would move the pseudo-header's addresses; the kernel
+     * does not build TSO packets with them for a TUN, so they are refused. */
+    if (len < 40 || packet[0] >> 4 != 6 || l4 != 40 || packet[6] != IPPROTO_TCP_) return -1;
+    s->ipv6 = 1;
+  }
+  if (l4 + 20 > len) return -1;
+  size_t tcp_header = (size_t)(packet[l4 + 12] >> 4) * 4;
+  if (tcp_header < 20 || l4 + tcp_header >= len || h.gso_size == 0) return -1;
+  s->l4 = l4;
+  s->headers = l4 + tcp_header;
+  s->mss = h.gso_size;
+  size_t payload = len - s->headers;
+  return (int)((payload + s->mss - 1) / s->mss);
+}
+
+long tso_next(tso_state *s, uint8_t *out, size_t capacity) {
+  if (s->plain) {
+    if (s->index > 0) return 0;
+    if (s->length > capacity) return -1;
+    memcpy(out, s->packet, s->length);
+    s->index = 1;
+    return (long)s->length;
+  }
+  size_t payload = s->length - s->headers;
+  if (s->at >= payload) return 0;
+  size_t piece = payload - s->at < s->mss ? payload - s->at : s->mss;
+  size_t total = s->headers + piece;
+  if (total > capacity) return -1;
+  const uint8_t *in = s->packet;
+  memcpy(out, in, s->headers);
+  memcpy(out + s->headers, in + s->headers + s->at, piece);
+  int last = s->at + piece >= payload;
+  if (s->ipv6) {
+    put16(out + 4, (uint16_t)(total - 40));
+  } else {
+    put16(out + 2, (uint16_t)total);
+    put16(out + 4, (uint16_t)(get16(in + 4) + s->index)); /* as tcp_gso_segment: the ID counts up */
+    ipv4_header_checksum(out, s->l4);
+  }
+  uint8_t *tcp = out + s->l4;
+  put32(tcp + 4, get32(in + s->l4 + 4) + (uint32_t)s->at);
+  /* CWR only on the first segment; FIN and PSH only on the last (RFC 3168 §6.1.2, tcp_gso_segment). */
+  if (s->index > 0) tcp[13] &= (uint8_t)~TCP_CWR;
+  if (!last) tcp[13] &= (uint8_t)~(TCP_FIN | TCP_PSH);
+  tcp[16] = tcp[17] = 0;
+  store_checksum(tcp + 16, checksum_add(pseudo_header(out, s->ipv6, total - s->l4), tcp, total - s->l4));
+  s->at += piece;
+  s->index++;
+  return (long)total;
+}
+
+/* ------------------------------------------------------------------ GRO */
+
+int gro_start(gro_group *g, uint8_t *p, size_t length) {
+  size_t l4;
+  int ipv6;
+  if (length < 40) return 0;
+  if (p[0] == 0x45) {
+    /* No options, not a fragment (MF clear, offset 0), the length exact. */
+    if (get16(p + 2) != length || (get16(p + 6) & 0x3fff) != 0 || p[9] != IPPROTO_TCP_) return 0;
+    l4 = 20, ipv6 = 0;
+  } else if (p[0] >> 4 == 6) {
+    if (length < 60 || (size_t)get16(p + 4) + 40 != length || p[6] != IPPROTO_TCP_) return 0;
+    l4 = 40, ipv6 = 1;
+  } else {
+    return 0;
+  }
+  size_t headers = l4 + (size_t)(p[l4 + 12] >> 4) * 4;
+  uint8_t flags = p[l4 + 13];
+  if (headers < l4 + 20 || headers >= length || (flags & (uint8_t)~TCP_PSH) != TCP_ACK) return 0;
+  /* The kernel trusts a GSO write's checksum (CHECKSUM_PARTIAL): check each member here, as its GRO does. */
+  if (!tcp_checksum_ok(p, length, l4, ipv6)) return 0;
+  g->first = p;
+  g->first_length = length;
+  g->headers = headers;
+  g->l4 = l4;
+  g->mss = length - headers;
+  g->total = length;
+  g->next_seq = get32(p + l4 + 4) + (uint32_t)g->mss;
+  g->count = 1;
+  g->ipv6 = ipv6;
+  g->closed = (flags & TCP_PSH) != 0;
+  g->flags = flags;
+  return 1;
+}
+
+static int same(const uint8_t *a, const uint8_t *b, size_t from, size_t to) { return memcmp(a + from, b + from, to - from) == 0; }
+
+int gro_append(gro_group *g, const uint8_t *p, size_t length) {
+  if (g->closed || g->count >= GRO_MAX_SEGMENTS || length <= g->headers) return 0;
+  size_t payload = length - g->headers;
+  if (payload > g->mss || g->total + payload > 65535) return 0;
+  const uint8_t *f = g->first;
+  if (g->ipv6) {
+    /* Version, class, flow label; next header, hop limit; addresses. */
+    if ((size_t)get16(p + 4) + 40 != length || !same(p, f, 0, 4) || !same(p, f, 6, 40)) return 0;
+  } else {
+    /* Version/IHL and TOS; flags/fragment, TTL, protocol; addresses (not length, ID, checksum). */
+    if (get16(p + 2) != length || !same(p, f, 0, 2) || !same(p, f, 6, 10) || !same(p, f, 12, 20)) return 0;
+  }
+  const uint8_t *t = p + g->l4, *ft = f + g->l4;
+  uint8_t flags = t[13];
+  /* Ports; ack; data offset; window and urgent pointer; options byte for byte. */
+  if (!same(t, ft, 0, 4) || get32(t + 4) != g->next_seq || !same(t, ft, 8, 13) || !same(t, ft, 14, 16) ||
+      !same(t, ft, 18, g->headers - g->l4) || (flags & (uint8_t)~TCP_PSH) != TCP_ACK)
+    return 0;
+  if (!tcp_checksum_ok(p, length, g->l4, g->ipv6)) return 0;
+  g->total += payload;
+  g->next_seq += (uint32_t)payload;
+  g->count++;
+  g->flags |= flags & TCP_PSH;
+  if (payload < g->mss || (flags & TCP_PSH)) g->closed = 1;
+  return 1;
+}
+
+void gro_finish(gro_group *g, struct virtio_net_hdr *h) {
+  memset(h, 0, sizeof *h);
+  if (g->count < 2) return; /* one packet: written as it is, its checksum verified by the kernel */
+  uint8_t *p = g->first;
+  if (g->ipv6) {
+    put16(p + 4, (uint16_t)(g->total - 40));
+  } else {
+    put16(p + 2, (uint16_t)g->total);
+    ipv4_header_checksum(p, 20);
+  }
+  uint8_t *tcp = p + g->l4;
+  tcp[13] = g->flags;
+  /* CHECKSUM_PARTIAL: the field holds the pseudo-header sum, uncomplemented;
+   * whoever needs the full checksum sums from csum_start over it. */
+  uint32_t sum = pseudo_header(p, g->ipv6, g->total - g->l4);
+  uint16_t c = (uint16_t)sum;
+  memcpy(tcp + 16, &c, 2);
+  h->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+  h->gso_type = g->ipv6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4;
+  h->hdr_len = (uint16_t)g->headers;
+  h->gso_size = (uint16_t)g->mss;
+  h->csum_start = (uint16_t)g->l4;
+  h->csum_offset = 16;
+}
