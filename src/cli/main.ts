@@ -7,7 +7,16 @@
  *   sluice version
  *
  * Logs are JSON lines (pino) on stdout, never with a key in them. A bad
- * config exits with status 2 and one line naming the key and the problem.
+ * config exits with status 2 and one line naming the key and the problem; an
+ * endpoint that cannot start (no /dev/net/tun, no CAP_NET_ADMIN, a port in
+ * use) exits with status 1 and one line naming the cause.
+ *
+ * `up` runs on the I/O path selectIoPath() picks and the endpoint logs which
+ * and why ("io-path"). On the portable path (no addon, or SLUICE_IO=portable)
+ * there is no TUN device: the endpoint runs, warns ("no-tun"), sends and
+ * counts keepalives and counts what it opens as "no-inner-port", having no
+ * inner side to forward to; that path is for applications that embed the
+ * endpoint (sluice/endpoint: sendInner, onInnerPacket).
  */
 import { readFileSync } from "node:fs";
 import { pino } from "pino";
@@ -21,6 +30,7 @@ const USAGE = `usage: sluice <command>
 
 commands:
   up -c FILE [--metrics HOST:PORT]   run the endpoint: a TUN device, ESP in UDP (RFC 3948)
+                                     (SLUICE_IO=portable: node:dgram and no TUN device)
   demo                               (root) two endpoints in two network namespaces: ping, iperf3, counters
   version                            print the version
   help                               this text
@@ -66,13 +76,13 @@ async function up(args: string[]): Promise<void> {
     metricsAt = { host: match[1]!.replace(/^\[|\]$/g, ""), port: Number(match[2]) };
   }
   const log = pino({ base: { service: "sluice" } });
-  const path = selectIoPath();
-  if (path.path !== "native") fail(`up needs the native I/O addon for its TUN device: ${path.reason}`, 1);
   let endpoint: Endpoint;
   try {
-    endpoint = await Endpoint.start(config, path.io, log);
+    endpoint = await Endpoint.start(config, selectIoPath(), log);
   } catch (error) {
-    fail(`could not start: ${error instanceof Error ? error.message : String(error)}`, 1);
+    // One line: the addon's TUN errors already name the cause (MSG_TUN_MISSING, MSG_TUN_PERM).
+    const message = error instanceof Error ? error.message : String(error);
+    fail(`could not start: ${message.split("\n")[0]}`, 1);
   }
   const server = metricsAt
     ? await serveMetrics(metricsAt.host, metricsAt.port, () => renderMetrics(endpoint.engine.stats(), endpoint.counters, config.peers.map((p) => ({ name: p.name, spiOut: p.spiOut, spiIn: p.spiIn }))))

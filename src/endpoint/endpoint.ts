@@ -1,160 +1,211 @@
 /**
- * The VPN endpoint: a TUN device on one side, ESP in UDP (RFC 3948) on the
- * other, the engine in between. All I/O is batched through the native addon
- * straight into and out of the engine's slots; the main thread classifies,
- * the workers seal and open.
+ * The VPN endpoint: plain IP packets on one side, ESP in UDP (RFC 3948) on
+ * the other, the engine in between. This file is its control plane: which
+ * I/O path it runs on, the peers and their SAs, SIGHUP reloads, keepalives,
+ * a clean stop. What happens to each packet is forwarder.ts; moving the
+ * bytes is the ports' (ports.ts).
  *
- *   TUN ─tunReadBatch→ slots → route (longest prefix) → seal batch ─┐
- *   UDP ←udpSendBatch─ slots ←──────── in-order completion ←────────┘
- *   UDP ─udpRecvBatch→ slots → demux (keepalive / non-ESP / SPI) → open batch ─┐
- *   TUN ←tunWriteBatch─ slots ← inner source check ← in-order completion ←─────┘
+ * It runs on either I/O path (io/index.ts, selectIoPath), and says once which
+ * and why (the "io-path" log line):
  *
- * Backpressure: when the engine has no slot or batch region free, the
- * endpoint stops reading (the kernel queues or drops, as for any router) and
- * resumes on "drain". Packets with no route are dropped, never sent in clear.
+ * - native: a TUN device and a UDP socket, both read and written in batches
+ *   by the addon straight into and out of the engine's slots, with UDP GSO
+ *   and GRO (tunPort.ts, udpPort.ts);
+ * - portable: node:dgram, one datagram per event copied into a slot, and no
+ *   TUN: the embedding application is the inner side, handing packets in with
+ *   sendInner and getting them out through onInnerPacket (dgramPort.ts,
+ *   appPort.ts). Correct, not fast.
+ *
+ * Both paths apply the same checks: longest-prefix routing (no route: a
+ * counted drop, never clear text), the SPI demux, the inner-source policy,
+ * sequence reservations on disk, and bounded queues (backpressure).
  */
-import { execFileSync } from "node:child_process";
 import type { Logger } from "pino";
 import { createEngine, type Engine } from "../engine/engine.js";
-import type { Batch } from "../engine/batch.js";
-import type { SaHandle } from "../engine/saTable.js";
-import { HEADROOM } from "../engine/layout.js";
-import { ESP_HEADER } from "../kernel/layout.js";
-import type { NativeIo, PollHandle } from "../io/native.js";
 import { ADDRESS_BYTES, encodeAddress, decodeAddress, formatAddress } from "../io/address.js";
+import type { IoPath } from "../io/index.js";
+import type { NativeIo } from "../io/native.js";
 import type { EndpointConfig, PeerConfig } from "./config.js";
 import { PrefixTable } from "./prefix.js";
-import { innerAddresses } from "./innerPacket.js";
-import { loadKeymat, loadSecret, deriveSaKeys, type SaKeys } from "./keys.js";
 import { SeqStore, Reservation, OUT_BLOCK, IN_BLOCK } from "./seqStore.js";
+import { peerKeys, peerSignature, type LiveCounters, type Peer } from "./peer.js";
+import { Forwarder, type EndpointCounters } from "./forwarder.js";
+import type { InnerPort, OuterPort } from "./ports.js";
+import { TunPort } from "./tunPort.js";
+import { NativeUdpPort } from "./udpPort.js";
+import { AppPort, type InnerPacketHandler } from "./appPort.js";
+import { DgramPort } from "./dgramPort.js";
 
-/** Drops the endpoint counts itself (the engine counts its own). */
-export interface EndpointCounters {
-  drops: Record<string, number>;
-  keepalivesIn: number;
-  keepalivesOut: number;
+export type { EndpointCounters } from "./forwarder.js";
+export type { InnerPacketHandler } from "./appPort.js";
+
+export interface EndpointOptions {
+  /**
+   * Portable path only: receives each opened inner packet that passed the
+   * policy check, with the name of the peer it came from (see
+   * InnerPacketHandler). Without it those packets are counted and dropped as
+   * "no-inner-port". On the native path they go to the TUN device, and
+   * giving this is an error.
+   */
+  onInnerPacket?: InnerPacketHandler;
 }
 
-/** A peer at run time. */
-interface Peer {
-  /** Its number in #peerById, which in-flight packets refer to; never reused. */
-  id: number;
-  /** What identifies its settings and keys: an unchanged peer survives a reload. */
-  signature: string;
-  /** The sequence stores' names, which carry the keys' fingerprints. */
-  outId: string;
-  inId: string;
-  config: PeerConfig;
-  out: SaHandle;
-  in: SaHandle;
-  outReservation: Reservation;
-  inReservation: Reservation;
-  /** Its outer address, 28-byte socket address encoding; updated when it roams. */
-  address: Uint8Array;
-  /** Inner sources it may send from. */
-  selectors: PrefixTable<true>;
-  /** Marks the peer as seen in one pass over a batch (see #visit). */
-  visited: number;
-}
-
-/** A replaced peer's counters, carried over when its keys did not change. */
-interface LiveCounters {
-  out: bigint;
-  in: bigint;
-  outId: string;
-  inId: string;
-}
-
-/** UDP GRO: super-packets are received into this many areas of this size (the I/O scratch). */
-const GRO_AREAS = 4;
-const GRO_AREA = 65536;
-/** The most datagrams one GRO receive can hold (64 KB of 1400-byte ones is 46). */
-const GRO_PACKETS = GRO_AREAS * 48;
-
-/** UDP GSO limits: segments per send (the kernel's UDP_MAX_SEGMENTS) and payload bytes. */
-const GSO_MAX_SEGMENTS = 64;
-const GSO_MAX_BYTES = 65507;
+/** Which I/O path the endpoint runs on, and what it has there. */
+export type EndpointIo =
+  | { path: "native"; tun: string; tunOffload: boolean; gso: boolean; gro: boolean }
+  | { path: "portable"; reason: string };
 
 const ESN_LIMIT = 0xffffffffffffffffn;
 const NO_ESN_LIMIT = 0xffffffffn;
 
+/**
+ * A running endpoint on one I/O path (see the top of this file). Start it
+ * with Endpoint.start, stop it with stop(); reload() applies new peers.
+ *
+ * @example Native path (`sluice up`): a TUN device on the inner side.
+ * ```ts
+ * const path = selectIoPath();
+ * const endpoint = await Endpoint.start(parseConfig(text), path, pino());
+ * process.on("SIGTERM", () => void endpoint.stop());
+ * ```
+ * @example Portable path: the application is the inner side.
+ * ```ts
+ * const endpoint = await Endpoint.start(config, { path: "portable", reason: "embedded" }, log, {
+ *   onInnerPacket: (packet, peer) => handle(packet.slice(), peer),   // a view: copy to keep
+ * });
+ * endpoint.sendInner(ipPacket);   // false: dropped (no route, backpressure, …), see counters.drops
+ * ```
+ */
 export class Endpoint {
-  readonly counters: EndpointCounters = { drops: {}, keepalivesIn: 0, keepalivesOut: 0 };
-  /** Every peer ever added, by id: a packet in flight may belong to a peer a reload removed. */
-  readonly #peerById: Peer[] = [];
-  /** The configured peers. */
-  #peers: Peer[] = [];
-  #routes = new PrefixTable<Peer>();
-  #bySpi = new Map<number, Peer>();
-  /** The peer of the packet in each slot. */
-  readonly #slotPeer: Int32Array;
-  readonly #batchSize: number;
-  // Scratch arrays for one I/O call, reused: nothing is allocated per packet.
-  readonly #offsets: Int32Array;
-  readonly #lengths: Int32Array;
-  readonly #addresses: Uint8Array;
-  readonly #slotList: Int32Array;
-  #slotCount = 0;
-  /** The peer (id) of each entry of #offsets / #lengths being sent. */
-  readonly #entryPeer: Int32Array;
-  /** Whether the kernel does UDP GSO on our socket. */
-  #gso: boolean;
-  /** Receive arrays of the GRO path (offsets of the areas in the I/O scratch). */
-  readonly #groState = {
-    offsets: new Int32Array(GRO_AREAS),
-    lengths: new Int32Array(GRO_AREAS),
-    segments: new Int32Array(GRO_AREAS),
-  };
-  #tunPoll: PollHandle | undefined;
-  #udpPoll: PollHandle | undefined;
+  readonly #counters: EndpointCounters;
+  /** The configured peers, as running. */
+  #peers: readonly Peer[] = [];
   #keepaliveTimer: NodeJS.Timeout | undefined;
-  #keepaliveSlot = -1;
   #stopped = false;
 
   private constructor(
     /** The config in force (peers and keepalive follow reloads). */
     public config: EndpointConfig,
     readonly engine: Engine,
-    private readonly io: NativeIo,
+    /** The I/O path, and on the native one the TUN's name and the UDP offloads in use. */
+    readonly io: EndpointIo,
     private readonly log: Logger,
-    readonly tun: { fd: number; name: string },
-    readonly udp: { fd: number; port: number; gso: boolean; groEnabled: boolean },
     private readonly store: SeqStore,
+    private readonly forwarder: Forwarder,
+    private readonly inner: InnerPort,
+    private readonly outer: OuterPort,
+    /** The application port (portable path). */
+    private readonly app: AppPort | undefined,
   ) {
-    this.#slotPeer = new Int32Array(engine.layout.slotCount);
-    this.#batchSize = Math.min(engine.layout.batchSize, io.batchMax);
-    this.#offsets = new Int32Array(this.#batchSize);
-    this.#lengths = new Int32Array(this.#batchSize);
-    this.#addresses = new Uint8Array(this.#batchSize * ADDRESS_BYTES);
-    this.#slotList = new Int32Array(this.#batchSize);
-    this.#entryPeer = new Int32Array(this.#batchSize);
-    this.#gso = udp.gso && process.env.SLUICE_GSO !== "0";
-    for (let i = 0; i < GRO_AREAS; i++) this.#groState.offsets[i] = engine.layout.ioScratchAt + i * GRO_AREA;
+    this.#counters = forwarder.counters;
   }
 
-  /** Opens the TUN and the UDP socket, adds the peers' SAs and starts forwarding. */
-  static async start(config: EndpointConfig, io: NativeIo, log: Logger): Promise<Endpoint> {
+  /**
+   * Opens the I/O of `path` (native: the TUN and the UDP socket; portable: a
+   * dgram socket), adds the peers' SAs and starts forwarding.
+   * @throws on the native path the addon's one-line errors when /dev/net/tun
+   *   is missing or CAP_NET_ADMIN is lacking; a bind error; a key that cannot be read
+   */
+  static async start(config: EndpointConfig, path: IoPath, log: Logger, options: EndpointOptions = {}): Promise<Endpoint> {
+    if (path.path === "native" && options.onInnerPacket !== undefined) {
+      throw new TypeError("onInnerPacket needs the portable path: on the native path opened packets go to the TUN device");
+    }
     const store = new SeqStore(config.stateDir);
-    const tun = io.tunOpen(config.tun.name);
+    return path.path === "native"
+      ? Endpoint.#startNative(config, path.io, log, store)
+      : Endpoint.#startPortable(config, path.reason, log, store, options);
+  }
+
+  static async #startNative(config: EndpointConfig, io: NativeIo, log: Logger, store: SeqStore): Promise<Endpoint> {
+    const tun = TunPort.open(io, config);
     let engine: Engine | undefined;
-    let udpFd = -1;
+    let udp: NativeUdpPort | undefined;
     try {
-      configureTun(tun.name, config);
-      const family = config.local.address.includes(":") ? 6 : 4;
-      const udp = io.udpOpen(family, config.local.address, config.local.port, { gro: process.env.SLUICE_GRO !== "0" });
-      udpFd = udp.fd;
-      engine = await createEngine({ workers: config.engine.workers, slots: 4096, batchSize: 64, maxInFlight: 16, ioScratch: udp.groEnabled ? GRO_AREAS * GRO_AREA : 0 });
-      const endpoint = new Endpoint(config, engine, io, log, tun, udp, store);
-      endpoint.#setPeers(config.peers.map((peer) => endpoint.#addPeer(peer)));
-      endpoint.#run();
-      log.info({ event: "up", tun: tun.name, udp: `${config.local.address}:${udp.port}`, peers: config.peers.length, io: "native", gso: udp.gso, gro: udp.groEnabled }, "sluice endpoint up");
+      udp = NativeUdpPort.open(io, config);
+      engine = await createEngine({ workers: config.engine.workers, slots: 4096, batchSize: 64, maxInFlight: 16, ioScratch: udp.ioScratchBytes });
+      const forwarder = new Forwarder(engine, log);
+      tun.attach(forwarder);
+      udp.attach(forwarder);
+      const endpoint = new Endpoint(config, engine, { path: "native", tun: tun.name, tunOffload: tun.offload, gso: udp.gso, gro: udp.groEnabled }, log, store, forwarder, tun, udp, undefined);
+      endpoint.#begin();
       return endpoint;
     } catch (error) {
       if (engine) await engine.close();
-      if (udpFd >= 0) io.close(udpFd);
-      io.close(tun.fd);
+      udp?.close();
+      tun.close();
       throw error;
     }
+  }
+
+  static async #startPortable(config: EndpointConfig, reason: string, log: Logger, store: SeqStore, options: EndpointOptions): Promise<Endpoint> {
+    const engine = await createEngine({ workers: config.engine.workers, slots: 4096, batchSize: 64, maxInFlight: 16 });
+    let udp: DgramPort | undefined;
+    try {
+      const forwarder = new Forwarder(engine, log);
+      const app = new AppPort(forwarder, options.onInnerPacket);
+      udp = await DgramPort.open(config, forwarder);
+      const endpoint = new Endpoint(config, engine, { path: "portable", reason }, log, store, forwarder, app, udp, app);
+      endpoint.#begin();
+      return endpoint;
+    } catch (error) {
+      await udp?.close();
+      await engine.close();
+      throw error;
+    }
+  }
+
+  /** Adds the peers, starts the ports and the keepalives, and says which path runs. */
+  #begin(): void {
+    this.#setPeers(this.config.peers.map((peer) => this.#addPeer(peer)));
+    this.forwarder.start(this.inner, this.outer);
+    this.#startKeepalives();
+    const io = this.io;
+    if (io.path === "native") {
+      this.log.info({ event: "io-path", io: "native", tun: true, tunOffload: io.tunOffload, gso: io.gso, gro: io.gro },
+        `I/O on the native path: TUN device ${io.tun} (offloads ${io.tunOffload ? "on" : "off"}), batched UDP (GSO ${io.gso ? "on" : "off"}, GRO ${io.gro ? "on" : "off"})`);
+    } else {
+      this.log.info({ event: "io-path", io: "portable", reason: io.reason, tun: false }, `I/O on the portable path (node:dgram, no TUN device): ${io.reason}`);
+      if (this.app !== undefined && !this.app.delivers) {
+        this.log.warn({ event: "no-tun" },
+          "no TUN device on the portable path: opened packets are counted and dropped (no-inner-port), and only what an embedding application passes to sendInner goes into the tunnel");
+      }
+    }
+    const tun = io.path === "native" ? io.tun : null;
+    this.log.info({ event: "up", tun, udp: `${this.config.local.address}:${this.outer.port}`, peers: this.config.peers.length }, "sluice endpoint up");
+  }
+
+  /** The endpoint's counters (drops by reason, keepalives, the TUN offloads' read now). */
+  get counters(): EndpointCounters {
+    if (!this.#stopped) this.#counters.tunOffload = this.inner.offloadStats?.() ?? null;
+    return this.#counters;
+  }
+
+  /** The bound UDP port (the one the kernel chose when the config asks for 0). */
+  get port(): number {
+    return this.outer.port;
+  }
+
+  /**
+   * Portable path: hands an inner packet (a whole IPv4 or IPv6 packet) to the
+   * tunnel, as if it had been read from a TUN device. It is copied into an
+   * engine slot at once (the caller may reuse `packet` when this returns),
+   * routed to the peer whose selector is the longest prefix of its
+   * destination, and sealed and sent with the packets of this event-loop turn.
+   *
+   * @returns true when it was taken for sealing; false when it was dropped
+   *   and counted in `counters.drops`: "no-route", "inner-malformed",
+   *   "inner-too-long" (over the engine's slot), "backpressure" (no slot or
+   *   batch free: try again after the batches in flight complete), or after stop().
+   * @throws Error on the native path, where inner packets come from the TUN device
+   * @example
+   * ```ts
+   * const ok = endpoint.sendInner(reply);   // reply: Uint8Array holding an IPv4 packet
+   * if (!ok) console.warn(endpoint.counters.drops);
+   * ```
+   */
+  sendInner(packet: Uint8Array): boolean {
+    if (this.app === undefined) throw new Error("sendInner needs the portable path: on the native path inner packets come from the TUN device");
+    return this.app.send(packet);
   }
 
   /**
@@ -182,23 +233,15 @@ export class Endpoint {
     const selectors = new PrefixTable<true>();
     for (const prefix of peerConfig.selectors) selectors.add(prefix, true);
     const signature = peerSignature(peerConfig, outId, inId);
-    const peer: Peer = { id: this.#peerById.length, signature, outId, inId, config: peerConfig, out, in: inbound, outReservation, inReservation, address, selectors, visited: 0 };
-    this.#peerById.push(peer);
+    const peer = this.forwarder.register({ id: -1, signature, outId, inId, config: peerConfig, out, in: inbound, outReservation, inReservation, address, selectors, visited: 0 });
     this.log.info({ event: "peer", peer: peerConfig.name, endpoint: `${peerConfig.address}:${peerConfig.port}`, selectors: peerConfig.selectors.map((p) => p.text), resumeOut: String(resumeOut), resumeIn: String(resumeIn) }, "peer added");
     return peer;
   }
 
   /** Makes `peers` the configured set: routes and SPI lookup follow it. */
   #setPeers(peers: Peer[]): void {
-    const routes = new PrefixTable<Peer>();
-    const bySpi = new Map<number, Peer>();
-    for (const peer of peers) {
-      for (const prefix of peer.config.selectors) routes.add(prefix, peer);
-      bySpi.set(peer.config.spiIn, peer);
-    }
     this.#peers = peers;
-    this.#routes = routes;
-    this.#bySpi = bySpi;
+    this.forwarder.setPeers(peers);
   }
 
   /**
@@ -243,7 +286,7 @@ export class Endpoint {
       added.push(peerConfig.name);
     }
     this.#setPeers(next);
-    updateRoutes(this.tun.name, this.config, config);
+    this.inner.reload(this.config, config);
     this.config = { ...this.config, peers: config.peers, keepaliveSeconds: config.keepaliveSeconds };
     this.#startKeepalives();
     this.log.info({ event: "reload", kept, added, removed: [...old.keys()] }, "peers reloaded");
@@ -255,392 +298,16 @@ export class Endpoint {
     this.log.info({ event: "peer-removed", peer: peer.config.name }, "peer removed");
   }
 
-  #run(): void {
-    this.#tunPoll = this.io.poll(this.tun.fd, "r", this.#onTunReadable);
-    this.#udpPoll = this.io.poll(this.udp.fd, "r", this.#onUdpReadable);
-    this.engine.on("drain", () => this.#resume());
-    this.engine.on("workerError", (error: unknown) => this.log.warn({ event: "worker-error", error: String(error) }, "worker failed; replaced"));
-    this.#keepaliveSlot = this.engine.acquireSlot();
-    this.engine.bytes[this.engine.packetOffset(this.#keepaliveSlot)] = 0xff;
-    this.#startKeepalives();
-  }
-
   /** RFC 3948 §2.2: a one-byte 0xFF datagram to each peer every interval, keeping NAT mappings open. */
   #startKeepalives(): void {
     if (this.#keepaliveTimer) clearInterval(this.#keepaliveTimer);
     this.#keepaliveTimer = undefined;
     if (this.config.keepaliveSeconds === 0) return;
-    this.#keepaliveTimer = setInterval(() => this.#sendKeepalives(), this.config.keepaliveSeconds * 1000);
+    this.#keepaliveTimer = setInterval(() => this.forwarder.sendKeepalives(), this.config.keepaliveSeconds * 1000);
     this.#keepaliveTimer.unref();
   }
 
-  // A bug on the data path must cost the packets at hand, not the gateway:
-  // it is counted and logged (the first ten times, then every thousandth).
-  readonly #onTunReadable = (): void => this.#guard(() => this.#readTun());
-  readonly #onUdpReadable = (): void => this.#guard(() => this.#readUdpAny());
-  #internalErrors = 0;
-  /** Incremented per pass over a batch, so each peer is handled once per batch without a Set. */
-  #visit = 0;
-
-  #guard(read: () => void): void {
-    try {
-      read();
-    } catch (error) {
-      this.#drop("internal-error");
-      if (++this.#internalErrors <= 10 || this.#internalErrors % 1000 === 0) {
-        this.log.error({ event: "internal-error", count: this.#internalErrors, error: error instanceof Error ? error.stack : String(error) }, "data path error; packets dropped");
-      }
-    }
-  }
-
-  #drop(reason: string, count = 1): void {
-    this.counters.drops[reason] = (this.counters.drops[reason] ?? 0) + count;
-  }
-
-  /**
-   * Stops reading until the engine has room again: on "drain", or when a
-   * batch completes (the GRO path pauses before the engine runs out).
-   */
-  #pause(): void {
-    this.#tunPoll?.stop();
-    this.#udpPoll?.stop();
-    this.#tunPoll = this.#udpPoll = undefined;
-  }
-
-  #resume(): void {
-    if (this.#stopped) return;
-    this.#tunPoll ??= this.io.poll(this.tun.fd, "r", this.#onTunReadable);
-    this.#udpPoll ??= this.io.poll(this.udp.fd, "r", this.#onUdpReadable);
-  }
-
-  /**
-   * A batch and up to batchSize slots (in #slotList, their packet places in
-   * #offsets, their count in #slotCount) for one read; null when the engine
-   * has neither to spare, and reading pauses until "drain".
-   */
-  #startRead(op: "seal" | "open"): Batch | null {
-    const engine = this.engine;
-    const batch = engine.beginBatch(op);
-    if (batch === null) {
-      this.#pause();
-      return null;
-    }
-    let n = 0;
-    while (n < this.#batchSize) {
-      const slot = engine.acquireSlot();
-      if (slot < 0) break;
-      this.#slotList[n] = slot;
-      this.#offsets[n] = op === "seal" ? engine.packetOffset(slot) : engine.espOffset(slot);
-      n++;
-    }
-    if (n === 0) {
-      batch.release();
-      this.#pause();
-      return null;
-    }
-    this.#slotCount = n;
-    return batch;
-  }
-
-  // ---- outbound: TUN → seal → UDP ----
-
-  #readTun(): void {
-    const engine = this.engine;
-    const bytes = engine.bytes;
-    for (;;) {
-      const batch = this.#startRead("seal");
-      if (batch === null) return;
-      const slots = this.#slotCount;
-      const n = this.io.tunReadBatch(this.tun.fd, bytes, this.#offsets, engine.maxPacket, this.#lengths, slots);
-      for (let i = n; i < slots; i++) engine.releaseSlot(this.#slotList[i]!);
-      for (let i = 0; i < n; i++) {
-        const slot = this.#slotList[i]!;
-        const length = this.#lengths[i]!;
-        const inner = length > 0 ? innerAddresses(bytes, this.#offsets[i]!, length) : null;
-        const peer = inner === null ? undefined : this.#routes.lookup(inner.family, bytes, inner.destination);
-        if (inner === null || peer === undefined) {
-          this.#drop(inner === null ? "tun-malformed" : "no-route");
-          engine.releaseSlot(slot);
-          continue;
-        }
-        this.#slotPeer[slot] = peer.id;
-        batch.add(slot, peer.out, length, inner.nextHeader);
-      }
-      if (batch.count === 0) batch.release();
-      else {
-        this.#reserveOut(batch);
-        engine.submit(batch, (done) => this.#sendSealed(done));
-      }
-      if (n < slots) return; // the TUN is drained
-    }
-  }
-
-  /** Makes sure the numbers this batch will use are below a durable bound (for the peers in it). */
-  #reserveOut(batch: Batch): void {
-    const mark = ++this.#visit;
-    for (let i = 0; i < batch.count; i++) {
-      const peer = this.#peerById[this.#slotPeer[batch.slot(i)]!]!;
-      if (peer.visited === mark) continue;
-      peer.visited = mark;
-      peer.outReservation.ensure(this.engine.saSeq(peer.out) + BigInt(batch.count));
-    }
-  }
-
-  #sendSealed(batch: Batch): void {
-    let k = 0;
-    for (let i = 0; i < batch.count; i++) {
-      if (batch.statusCode(i) !== 0) continue;
-      this.#offsets[k] = batch.offset(i);
-      this.#lengths[k] = batch.length(i);
-      this.#entryPeer[k] = this.#slotPeer[batch.slot(i)]!;
-      k++;
-    }
-    if (k > 0) this.#sendEntries(k);
-    batch.release();
-    if (this.#tunPoll === undefined || this.#udpPoll === undefined) this.#resume();
-  }
-
-  /**
-   * Sends entries 0…k-1 in order. Runs of equal-sized packets to one peer
-   * (bulk TCP) go out as one UDP GSO send each: the kernel's UDP/IP path is
-   * crossed once per run instead of once per packet. The rest go out with
-   * sendmmsg. Entries are compacted in place into the sendmmsg list.
-   */
-  #sendEntries(k: number): void {
-    let singles = 0;
-    let i = 0;
-    while (i < k) {
-      const peerId = this.#entryPeer[i]!;
-      const size = this.#lengths[i]!;
-      let j = i + 1;
-      let total = size;
-      if (this.#gso) {
-        while (j < k && j - i < GSO_MAX_SEGMENTS && this.#entryPeer[j] === peerId && total + this.#lengths[j]! <= GSO_MAX_BYTES) {
-          const next = this.#lengths[j]!;
-          if (next > size) break;
-          total += next;
-          j++;
-          if (next < size) break; // a shorter packet can only end a run
-        }
-      }
-      if (j - i >= 2) {
-        if (singles > 0) singles = this.#flushSingles(singles);
-        const peer = this.#peerById[peerId]!;
-        let sent = 0;
-        try {
-          sent = this.io.udpSendGso(this.udp.fd, this.engine.bytes, this.#offsets.subarray(i, j), this.#lengths.subarray(i, j), j - i, peer.address, size);
-        } catch (error) {
-          this.log.warn({ event: "udp-gso-error", error: String(error) }, "GSO send failed; sending packet by packet from now on");
-          this.#gso = false;
-          continue; // retry this run without GSO
-        }
-        if (sent === 0) this.#drop("udp-send-full", j - i);
-      } else {
-        // Compact into the sendmmsg list (positions 0…singles-1; singles <= i).
-        this.#offsets[singles] = this.#offsets[i]!;
-        this.#lengths[singles] = size;
-        this.#addresses.set(this.#peerById[peerId]!.address, singles * ADDRESS_BYTES);
-        singles++;
-      }
-      i = j;
-    }
-    if (singles > 0) this.#flushSingles(singles);
-  }
-
-  #flushSingles(count: number): number {
-    const sent = this.#send(count);
-    if (sent < count) this.#drop("udp-send-full", count - sent);
-    return 0;
-  }
-
-  #send(count: number): number {
-    try {
-      return this.io.udpSendBatch(this.udp.fd, this.engine.bytes, this.#offsets, this.#lengths, this.#addresses, count);
-    } catch (error) {
-      this.#drop("udp-send-error", count);
-      this.log.warn({ event: "udp-send-error", error: String(error) }, "sending failed");
-      return count;
-    }
-  }
-
-  #sendKeepalives(): void {
-    if (this.#stopped) return;
-    let k = 0;
-    for (const peer of this.#peers) {
-      if (k === this.#batchSize) break;
-      this.#offsets[k] = this.engine.packetOffset(this.#keepaliveSlot);
-      this.#lengths[k] = 1;
-      this.#addresses.set(peer.address, k * ADDRESS_BYTES);
-      k++;
-    }
-    this.counters.keepalivesOut += this.#send(k);
-  }
-
-  // ---- inbound: UDP → open → TUN ----
-
-  #readUdpAny(): void {
-    if (this.udp.groEnabled) this.#readUdpGro();
-    else this.#readUdp();
-  }
-
-  /**
-   * With UDP GRO the kernel hands over up to 64 KB of datagrams of one size
-   * in one receive (a peer's GSO send arrives that way), sparing it a pass
-   * through its UDP stack per datagram. They land in the I/O scratch and each
-   * is copied into a slot of its own (a memmove inside the shared memory).
-   */
-  #readUdpGro(): void {
-    const engine = this.engine;
-    const bytes = engine.bytes;
-    const base = engine.layout.ioScratchAt;
-    const gro = this.#groState;
-    for (;;) {
-      // Room for a whole receive first (at most GRO_PACKETS datagrams): what cannot be placed is lost.
-      if (engine.freeSlots < GRO_PACKETS || engine.freeBatches < Math.ceil(GRO_PACKETS / engine.layout.batchSize)) return this.#pause();
-      let n: number;
-      try {
-        n = this.io.udpRecvBatch(this.udp.fd, bytes, gro.offsets, GRO_AREA, gro.lengths, null, GRO_AREAS, gro.segments);
-      } catch (error) {
-        this.log.warn({ event: "udp-receive-error", error: String(error) }, "receiving failed");
-        n = 0;
-      }
-      let batch: Batch | null = null;
-      for (let i = 0; i < n; i++) {
-        const total = gro.lengths[i]!;
-        if (total < 0) {
-          this.#drop("udp-truncated");
-          continue;
-        }
-        const segment = gro.segments[i]! > 0 ? gro.segments[i]! : Math.max(total, 1);
-        for (let at = 0; at < total || (total === 0 && at === 0); at += segment) {
-          const length = Math.min(segment, total - at);
-          const from = base + i * GRO_AREA + at;
-          if (length > engine.maxEspPacket) {
-            // Larger than a slot holds (the plain path has recvmmsg cut it): dropped alike.
-            this.#drop("udp-truncated");
-            continue;
-          }
-          const peer = this.#classify(bytes, from, length);
-          if (peer === undefined) continue;
-          if (batch === null && (batch = engine.beginBatch("open")) === null) {
-            this.#drop("backpressure");
-            continue;
-          }
-          const slot = engine.acquireSlot();
-          if (slot < 0) {
-            this.#drop("backpressure");
-            continue;
-          }
-          bytes.copyWithin(engine.espOffset(slot), from, from + length);
-          this.#slotPeer[slot] = peer.id;
-          batch.add(slot, peer.in, length);
-          if (batch.full) {
-            engine.submit(batch, (done) => this.#writeOpened(done));
-            batch = null;
-          }
-          if (total === 0) break;
-        }
-      }
-      if (batch !== null) {
-        if (batch.count === 0) batch.release();
-        else engine.submit(batch, (done) => this.#writeOpened(done));
-      }
-      if (n < GRO_AREAS) return; // the socket is drained
-    }
-  }
-
-  #readUdp(): void {
-    const engine = this.engine;
-    const bytes = engine.bytes;
-    const capacity = engine.layout.slotSize - HEADROOM + ESP_HEADER;
-    for (;;) {
-      const batch = this.#startRead("open");
-      if (batch === null) return;
-      const slots = this.#slotCount;
-      let n: number;
-      try {
-        n = this.io.udpRecvBatch(this.udp.fd, bytes, this.#offsets, capacity, this.#lengths, this.#addresses, slots);
-      } catch (error) {
-        this.log.warn({ event: "udp-receive-error", error: String(error) }, "receiving failed");
-        n = 0;
-      }
-      for (let i = n; i < slots; i++) engine.releaseSlot(this.#slotList[i]!);
-      for (let i = 0; i < n; i++) {
-        const slot = this.#slotList[i]!;
-        const peer = this.#classify(bytes, this.#offsets[i]!, this.#lengths[i]!);
-        if (peer === undefined) {
-          engine.releaseSlot(slot);
-          continue;
-        }
-        this.#slotPeer[slot] = peer.id;
-        batch.add(slot, peer.in, this.#lengths[i]!);
-      }
-      if (batch.count === 0) batch.release();
-      else engine.submit(batch, (done) => this.#writeOpened(done));
-      if (n < slots) return; // the socket is drained
-    }
-  }
-
-  /** RFC 3948 §2: keepalive, non-ESP (IKE) or ESP; the peer an ESP packet's SPI names. */
-  #classify(bytes: Uint8Array, at: number, length: number): Peer | undefined {
-    if (length < 0) return void this.#drop("udp-truncated");
-    if (length === 1 && bytes[at] === 0xff) {
-      this.counters.keepalivesIn++;
-      return undefined;
-    }
-    if (length >= 4 && bytes[at] === 0 && bytes[at + 1] === 0 && bytes[at + 2] === 0 && bytes[at + 3] === 0) {
-      // A non-ESP marker: IKE's. There is no IKE yet; the control-plane hook drops it.
-      return void this.#drop("non-esp");
-    }
-    if (length < 8) return void this.#drop("udp-malformed");
-    const spi = ((bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!) >>> 0;
-    const peer = this.#bySpi.get(spi);
-    if (peer === undefined) return void this.#drop("unknown-spi");
-    return peer;
-  }
-
-  #writeOpened(batch: Batch): void {
-    const bytes = this.engine.bytes;
-    let k = 0;
-    for (let i = 0; i < batch.count; i++) {
-      if (batch.statusCode(i) !== 0) continue;
-      const peer = this.#peerById[this.#slotPeer[batch.slot(i)]!]!;
-      const at = batch.offset(i);
-      const length = batch.length(i);
-      const inner = innerAddresses(bytes, at, length);
-      // The inner source must be one the peer may send from (its selectors).
-      if (inner === null || (inner.nextHeader !== batch.nextHeader(i)) || peer.selectors.lookup(inner.family, bytes, inner.source) === undefined) {
-        this.#drop("policy");
-        continue;
-      }
-      this.#offsets[k] = at;
-      this.#lengths[k] = length;
-      k++;
-    }
-    // Durable before delivery: a crash now cannot make these acceptable again.
-    if (k > 0) {
-      const mark = ++this.#visit;
-      for (let i = 0; i < batch.count; i++) {
-        const peer = this.#peerById[this.#slotPeer[batch.slot(i)]!]!;
-        if (peer.visited === mark || batch.statusCode(i) !== 0) continue;
-        peer.visited = mark;
-        peer.inReservation.ensure(this.engine.saSeq(peer.in));
-      }
-    }
-    if (k > 0) {
-      let written = 0;
-      try {
-        written = this.io.tunWriteBatch(this.tun.fd, bytes, this.#offsets, this.#lengths, k);
-      } catch (error) {
-        this.log.warn({ event: "tun-write-error", error: String(error) }, "writing to the TUN failed");
-      }
-      if (written < k) this.#drop("tun-write-full", k - written);
-    }
-    batch.release();
-    if (this.#tunPoll === undefined || this.#udpPoll === undefined) this.#resume();
-  }
-
-  /** The peers' current outer addresses (they change when a peer roams). */
+  /** The peers' current outer addresses. */
   peerAddresses(): Record<string, string> {
     const out: Record<string, string> = {};
     for (const peer of this.#peers) {
@@ -654,7 +321,7 @@ export class Endpoint {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    this.#pause();
+    this.forwarder.stop();
     if (this.#keepaliveTimer) clearInterval(this.#keepaliveTimer);
     // A clean stop records the exact counters, so a restart resumes where it
     // stopped instead of skipping a reserved block (which would refuse the
@@ -665,52 +332,9 @@ export class Endpoint {
       this.store.save(peer.inId, this.engine.saSeq(peer.in));
     }
     await this.engine.close();
-    this.io.close(this.udp.fd);
-    this.io.close(this.tun.fd);
+    this.#counters.tunOffload = this.inner.offloadStats?.() ?? null;
+    await this.outer.close();
+    await this.inner.close();
     this.log.info({ event: "down", counters: this.counters }, "sluice endpoint down");
-  }
-}
-
-/** The SA keys of a peer, from its key files or derived from its secret. */
-function peerKeys(peer: PeerConfig): { out: SaKeys; in: SaKeys } {
-  if (peer.secret) {
-    const secret = loadSecret(peer.secret);
-    const keys = { out: deriveSaKeys(secret, peer.spiOut, peer.spiIn), in: deriveSaKeys(secret, peer.spiIn, peer.spiOut) };
-    secret.fill(0);
-    return keys;
-  }
-  return { out: loadKeymat(peer.out!.keymat), in: loadKeymat(peer.in!.keymat) };
-}
-
-/** What must match for a reload to keep a peer's SAs: every setting and the keys' fingerprints. */
-function peerSignature(peer: PeerConfig, outId: string, inId: string): string {
-  return JSON.stringify([peer.address, peer.port, peer.selectors.map((p) => p.text), peer.esn, peer.replayWindow, outId, inId]);
-}
-
-/** Routes added for new selectors and deleted for dropped ones. */
-function updateRoutes(name: string, before: EndpointConfig, after: EndpointConfig): void {
-  const prefixes = (config: EndpointConfig): Map<string, 4 | 6> => new Map(config.peers.flatMap((p) => p.selectors.map((s) => [s.text, s.family] as const)));
-  const old = prefixes(before);
-  const now = prefixes(after);
-  for (const [text, family] of now) if (!old.has(text)) ip(`-${family}`, "route", "replace", text, "dev", name);
-  for (const [text, family] of old) if (!now.has(text)) {
-    try {
-      ip(`-${family}`, "route", "del", text, "dev", name);
-    } catch {
-      // Already gone: nothing to do.
-    }
-  }
-}
-
-function ip(...args: string[]): void {
-  execFileSync("ip", args, { stdio: ["ignore", "ignore", "pipe"] });
-}
-
-/** Brings the TUN up with its addresses and MTU, and routes the peers' selectors into it. */
-function configureTun(name: string, config: EndpointConfig): void {
-  ip("link", "set", "dev", name, "mtu", String(config.tun.mtu), "up");
-  for (const prefix of config.tun.addresses) ip(prefix.family === 6 ? "-6" : "-4", "addr", "add", prefix.text, "dev", name);
-  for (const peer of config.peers) {
-    for (const prefix of peer.selectors) ip(prefix.family === 6 ? "-6" : "-4", "route", "replace", prefix.text, "dev", name);
   }
 }

@@ -49,6 +49,11 @@ export function renderMetrics(stats: EngineStats, endpoint: EndpointCounters, pe
   metric("sluice_endpoint_drops_total", "counter", "Packets the endpoint dropped before or after the engine, by reason.",
     Object.entries(endpoint.drops).map(([reason, n]) => [{ reason }, n]));
   metric("sluice_endpoint_keepalives_total", "counter", "NAT keepalives received and sent.", [[{ direction: "in" }, endpoint.keepalivesIn], [{ direction: "out" }, endpoint.keepalivesOut]]);
+  if (endpoint.tunOffload) {
+    metric("sluice_tun_offload_total", "counter",
+      "TUN offloads: reads, TCP super-packets among them, packets handed out, checksums completed, malformed reads, writes, coalesced writes and the segments in them.",
+      Object.entries(endpoint.tunOffload).map(([event, n]) => [{ event }, n]));
+  }
   return `${lines.join("\n")}\n`;
 }
 

@@ -184,6 +184,12 @@ export interface NativeIo {
   /** The offload counters of a device opened with `offload`, else null. */
   tunOffloadStats(fd: number): TunOffloadStats | null;
   /**
+   * memmove of buffer[from[i], +lengths[i]) to to[i], for i < count in order:
+   * the copies of a whole receive in one call (a copyWithin per packet costs
+   * a trip into V8's runtime each). Every range is checked before any copy.
+   */
+  copyBatch(buffer: IoBuffer, from: Int32Array, to: Int32Array, lengths: Int32Array, count: number): void;
+  /**
    * The segmentation of an offload read without a device (tests, tools):
    * `read` is a virtio header and a packet; segment k lands at
    * out[k * capacity, +lengths[k]). Returns the count, or -1 when the read is
@@ -228,6 +234,7 @@ interface Addon {
   ): number;
   tunWriteBatch(fd: number, buffer: ArrayBuffer | ArrayBufferView, offsets: Int32Array, lengths: Int32Array, count: number): number;
   tunOffloadStats(fd: number): TunOffloadStats | null;
+  copyBatch(buffer: ArrayBuffer | ArrayBufferView, from: Int32Array, to: Int32Array, lengths: Int32Array, count: number): void;
   offloadSegment(read: Uint8Array, out: Uint8Array, capacity: number, lengths: Int32Array): number;
   offloadCoalesce(buffer: ArrayBuffer | ArrayBufferView, offsets: Int32Array, lengths: Int32Array, count: number, out: Uint8Array): { packets: number; length: number };
   poll(fd: number, events: string, callback: PollCallback): PollHandle;
@@ -278,6 +285,7 @@ function wrap(addon: Addon): NativeIo {
       addon.tunReadBatch(fd, asView(buffer), offsets, capacity, lengths, max),
     tunWriteBatch: (fd, buffer, offsets, lengths, count) => addon.tunWriteBatch(fd, asView(buffer), offsets, lengths, count),
     tunOffloadStats: (fd) => addon.tunOffloadStats(fd),
+    copyBatch: (buffer, from, to, lengths, count) => addon.copyBatch(asView(buffer), from, to, lengths, count),
     offloadSegment: (read, out, capacity, lengths) => addon.offloadSegment(read, out, capacity, lengths),
     offloadCoalesce: (buffer, offsets, lengths, count, out) => addon.offloadCoalesce(asView(buffer), offsets, lengths, count, out),
     poll: (fd, events, callback) => addon.poll(fd, events, callback),

@@ -40,6 +40,14 @@ export interface PortableUdpOptions {
   sendBufferSize?: number;
   /** Errors that arrive after the fact (a failed asynchronous send, a socket error). */
   onError?: (error: Error) => void;
+  /**
+   * The most datagrams that may wait in libuv for room in the socket buffer;
+   * sendBatch sends no more beyond that (default: no limit). dgram otherwise
+   * queues every send, so a sender faster than the link grows that queue
+   * without bound; with a limit, sendBatch returns fewer than asked, like the
+   * native path when the socket buffer is full.
+   */
+  maxSendQueue?: number;
 }
 
 export interface PortableUdpStats {
@@ -62,12 +70,14 @@ export class PortableUdpSocket {
   readonly #bytes: Uint8Array;
   readonly #source = new Uint8Array(ADDRESS_BYTES);
   readonly #onError: ((error: Error) => void) | undefined;
+  readonly #maxSendQueue: number;
   #closed = false;
 
   private constructor(socket: Socket, options: PortableUdpOptions) {
     this.#socket = socket;
     this.#bytes = bytesOf(options.buffer);
     this.#onError = options.onError;
+    this.#maxSendQueue = options.maxSendQueue ?? Infinity;
     const { receiver } = options;
     socket.on("message", (msg: Buffer, rinfo: RemoteInfo) => {
       const offset = receiver.claim(msg.length);
@@ -111,8 +121,9 @@ export class PortableUdpSocket {
 
   /**
    * Sends buffer[offsets[i], +lengths[i]) to addresses entry i (null or family
-   * 0: the connected peer), copying each packet out first. Returns count: dgram
-   * queues everything; failures are counted and reported to onError later.
+   * 0: the connected peer), copying each packet out first. Returns how many
+   * were handed to dgram: count, or fewer when maxSendQueue datagrams are
+   * already waiting. Failures are counted and reported to onError later.
    */
   sendBatch(buffer: IoBuffer, offsets: Int32Array, lengths: Int32Array, addresses: Uint8Array | null, count: number): number {
     const bytes = buffer === this.#bytes.buffer ? this.#bytes : bytesOf(buffer);
@@ -133,6 +144,7 @@ export class PortableUdpSocket {
       }
     };
     for (let i = 0; i < count; i++) {
+      if (this.#maxSendQueue !== Infinity && this.#socket.getSendQueueCount() >= this.#maxSendQueue) return i;
       const copy = Buffer.from(bytes.subarray(offsets[i]!, offsets[i]! + lengths[i]!));
       const to = addresses ? decodeAddress(addresses, i) : null;
       if (to) this.#socket.send(copy, to.port, to.address, done);

@@ -1,0 +1,166 @@
+/**
+ * The inner port of the native path: a TUN device (IFF_TUN | IFF_NO_PI),
+ * read and written in batches by the addon straight into and out of engine
+ * slots, with readiness from libuv.
+ *
+ * With TUN offloads (on unless SLUICE_TUN_OFFLOAD=0; the kernel may refuse
+ * them) one read brings a 64 KB TCP super-packet, which the addon cuts into
+ * segments straight into the slots, and one write takes a flow's run of
+ * segments coalesced: the per-packet system calls that bounded the endpoint
+ * at about 2 Gbit/s become one per 64 KB (native/src/tun_offload.c).
+ *
+ *   TUN ─tunReadBatch→ slots → Forwarder.addOutbound → submitSeal
+ *   TUN ←tunWriteBatch─ slots ← Forwarder (#writeOpened, after the policy check)
+ *
+ * Why it also configures the device: the TUN's addresses, MTU and the routes
+ * of the peers' selectors belong to the device, and a reload changes routes.
+ * The kernel behind the TUN queues or drops while reading is paused
+ * (backpressure), as it would for any router.
+ */
+import { execFileSync } from "node:child_process";
+import type { NativeIo, PollHandle, TunOffloadStats } from "../io/native.js";
+import type { EndpointConfig } from "./config.js";
+import type { Forwarder } from "./forwarder.js";
+import type { Entries, InnerPort } from "./ports.js";
+import { ReadScratch } from "./readScratch.js";
+
+export class TunPort implements InnerPort {
+  #host: Forwarder | undefined;
+  #read: ReadScratch | undefined;
+  #tunPoll: PollHandle | undefined;
+  #stopped = false;
+  #closed = false;
+  // Bound once: a readiness callback allocates nothing.
+  readonly #onTunReadable = (): void => {
+    try {
+      this.#readTun();
+    } catch (error) {
+      this.#host!.internalError(error);
+    }
+  };
+
+  private constructor(
+    private readonly io: NativeIo,
+    readonly fd: number,
+    readonly name: string,
+    /** TSO/GRO offloads are on (see the top of this file). */
+    readonly offload: boolean,
+  ) {}
+
+  /** Opens (creating if needed) the TUN device and brings it up with the config's addresses, MTU and routes. */
+  static open(io: NativeIo, config: EndpointConfig): TunPort {
+    const tun = io.tunOpen(config.tun.name, { offload: process.env.SLUICE_TUN_OFFLOAD !== "0" });
+    try {
+      configureTun(tun.name, config);
+    } catch (error) {
+      io.close(tun.fd);
+      throw error;
+    }
+    return new TunPort(io, tun.fd, tun.name, tun.offload);
+  }
+
+  /** What the offloads did so far (null without offloads, or once closed). */
+  offloadStats(): TunOffloadStats | null {
+    return this.#closed ? null : this.io.tunOffloadStats(this.fd);
+  }
+
+  /** Connects the port to the forwarding core (before start). */
+  attach(host: Forwarder): void {
+    this.#host = host;
+    this.#read = new ReadScratch(Math.min(host.engine.layout.batchSize, this.io.batchMax));
+  }
+
+  start(): void {
+    this.#resume();
+  }
+
+  pause(): void {
+    this.#tunPoll?.stop();
+    this.#tunPoll = undefined;
+  }
+
+  resume(): void {
+    this.#resume();
+  }
+
+  #resume(): void {
+    if (this.#stopped || this.#tunPoll !== undefined) return;
+    this.#tunPoll = this.io.poll(this.fd, "r", this.#onTunReadable);
+    // The rest of a super-packet may be waiting in the addon while the device
+    // has nothing new to read (so it will not turn readable): read it now.
+    if (this.offload) this.#onTunReadable();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.pause();
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.io.close(this.fd);
+  }
+
+  reload(before: EndpointConfig, after: EndpointConfig): void {
+    updateRoutes(this.name, before, after);
+  }
+
+  #readTun(): void {
+    const host = this.#host!;
+    const read = this.#read!;
+    const engine = host.engine;
+    const bytes = engine.bytes;
+    for (;;) {
+      const batch = read.start(engine, "seal");
+      if (batch === null) return host.pause();
+      const slots = read.count;
+      const n = this.io.tunReadBatch(this.fd, bytes, read.offsets, engine.maxPacket, read.lengths, slots);
+      read.releaseUnfilled(engine, n);
+      for (let i = 0; i < n; i++) {
+        const slot = read.slots[i]!;
+        if (!host.addOutbound(batch, slot, read.offsets[i]!, read.lengths[i]!, "tun-malformed")) engine.releaseSlot(slot);
+      }
+      if (batch.count === 0) batch.release();
+      else host.submitSeal(batch);
+      if (n < slots) return; // the TUN is drained (and no segments are left over)
+    }
+  }
+
+  write(entries: Entries, count: number): void {
+    let written = 0;
+    try {
+      written = this.io.tunWriteBatch(this.fd, this.#host!.engine.bytes, entries.offsets, entries.lengths, count);
+    } catch (error) {
+      this.#host!.log.warn({ event: "tun-write-error", error: String(error) }, "writing to the TUN failed");
+    }
+    if (written < count) this.#host!.drop("tun-write-full", count - written);
+  }
+}
+
+/** Routes added for new selectors and deleted for dropped ones. */
+function updateRoutes(name: string, before: EndpointConfig, after: EndpointConfig): void {
+  const prefixes = (config: EndpointConfig): Map<string, 4 | 6> => new Map(config.peers.flatMap((p) => p.selectors.map((s) => [s.text, s.family] as const)));
+  const old = prefixes(before);
+  const now = prefixes(after);
+  for (const [text, family] of now) if (!old.has(text)) ip(`-${family}`, "route", "replace", text, "dev", name);
+  for (const [text, family] of old) if (!now.has(text)) {
+    try {
+      ip(`-${family}`, "route", "del", text, "dev", name);
+    } catch {
+      // Already gone: nothing to do.
+    }
+  }
+}
+
+function ip(...args: string[]): void {
+  execFileSync("ip", args, { stdio: ["ignore", "ignore", "pipe"] });
+}
+
+/** Brings the TUN up with its addresses and MTU, and routes the peers' selectors into it. */
+function configureTun(name: string, config: EndpointConfig): void {
+  ip("link", "set", "dev", name, "mtu", String(config.tun.mtu), "up");
+  for (const prefix of config.tun.addresses) ip(prefix.family === 6 ? "-6" : "-4", "addr", "add", prefix.text, "dev", name);
+  for (const peer of config.peers) {
+    for (const prefix of peer.selectors) ip(prefix.family === 6 ? "-6" : "-4", "route", "replace", prefix.text, "dev", name);
+  }
+}
