@@ -193,17 +193,21 @@ describe("endpoint: hostile traffic on the UDP port", { skip: skip ?? false }, (
     const rssAfter = endpoint.rssKiB();
     const sent = Number(done.sent);
     const refused = refusedSoFar(after_) - refusedSoFar(before_);
+    const overflowed = after_.get("sluice_udp_receive_overflows_total") - before_.get("sluice_udp_receive_overflows_total");
     const afterWarm = refusedSoFar(after_) - atWarm;
     const growth = (rssAfter - rssWarm) * 1024;
-    t.diagnostic(`flood: ${sent} datagrams in ${(Number(done.ms) / 1000).toFixed(1)} s (${Math.round(sent / (Number(done.ms) / 1000))}/s), ${refused} refused and counted; ` +
+    t.diagnostic(`flood: ${sent} datagrams in ${(Number(done.ms) / 1000).toFixed(1)} s (${Math.round(sent / (Number(done.ms) / 1000))}/s), ${refused} refused and counted, ${overflowed} dropped by the kernel at the full socket buffer (counted too); ` +
       `RSS ${rssBefore} KiB before, ${rssWarm} after 1 s, ${rssAfter} at the end: ${(growth / Math.max(afterWarm, 1)).toFixed(1)} bytes per datagram after warm-up`);
     assert.equal(endpoint.exited, false, "endpoint A died under the flood");
     assert.equal(after_.get("sluice_engine_worker_restarts_total"), 0, "a worker died");
     assert.equal(after_.get("sluice_engine_worker_failures_total"), 0, "a batch failed");
     assert.equal(after_.get("sluice_engine_slots_free"), before_.get("sluice_engine_slots_free"), "packet slots leaked");
     assert.ok(sent >= 100000, `the flood sent only ${sent} datagrams`);
-    // Every datagram is refused under some reason (a few may be lost in a full socket buffer, uncounted).
-    assert.ok(refused >= sent * 0.95 && refused <= sent, `${sent} sent, ${refused} counted as refused`);
+    // Every datagram is refused under some reason, or counted as dropped by the kernel when the socket's
+    // buffer was full (sluice_udp_receive_overflows_total); most must really reach the endpoint.
+    assert.ok(refused >= sent * 0.8 && refused <= sent, `${sent} sent, ${refused} counted as refused`);
+    // (The overflows also count the tunnel's own ESP lost alongside: the ping, a few hundred datagrams.)
+    assert.ok(refused + overflowed >= sent * 0.99 && refused + overflowed <= sent + 2000, `${sent} sent, ${refused} refused + ${overflowed} overflowed`);
     assert.ok(BigInt(after_.sa("sluice_sa_sequence", f.spiBA, "in")) - window(before_) < 5000n, "garbage moved the replay window");
     // Flat memory. The endpoint allocates nothing per packet (its buffers are the engine's preallocated shared
     // memory); what it allocates per batch is garbage the GC takes back. Measured here: a 60 s flood at this

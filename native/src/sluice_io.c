@@ -36,6 +36,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if_tun.h>
+#include <linux/sock_diag.h>
 #include <math.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -326,6 +327,12 @@ static void describe_udp(napi_env env, int fd, napi_value obj) {
   set_bool(env, obj, "groEnabled", gro && gro_on != 0);
   if (get_sockopt_int(fd, SOL_SOCKET, SO_RCVBUF, &v) == 0) set_int(env, obj, "recvBufferSize", v);
   if (get_sockopt_int(fd, SOL_SOCKET, SO_SNDBUF, &v) == 0) set_int(env, obj, "sendBufferSize", v);
+  /* Datagrams the kernel dropped because the receive buffer was full: the
+   * only losses sluice cannot count itself. */
+  uint32_t meminfo[SK_MEMINFO_VARS];
+  socklen_t len = sizeof meminfo;
+  if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, meminfo, &len) == 0 && len > SK_MEMINFO_DROPS * sizeof(uint32_t))
+    set_int(env, obj, "drops", meminfo[SK_MEMINFO_DROPS]);
 }
 
 /* udpOpen(family, address, port, options?) -> { fd, port, gso, gro, groEnabled, recvBufferSize, sendBufferSize } */
@@ -1042,6 +1049,7 @@ static napi_value offload_segment(napi_env env, napi_callback_info info) {
   size_t k = 0;
   if (count > 0) {
     for (;; k++) {
+      if (k == (size_t)count) break; /* all handed out: no spare slot needed to learn it */
       if ((k + 1) * (size_t)capacity > out_size || k >= n_len) { count = -1; break; }
       long r = tso_next(&st, out + k * (size_t)capacity, (size_t)capacity);
       if (r == 0) break;

@@ -184,6 +184,7 @@ int gro_start(gro_group *g, uint8_t *p, size_t length) {
   if (p[0] == 0x45) {
     /* No options, not a fragment (MF clear, offset 0), the length exact. */
     if (get16(p + 2) != length || (get16(p + 6) & 0x3fff) != 0 || p[9] != IPPROTO_TCP_) return 0;
+    if (checksum_add(0, p, 20) != 0xffff) return 0; /* the rewrite below would hide a bad header checksum */
     l4 = 20, ipv6 = 0;
   } else if (p[0] >> 4 == 6) {
     if (length < 60 || (size_t)get16(p + 4) + 40 != length || p[6] != IPPROTO_TCP_) return 0;
@@ -223,6 +224,7 @@ int gro_append(gro_group *g, const uint8_t *p, size_t length) {
   } else {
     /* Version/IHL and TOS; flags/fragment, TTL, protocol; addresses (not length, ID, checksum). */
     if (get16(p + 2) != length || !same(p, f, 0, 2) || !same(p, f, 6, 10) || !same(p, f, 12, 20)) return 0;
+    if (checksum_add(0, p, 20) != 0xffff) return 0;
   }
   const uint8_t *t = p + g->l4, *ft = f + g->l4;
   uint8_t flags = t[13];

@@ -174,10 +174,15 @@ export class Endpoint {
     this.log.info({ event: "up", tun, udp: `${this.config.local.address}:${this.outer.port}`, peers: this.config.peers.length }, "sluice endpoint up");
   }
 
-  /** The endpoint's counters (drops by reason, keepalives, the TUN offloads' read now). */
+  /** The endpoint's counters (drops by reason, keepalives; the TUN offloads' and the UDP socket's read now). */
   get counters(): EndpointCounters {
-    if (!this.#stopped) this.#counters.tunOffload = this.inner.offloadStats?.() ?? null;
+    if (!this.#stopped) this.#readDeviceCounters();
     return this.#counters;
+  }
+
+  #readDeviceCounters(): void {
+    this.#counters.tunOffload = this.inner.offloadStats?.() ?? null;
+    this.#counters.udpReceiveOverflows = this.outer.receiveOverflows?.() ?? null;
   }
 
   /** The bound UDP port (the one the kernel chose when the config asks for 0). */
@@ -332,7 +337,7 @@ export class Endpoint {
       this.store.save(peer.inId, this.engine.saSeq(peer.in));
     }
     await this.engine.close();
-    this.#counters.tunOffload = this.inner.offloadStats?.() ?? null;
+    this.#readDeviceCounters();
     await this.outer.close();
     await this.inner.close();
     this.log.info({ event: "down", counters: this.counters }, "sluice endpoint down");

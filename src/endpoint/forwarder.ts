@@ -30,10 +30,12 @@ export interface EndpointCounters {
   keepalivesOut: number;
   /** What the TUN offloads did (null: no TUN, or no offloads). */
   tunOffload: TunOffloadStats | null;
+  /** Datagrams the kernel dropped at the UDP socket, its receive buffer full (null: unknown on this path). */
+  udpReceiveOverflows: number | null;
 }
 
 export class Forwarder {
-  readonly counters: EndpointCounters = { drops: {}, keepalivesIn: 0, keepalivesOut: 0, tunOffload: null };
+  readonly counters: EndpointCounters = { drops: {}, keepalivesIn: 0, keepalivesOut: 0, tunOffload: null, udpReceiveOverflows: null };
   /** Every peer ever registered, by id: a packet in flight may belong to a peer a reload removed. */
   readonly peerById: Peer[] = [];
   /** The configured peers. */

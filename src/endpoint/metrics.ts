@@ -49,6 +49,9 @@ export function renderMetrics(stats: EngineStats, endpoint: EndpointCounters, pe
   metric("sluice_endpoint_drops_total", "counter", "Packets the endpoint dropped before or after the engine, by reason.",
     Object.entries(endpoint.drops).map(([reason, n]) => [{ reason }, n]));
   metric("sluice_endpoint_keepalives_total", "counter", "NAT keepalives received and sent.", [[{ direction: "in" }, endpoint.keepalivesIn], [{ direction: "out" }, endpoint.keepalivesOut]]);
+  if (endpoint.udpReceiveOverflows !== null) {
+    metric("sluice_udp_receive_overflows_total", "counter", "Datagrams the kernel dropped at the UDP socket because its receive buffer was full.", [[{}, endpoint.udpReceiveOverflows]]);
+  }
   if (endpoint.tunOffload) {
     metric("sluice_tun_offload_total", "counter",
       "TUN offloads: reads, TCP super-packets among them, packets handed out, checksums completed, malformed reads, writes, coalesced writes and the segments in them.",

@@ -63,4 +63,6 @@ export interface OuterPort extends Port {
   send(entries: Entries, count: number): void;
   /** Sends NAT keepalives (one-byte datagrams) to the entries' peers; returns how many were sent. */
   sendKeepalives(entries: Entries, count: number): number;
+  /** Datagrams the kernel dropped because the socket's receive buffer was full (absent or null where unknown). */
+  receiveOverflows?(): number | null;
 }

@@ -50,6 +50,7 @@ export class NativeUdpPort implements OuterPort {
   };
   #udpPoll: PollHandle | undefined;
   #stopped = false;
+  #closed = false;
   // Bound once: a readiness callback allocates nothing.
   readonly #onUdpReadable = (): void => {
     try {
@@ -116,7 +117,12 @@ export class NativeUdpPort implements OuterPort {
   }
 
   close(): void {
+    this.#closed = true;
     this.io.close(this.fd);
+  }
+
+  receiveOverflows(): number | null {
+    return this.#closed ? null : this.io.udpCapabilities(this.fd).drops ?? null;
   }
 
   // ---- sending ----

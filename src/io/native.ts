@@ -48,6 +48,8 @@ export interface UdpCapabilities {
   /** The buffer sizes the kernel granted (it reports twice the requested value). */
   recvBufferSize: number;
   sendBufferSize: number;
+  /** Datagrams the kernel dropped so far because the receive buffer was full (SO_MEMINFO; absent where unknown). */
+  drops?: number;
 }
 
 export interface UdpSocketInfo extends UdpCapabilities {
@@ -172,13 +174,16 @@ export interface NativeIo {
    * read() until EAGAIN or max packets, packet i into buffer[offsets[i], +capacity).
    * lengths[i] < 0: the packet was longer than capacity (-lengths[i] bytes) and was cut.
    * With offload, a super-packet's segments that did not fit in max wait for
-   * the next call: call again while it returns max, readable or not.
+   * the next call: call again while it returns max, readable or not. A read
+   * that is malformed or would not fit in capacity comes out as one packet of
+   * length 0 (count it and drop it).
    */
   tunReadBatch(fd: number, buffer: IoBuffer, offsets: Int32Array, capacity: number, lengths: Int32Array, max: number): number;
   /**
    * write() of each packet until EAGAIN; returns how many were written. With
    * offload, a coalesced run counts as its packets, and the first packet's
-   * headers are rewritten in place (the slots are the caller's to release).
+   * headers are rewritten in place for the run: packets not written must be
+   * dropped, not written again (the first of a run is no longer whole).
    */
   tunWriteBatch(fd: number, buffer: IoBuffer, offsets: Int32Array, lengths: Int32Array, count: number): number;
   /** The offload counters of a device opened with `offload`, else null. */
