@@ -18,20 +18,27 @@ interface Args {
   suites: Suite[];
   rounds: number;
   timeMs: number;
+  /** The tunnel suite's fixed UDP rate (iperf3 -b). */
+  udpRate: string;
 }
 
 function parseArgs(argv: string[]): Args {
   const suites: Suite[] = [];
   let rounds = 5;
   let timeMs = 250;
+  let udpRate = "500M";
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === "--rounds") rounds = positiveInt("--rounds", argv[++i]);
     else if (arg === "--time") timeMs = positiveInt("--time", argv[++i]);
+    else if (arg === "--udp-rate") {
+      udpRate = argv[++i] ?? "";
+      if (!/^\d+[KMG]?$/.test(udpRate)) throw new Error(`--udp-rate needs an iperf3 rate like 500M, got ${udpRate || "nothing"}`);
+    }
     else if ((SUITES as readonly string[]).includes(arg)) suites.push(arg as Suite);
-    else throw new Error(`unknown argument ${arg}; suites: ${SUITES.join(", ")}; options: --rounds N, --time MS`);
+    else throw new Error(`unknown argument ${arg}; suites: ${SUITES.join(", ")}; options: --rounds N, --time MS, --udp-rate RATE`);
   }
-  return { suites: suites.length ? suites : [...DEFAULT_SUITES], rounds, timeMs };
+  return { suites: suites.length ? suites : [...DEFAULT_SUITES], rounds, timeMs, udpRate };
 }
 
 function positiveInt(name: string, value: string | undefined): number {
@@ -76,13 +83,16 @@ function formatEngineTable(rows: EngineRow[], dispatch: DispatchRow): string {
 }
 
 function formatTunnelTable(result: TunnelResult): string {
-  const header = ["path", "TCP Mbit/s", "UDP Mbit/s", "sluice TCP ×"];
-  const lines = result.rows.map((r) => [r.label, r.tcpMbps?.toFixed(0) ?? "—", r.udpMbps?.toFixed(0) ?? "—", r.label === "sluice" ? "—" : r.sluiceTcpRatio?.toFixed(2) ?? "—"]);
+  const header = ["path", "TCP Mbit/s", "sluice TCP ×", "UDP max Mbit/s", `UDP at ${result.udpRate}: Mbit/s`, "lost"];
+  const lines = result.rows.map((r) => [
+    r.label, r.tcpMbps?.toFixed(0) ?? "—", r.label === "sluice" ? "—" : r.sluiceTcpRatio?.toFixed(2) ?? "—",
+    r.udpMbps?.toFixed(0) ?? "—", r.udpFixedMbps?.toFixed(0) ?? "—", r.udpFixedLoss === null ? "—" : `${r.udpFixedLoss.toFixed(1)}%`,
+  ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
   const fmt = (cells: string[]): string => cells.map((c, i) => (i >= 1 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ");
   const out = [fmt(header), widths.map((w) => "-".repeat(w)).join("  "), ...lines.map(fmt)];
   for (const skip of result.skipped) out.push(`(${skip.label} not measured: ${skip.reason})`);
-  if (result.threads.length) out.push("", "sluice CPU per thread during the series:", ...result.threads.map((t) => `  ${t.slice(7)}`));
+  if (result.threads.length) out.push("", "sluice CPU per thread during the TCP runs (100% = one core; a = sender, b = receiver):", ...result.threads.map((t) => `  ${t.slice(7)}`));
   return out.join("\n");
 }
 
@@ -104,8 +114,9 @@ async function main(): Promise<void> {
   }
   if (args.suites.includes("tunnel")) {
     const repeat = Math.min(args.rounds, 3);
-    results.tunnel = runTunnelSuite({ repeat, duration: 10 }, log);
-    console.log(`\ntunnel: iperf3 between two namespaces, median of ${repeat} × 10 s; both ends and iperf3 share the 2 cores\n`);
+    results.tunnel = runTunnelSuite({ repeat, duration: 10, udpRate: args.udpRate }, log);
+    console.log(`\ntunnel: iperf3 between two namespaces, median of ${repeat} × 10 s; both ends and iperf3 share the 2 cores;` +
+      ` UDP max = as fast as the sender can (-b 0), UDP at ${args.udpRate} = that rate offered\n`);
     console.log(formatTunnelTable(results.tunnel));
   }
   const dir = new URL("../../bench/results/", import.meta.url);

@@ -53,15 +53,25 @@ done
 ping_out=$(ip netns exec "$NS_A" ping -c 2 -W 2 -I "$IN_A" "$IN_B" | tail -1)
 echo "sluice tunnel up: $ping_out"
 
-# Per-thread CPU over one TCP run: /proc/PID/task/TID/stat utime+stime, by thread name.
+# Per-thread CPU over the TCP runs only (the rate the target is about):
+# /proc/PID/task/TID/stat utime+stime, by thread name.
 thread_ticks() { for t in /proc/$1/task/*; do echo "$(basename "$t") $(cat "$t/comm" | tr ' ' '_') $(awk '{print $14+$15}' "$t/stat")"; done; }
-thread_ticks "${pids[0]}" > "$WORK/ta0"; thread_ticks "${pids[1]}" > "$WORK/tb0"
-started=$(date +%s.%N)
-iperf_series sluice "$NS_A" "$NS_B" "$IN_B" "$IN_A" "${pids[0]}" "${pids[1]}"
-thread_ticks "${pids[0]}" > "$WORK/ta1"; thread_ticks "${pids[1]}" > "$WORK/tb1"
-elapsed=$(echo "$(date +%s.%N) - $started" | bc -l)
-echo "CPU per thread over the whole series (100% = one core), a = iperf3 client side, b = server side:"
-for side in a b; do
-  join <(sort "$WORK/t${side}0") <(sort "$WORK/t${side}1") |
-    awk -v s="$side" -v hz="$HZ" -v el="$elapsed" '{d=$5-$3; if (d>0) printf "THREAD %s tid=%s name=%s cpu=%.0f%%\n", s, $1, $2, 100*d/hz/el}'
-done
+modes=" ${MODES:-tcp udp} "
+if [[ $modes == *" tcp "* ]]; then
+  thread_ticks "${pids[0]}" > "$WORK/ta0"; thread_ticks "${pids[1]}" > "$WORK/tb0"
+  started=$(date +%s.%N)
+  MODES=tcp iperf_series sluice "$NS_A" "$NS_B" "$IN_B" "$IN_A" "${pids[0]}" "${pids[1]}"
+  thread_ticks "${pids[0]}" > "$WORK/ta1"; thread_ticks "${pids[1]}" > "$WORK/tb1"
+  elapsed=$(echo "$(date +%s.%N) - $started" | bc -l)
+  echo "CPU per thread over the TCP runs (100% = one core), a = iperf3 client side, b = server side:"
+  # The main thread is the one whose tid is the pid; the busy others are the kernel workers
+  # (libuv's and V8's helper threads idle at 0-1%).
+  for side in a b; do
+    pid=${pids[0]}; [[ $side == b ]] && pid=${pids[1]}
+    join <(sort "$WORK/t${side}0") <(sort "$WORK/t${side}1") |
+      awk -v s="$side" -v hz="$HZ" -v el="$elapsed" -v pid="$pid" '{d=$5-$3; cpu=100*d/hz/el; if (cpu >= 1) printf "THREAD %s tid=%s %s cpu=%.0f%%\n", s, $1, ($1==pid ? "main" : cpu >= 5 ? "worker" : "helper"), cpu}'
+  done
+fi
+if [[ $modes == *" udp "* ]]; then
+  MODES=udp iperf_series sluice "$NS_A" "$NS_B" "$IN_B" "$IN_A" "${pids[0]}" "${pids[1]}"
+fi

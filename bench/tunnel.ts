@@ -4,6 +4,10 @@
  * strongSwan (kernel-libipsec), wireguard-go and OpenVPN where installed,
  * all with the interop test bed's own scripts (../shared/interop, or
  * SLUICE_INTEROP), so every peer is measured the same way.
+ *
+ * UDP twice: as fast as the sender can (the bed's "-b 0"), and at a fixed
+ * offered rate (`udpRate`, through the iperf3 wrapper in iperf3-fixed-rate/),
+ * where what counts is how much arrives and how much is lost.
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -17,12 +21,17 @@ export interface TunnelRow {
   label: string;
   tcpMbps: number | null;
   udpMbps: number | null;
+  /** UDP at the fixed offered rate: Mbit/s that arrived, and the loss in percent (medians). */
+  udpFixedMbps: number | null;
+  udpFixedLoss: number | null;
   /** sluice's TCP median divided by this row's. */
   sluiceTcpRatio: number | null;
   runs: number;
 }
 
 export interface TunnelResult {
+  /** The fixed UDP rate offered (iperf3 -b). */
+  udpRate: string;
   rows: TunnelRow[];
   skipped: { label: string; reason: string }[];
   /** Lines "THREAD side tid name cpu%" of the sluice run. */
@@ -43,7 +52,7 @@ export function interopDir(): string | null {
   return null;
 }
 
-export function runTunnelSuite(options: { repeat: number; duration: number }, log: (line: string) => void): TunnelResult {
+export function runTunnelSuite(options: { repeat: number; duration: number; udpRate: string }, log: (line: string) => void): TunnelResult {
   if (process.getuid?.() !== 0) throw new Error("the tunnel suite needs root (network namespaces, TUN devices)");
   const interop = interopDir();
   if (!interop) throw new Error("the tunnel suite needs the interop scripts: ../shared/interop next to the repository, or SLUICE_INTEROP=DIR");
@@ -51,9 +60,12 @@ export function runTunnelSuite(options: { repeat: number; duration: number }, lo
   const results = join(work, "results.csv");
   const env = { ...process.env, RESULTS: results, REPEAT: String(options.repeat), DURATION: String(options.duration), SLUICE_INTEROP_RUN: join(work, "run") };
   const skipped: TunnelResult["skipped"] = [];
+  const rateWrapper = fileURLToPath(new URL("../../bench/iperf3-fixed-rate", import.meta.url));
   let threads: string[] = [];
   try {
-    for (const peer of PEERS) {
+    // SLUICE_BENCH_PEERS=sluice,wireguard-go measures only those (while working on one).
+    const only = process.env.SLUICE_BENCH_PEERS?.split(",");
+    for (const peer of PEERS.filter((p) => only === undefined || only.includes(p.label))) {
       log(`tunnel: ${peer.label} (${options.repeat} × ${options.duration} s TCP and UDP)`);
       const command = peer.script === "sluice"
         ? [fileURLToPath(new URL("../../bench/tunnel-sluice.sh", import.meta.url)), interop]
@@ -68,9 +80,15 @@ export function runTunnelSuite(options: { repeat: number; duration: number }, lo
       }
       if (peer.label === "sluice") threads = output.split("\n").filter((line) => line.startsWith("THREAD "));
       for (const line of output.split("\n")) if (line.startsWith("SUMMARY")) log(`  ${line}`);
+      log(`tunnel: ${peer.label} (${options.repeat} × ${options.duration} s UDP at ${options.udpRate})`);
+      const fixed = spawnSync("bash", command, {
+        env: { ...env, MODES: "udp", LABEL_SUFFIX: `@${options.udpRate}`, SLUICE_UDP_RATE: options.udpRate, PATH: `${rateWrapper}:${process.env.PATH ?? ""}` },
+        encoding: "utf8", maxBuffer: 1 << 24,
+      });
+      for (const line of `${fixed.stdout}${fixed.stderr}`.split("\n")) if (line.startsWith("SUMMARY")) log(`  ${line}`);
     }
-    const rows = summarize(existsSync(results) ? readFileSync(results, "utf8") : "");
-    return { rows, skipped, threads };
+    const rows = summarize(existsSync(results) ? readFileSync(results, "utf8") : "", options.udpRate);
+    return { udpRate: options.udpRate, rows, skipped, threads };
   } finally {
     rmSync(work, { recursive: true, force: true });
     try {
@@ -81,21 +99,29 @@ export function runTunnelSuite(options: { repeat: number; duration: number }, lo
   }
 }
 
-function summarize(csv: string): TunnelRow[] {
-  const byLabel = new Map<string, { tcp: number[]; udp: number[] }>();
+function summarize(csv: string, udpRate: string): TunnelRow[] {
+  const byLabel = new Map<string, { tcp: number[]; udp: number[]; fixed: number[]; loss: number[] }>();
+  const suffix = `@${udpRate}`;
   for (const line of csv.split("\n").slice(1)) {
-    const [label, mode, , mbps] = line.split(",");
-    if (!label || !mode || mbps === undefined) continue;
-    const entry = byLabel.get(label) ?? { tcp: [], udp: [] };
-    (mode === "tcp" ? entry.tcp : entry.udp).push(Number(mbps));
+    const [rowLabel, mode, , mbps, detail = ""] = line.split(",");
+    if (!rowLabel || !mode || mbps === undefined) continue;
+    const fixedRate = rowLabel.endsWith(suffix);
+    const label = fixedRate ? rowLabel.slice(0, -suffix.length) : rowLabel;
+    const entry = byLabel.get(label) ?? { tcp: [], udp: [], fixed: [], loss: [] };
+    if (fixedRate) {
+      entry.fixed.push(Number(mbps));
+      const lost = /lost=([\d.]+)%/.exec(detail);
+      if (lost) entry.loss.push(Number(lost[1]));
+    } else (mode === "tcp" ? entry.tcp : entry.udp).push(Number(mbps));
     byLabel.set(label, entry);
   }
   const sluiceTcp = byLabel.get("sluice")?.tcp;
   const sluiceMedian = sluiceTcp?.length ? median(sluiceTcp) : null;
-  return [...byLabel].map(([label, { tcp, udp }]) => {
+  return [...byLabel].map(([label, { tcp, udp, fixed, loss }]) => {
     const tcpMbps = tcp.length ? median(tcp) : null;
     return {
       suite: "tunnel", label, tcpMbps, udpMbps: udp.length ? median(udp) : null,
+      udpFixedMbps: fixed.length ? median(fixed) : null, udpFixedLoss: loss.length ? median(loss) : null,
       sluiceTcpRatio: sluiceMedian !== null && tcpMbps ? sluiceMedian / tcpMbps : null,
       runs: tcp.length,
     };
