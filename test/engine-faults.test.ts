@@ -54,7 +54,7 @@ describe("worker failures", () => {
   for (const kind of ["throw", "exit"] as const) {
     for (const workers of [1, 2]) {
       test(`a seal batch whose worker ${kind === "throw" ? "throws" : "exits"} fails alone, ${workers} worker(s); later batches work`, { timeout: 30_000 }, async (t) => {
-        const engine = await openEngine(t, { workers, workerFilename: fixtureWorker("faultyWorker") });
+        const engine = await openEngine(t, { workers, workerFilename: fixtureWorker("faultyWorker"), inlineBytes: 0 });
         const workerErrors: unknown[] = [];
         engine.on("workerError", (error) => workerErrors.push(error));
         const params = saKeys();
@@ -119,7 +119,7 @@ describe("worker failures", () => {
 
   for (const fault of [FAULT_EXIT, FAULT_THROW]) {
     test(`an open batch whose worker ${fault === FAULT_EXIT ? "exits" : "throws"} commits nothing: the same packets open afterwards`, { timeout: 30_000 }, async (t) => {
-      const engine = await openEngine(t, { workers: 2, workerFilename: fixtureWorker("faultyWorker") });
+      const engine = await openEngine(t, { workers: 2, workerFilename: fixtureWorker("faultyWorker"), inlineBytes: 0 });
       const params = saKeys();
       const out = engine.addSa({ direction: "out", ...params });
       const inb = engine.addSa({ direction: "in", ...params });
@@ -149,7 +149,7 @@ describe("worker failures", () => {
   // fine and died on a batch; with no worker left, submitted batches are never
   // claimed, so they neither complete nor fail and close() never resolves.
   test("a worker killed by several poison batches in a row: later batches still complete and close() resolves", { timeout: 60_000 }, async () => {
-    const engine = await createEngine({ workers: 1, workerFilename: fixtureWorker("faultyWorker") });
+    const engine = await createEngine({ workers: 1, workerFilename: fixtureWorker("faultyWorker"), inlineBytes: 0 });
     engine.on("workerError", () => {});
     let closed = false;
     try {

@@ -47,7 +47,7 @@ describe("in-order completion under load", () => {
   for (const { workers, tracing } of cases) {
     const name = `${BATCHES} seal + ${BATCHES} open batches of 64 × 1400 B and 1 packet, ${workers} workers${tracing ? " (traced)" : ""}: callbacks in submission order per direction`;
     test(name, { timeout: 60_000 }, async (t) => {
-      const engine = await openEngine(t, tracing ? { workers, workerFilename: fixtureWorker("tracingWorker") } : { workers });
+      const engine = await openEngine(t, tracing ? { workers, workerFilename: fixtureWorker("tracingWorker"), inlineBytes: 0 } : { workers });
       const sealSa = saKeys();
       const openSa = saKeys();
       const out = engine.addSa({ direction: "out", ...sealSa });
@@ -135,7 +135,7 @@ describe("in-order completion under load", () => {
   }
 
   test("a batch held up on one worker holds back the later batches that finished first (SLOW! marker)", { timeout: 30_000 }, async (t) => {
-    const engine = await openEngine(t, { workers: 2, workerFilename: fixtureWorker("faultyWorker") });
+    const engine = await openEngine(t, { workers: 2, workerFilename: fixtureWorker("faultyWorker"), inlineBytes: 0 });
     const sa = saKeys();
     const out = engine.addSa({ direction: "out", ...sa });
     const slow = new TextEncoder().encode(`${MARKER_SLOW} this batch takes ${SLOW_MS} ms`);

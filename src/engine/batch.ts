@@ -34,6 +34,8 @@ export class Batch {
   readonly slots: Int32Array;
   /** @internal the length each packet was added with */
   readonly inputLengths: Int32Array;
+  /** The input bytes of all its packets. */
+  bytes = 0;
   /** @internal the SA of each packet, for counters */
   readonly sas: (SaHandle | undefined)[];
   /** @internal set while submitted */
@@ -42,6 +44,8 @@ export class Batch {
   submitted = false;
   /** @internal a worker finished it and it was handed to in-order delivery */
   collected = false;
+  /** @internal it ran on the submitting thread (EngineOptions.inlineBytes) */
+  inline = false;
   /** @internal its number in its direction's in-order delivery */
   ticket = -1;
   #released = false;
@@ -93,6 +97,7 @@ export class Batch {
     view.setBigUint64(d + D_SEQ, 0n, true);
     this.slots[this.count] = slot;
     this.inputLengths[this.count] = length;
+    this.bytes += length;
     this.sas[this.count] = sa;
     sa.pending++;
     this.count++;
@@ -136,6 +141,11 @@ export class Batch {
   }
 
   /** Returns the batch's slots and its batch region to the engine. Call once, after completion. */
+  /** Whether release() was called. */
+  get released(): boolean {
+    return this.#released;
+  }
+
   release(): void {
     if (this.#released) throw new Error("this batch was already released");
     if (this.submitted && this.onComplete !== undefined) throw new Error("this batch has not completed yet");

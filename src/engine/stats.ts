@@ -8,6 +8,8 @@ import type { SaHandle } from "./saTable.js";
 export interface DirectionCounters {
   /** Batches completed. */
   batches: number;
+  /** Of those, batches small enough to run on the submitting thread (EngineOptions.inlineBytes). */
+  inline: number;
   /** Packets sealed or opened with status "ok". */
   packets: number;
   /** Their bytes (inner packet bytes). */
@@ -31,7 +33,7 @@ export interface EngineStats {
   open: DirectionCounters;
   /** Times a slot, a batch region or the in-flight budget ran out. */
   backpressure: number;
-  /** Batches failed because their worker threw or died. */
+  /** Batches failed because their worker threw or died (or, run inline, the kernel trapped). */
   workerFailures: number;
   /** Workers that exited and were replaced. */
   workerRestarts: number;
@@ -42,7 +44,7 @@ export interface EngineStats {
 }
 
 export function emptyDirection(): DirectionCounters {
-  return { batches: 0, packets: 0, bytes: 0, drops: {} };
+  return { batches: 0, inline: 0, packets: 0, bytes: 0, drops: {} };
 }
 
 /** Adds one packet's outcome to its direction's and its SA's counters. */

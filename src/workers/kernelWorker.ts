@@ -8,8 +8,9 @@
  */
 import { workerData } from "node:worker_threads";
 import { instantiateKernel } from "../kernel/wasm.js";
-import { descriptorsAt, scratchAt, type EngineLayout } from "../engine/layout.js";
-import { ControlBlock, OP_SEAL, OP_OPEN, STOP, SUBMIT_GEN } from "../engine/dispatch.js";
+import { descriptorsAt, type EngineLayout } from "../engine/layout.js";
+import { ControlBlock, STOP, SUBMIT_GEN } from "../engine/dispatch.js";
+import { runBatch } from "../engine/runBatch.js";
 
 /** What the engine sends each worker once. */
 export interface KernelWorkerData {
@@ -30,18 +31,7 @@ const control = new ControlBlock(data.memory.buffer, data.layout.controlAt, data
 
 /** Runs one batch region. Exported for tests that wrap the worker. */
 export function runRegion(region: number): void {
-  const descriptors = descriptorsAt(data.layout, region);
-  const count = control.count(region);
-  const op = control.op(region);
-  if (op === OP_SEAL) {
-    kernel.seal_batch(descriptors, count);
-  } else if (op === OP_OPEN) {
-    // Each batch region has its own keystream scratch, so concurrent batches never share one.
-    kernel.set_scratch(scratchAt(data.layout, descriptors), data.layout.scratchBytes);
-    kernel.open_batch_deferred(descriptors, count);
-  } else {
-    throw new TypeError(`unknown batch op ${op}`);
-  }
+  runBatch(kernel, data.layout, control.op(region), descriptorsAt(data.layout, region), control.count(region));
 }
 
 /**
