@@ -150,7 +150,7 @@ export async function demo(): Promise<number> {
       console.log("\n(iperf3 is not installed: no throughput test; Debian: apt-get install iperf3)");
     }
     for (const side of [a, b]) {
-      const wanted = /^sluice_(tun_offload_total|sa_packets_total|sa_drops_total|engine_backpressure_total|engine_worker_restarts_total|endpoint_drops_total)/;
+      const wanted = /^sluice_(tun_offload_total|engine_batches_total|engine_inline_batches_total|sa_packets_total|sa_drops_total|engine_backpressure_total|engine_worker_restarts_total|endpoint_drops_total)/;
       console.log(`\ncounters of ${side.ns}:`);
       for (const line of metrics(side).split("\n")) if (wanted.test(line)) console.log(`  ${line}`);
     }

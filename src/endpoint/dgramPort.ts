@@ -137,8 +137,7 @@ export class DgramPort implements OuterPort, PortableReceiver {
     try {
       return this.#socket!.sendBatch(this.#host.engine.bytes.buffer, entries.offsets, entries.lengths, this.#addresses, count);
     } catch (error) {
-      this.#host.drop("udp-send-error", count);
-      this.#host.log.warn({ event: "udp-send-error", error: String(error) }, "sending failed");
+      this.#host.ioError("udp-send-error", error, count);
       return count;
     }
   }

@@ -52,6 +52,7 @@ export class Forwarder {
   #paused = false;
   #stopped = false;
   #internalErrors = 0;
+  readonly #ioErrors = new Map<string, number>();
   /** Incremented per pass over a batch, so each peer is handled once per batch without a Set. */
   #visit = 0;
   readonly #onSealed = (batch: Batch): void => this.#sendSealed(batch);
@@ -113,6 +114,18 @@ export class Forwarder {
     if (++this.#internalErrors <= 10 || this.#internalErrors % 1000 === 0) {
       this.log.error({ event: "internal-error", count: this.#internalErrors, error: error instanceof Error ? error.stack : String(error) }, "data path error; packets dropped");
     }
+  }
+
+  /**
+   * A system call on the data path failed: counted under `reason` (with the
+   * `packets` it cost) and logged, the first ten times per reason and then
+   * every thousandth, so a lasting fault cannot flood the log.
+   */
+  ioError(reason: string, error: unknown, packets: number): void {
+    this.drop(reason, packets);
+    const seen = (this.#ioErrors.get(reason) ?? 0) + 1;
+    this.#ioErrors.set(reason, seen);
+    if (seen <= 10 || seen % 1000 === 0) this.log.warn({ event: reason, count: seen, error: String(error) }, `I/O failed: ${reason}`);
   }
 
   /**

@@ -42,6 +42,7 @@ export function renderMetrics(stats: EngineStats, endpoint: EndpointCounters, pe
     stats.sas.flatMap((sa) => Object.entries(sa.drops).map(([reason, n]) => [{ ...saLabels(sa), reason }, n ?? 0] as [Record<string, string | number>, number])));
   metric("sluice_sa_sequence", "gauge", "Last sequence number sent (out) or highest accepted (in).", stats.sas.map((sa) => [saLabels(sa), sa.seq]));
   metric("sluice_engine_batches_total", "counter", "Batches completed by direction.", [[{ direction: "seal" }, stats.seal.batches], [{ direction: "open" }, stats.open.batches]]);
+  metric("sluice_engine_inline_batches_total", "counter", "Of those, batches small enough to run on the main thread (no worker wake-up).", [[{ direction: "seal" }, stats.seal.inline], [{ direction: "open" }, stats.open.inline]]);
   metric("sluice_engine_backpressure_total", "counter", "Times slots or batch regions ran out.", [[{}, stats.backpressure]]);
   metric("sluice_engine_worker_restarts_total", "counter", "Worker threads that died and were replaced.", [[{}, stats.workerRestarts]]);
   metric("sluice_engine_worker_failures_total", "counter", "Batches failed because their worker died or threw.", [[{}, stats.workerFailures]]);

@@ -18,6 +18,8 @@ export class ReadScratch {
   readonly lengths: Int32Array;
   /** How many slots the last start() took. */
   count = 0;
+  /** The slots are still the port's: taken by start(), not yet all added to the batch or released. */
+  #owned = false;
 
   constructor(readonly size: number) {
     this.slots = new Int32Array(size);
@@ -46,7 +48,33 @@ export class ReadScratch {
       return null;
     }
     this.count = n;
+    this.#owned = true;
     return batch;
+  }
+
+  /** The read's slots were all added to the batch or released: abandon() leaves them alone. */
+  handedOver(): void {
+    this.#owned = false;
+  }
+
+  /**
+   * After a read loop threw: gives back the batch it was filling (unless it
+   * was submitted) and the read's slots it still held, so an exception costs
+   * the packets at hand, never slots or batch regions.
+   */
+  abandon(engine: Engine, batch: Batch | null): void {
+    const inBatch = new Set<number>();
+    if (batch !== null && !batch.submitted && !batch.released) {
+      for (let i = 0; i < batch.count; i++) inBatch.add(batch.slot(i));
+      batch.release();
+    }
+    if (this.#owned) {
+      for (let i = 0; i < this.count; i++) {
+        const slot = this.slots[i]!;
+        if (!inBatch.has(slot) && engine.slotInUse(slot)) engine.releaseSlot(slot);
+      }
+    }
+    this.#owned = false;
   }
 
   /** Gives back the slots from `filled` on, which the read did not fill. */

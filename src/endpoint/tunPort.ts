@@ -23,6 +23,7 @@ import type { EndpointConfig } from "./config.js";
 import type { Forwarder } from "./forwarder.js";
 import type { Entries, InnerPort } from "./ports.js";
 import { ReadScratch } from "./readScratch.js";
+import type { Batch } from "../engine/batch.js";
 
 export class TunPort implements InnerPort {
   #host: Forwarder | undefined;
@@ -35,9 +36,13 @@ export class TunPort implements InnerPort {
     try {
       this.#readTun();
     } catch (error) {
+      this.#read!.abandon(this.#host!.engine, this.#building);
+      this.#building = null;
       this.#host!.internalError(error);
     }
   };
+  /** The batch the read loop is filling (given back if the loop throws). */
+  #building: Batch | null = null;
 
   private constructor(
     private readonly io: NativeIo,
@@ -113,6 +118,7 @@ export class TunPort implements InnerPort {
     for (;;) {
       const batch = read.start(engine, "seal");
       if (batch === null) return host.pause();
+      this.#building = batch;
       const slots = read.count;
       const n = this.io.tunReadBatch(this.fd, bytes, read.offsets, engine.maxPacket, read.lengths, slots);
       read.releaseUnfilled(engine, n);
@@ -120,8 +126,10 @@ export class TunPort implements InnerPort {
         const slot = read.slots[i]!;
         if (!host.addOutbound(batch, slot, read.offsets[i]!, read.lengths[i]!, "tun-malformed")) engine.releaseSlot(slot);
       }
+      read.handedOver();
       if (batch.count === 0) batch.release();
       else host.submitSeal(batch);
+      this.#building = null;
       if (n < slots) return; // the TUN is drained (and no segments are left over)
     }
   }
@@ -131,7 +139,8 @@ export class TunPort implements InnerPort {
     try {
       written = this.io.tunWriteBatch(this.fd, this.#host!.engine.bytes, entries.offsets, entries.lengths, count);
     } catch (error) {
-      this.#host!.log.warn({ event: "tun-write-error", error: String(error) }, "writing to the TUN failed");
+      this.#host!.ioError("tun-write-error", error, count);
+      return;
     }
     if (written < count) this.#host!.drop("tun-write-full", count - written);
   }

@@ -56,9 +56,18 @@ export class NativeUdpPort implements OuterPort {
     try {
       this.#readUdpAny();
     } catch (error) {
+      const engine = this.#host!.engine;
+      this.#read!.abandon(engine, this.#building);
+      if (this.#orphan >= 0 && engine.slotInUse(this.#orphan)) engine.releaseSlot(this.#orphan);
+      this.#building = null;
+      this.#orphan = -1;
+      this.#groState.copies = 0;
       this.#host!.internalError(error);
     }
   };
+  /** The batch a read loop is filling, and a slot taken for it but not yet added (given back if the loop throws). */
+  #building: Batch | null = null;
+  #orphan = -1;
 
   private constructor(
     private readonly io: NativeIo,
@@ -188,8 +197,7 @@ export class NativeUdpPort implements OuterPort {
     try {
       return this.io.udpSendBatch(this.fd, this.#host!.engine.bytes, entries.offsets, entries.lengths, this.#addresses, count);
     } catch (error) {
-      this.#host!.drop("udp-send-error", count);
-      this.#host!.log.warn({ event: "udp-send-error", error: String(error) }, "sending failed");
+      this.#host!.ioError("udp-send-error", error, count);
       return count;
     }
   }
@@ -227,7 +235,7 @@ export class NativeUdpPort implements OuterPort {
       try {
         n = this.io.udpRecvBatch(this.fd, bytes, gro.offsets, GRO_AREA, gro.lengths, null, GRO_AREAS, gro.segments);
       } catch (error) {
-        host.log.warn({ event: "udp-receive-error", error: String(error) }, "receiving failed");
+        host.ioError("udp-receive-error", error, 1);
         n = 0;
       }
       let batch: Batch | null = null;
@@ -249,11 +257,14 @@ export class NativeUdpPort implements OuterPort {
           }
           const peer = host.classify(bytes, from, length);
           if (peer === undefined) continue;
-          if (batch === null && (batch = engine.beginBatch("open")) === null) {
-            host.drop("backpressure");
-            continue;
+          if (batch === null) {
+            batch = this.#building = engine.beginBatch("open");
+            if (batch === null) {
+              host.drop("backpressure");
+              continue;
+            }
           }
-          const slot = engine.acquireSlot();
+          const slot = (this.#orphan = engine.acquireSlot());
           if (slot < 0) {
             host.drop("backpressure");
             continue;
@@ -263,10 +274,11 @@ export class NativeUdpPort implements OuterPort {
           gro.copyTo[copy] = engine.espOffset(slot);
           gro.copyLengths[copy] = length;
           host.addInbound(batch, slot, peer, length);
+          this.#orphan = -1;
           if (batch.full) {
             this.#copyIntoSlots();
             host.submitOpen(batch);
-            batch = null;
+            this.#building = batch = null;
           }
           if (total === 0) break;
         }
@@ -277,6 +289,7 @@ export class NativeUdpPort implements OuterPort {
           this.#copyIntoSlots();
           host.submitOpen(batch);
         }
+        this.#building = null;
       }
       if (n < GRO_AREAS) return; // the socket is drained
     }
@@ -299,12 +312,13 @@ export class NativeUdpPort implements OuterPort {
     for (;;) {
       const batch = read.start(engine, "open");
       if (batch === null) return host.pause();
+      this.#building = batch;
       const slots = read.count;
       let n: number;
       try {
         n = this.io.udpRecvBatch(this.fd, bytes, read.offsets, capacity, read.lengths, this.#addresses, slots);
       } catch (error) {
-        host.log.warn({ event: "udp-receive-error", error: String(error) }, "receiving failed");
+        host.ioError("udp-receive-error", error, 1);
         n = 0;
       }
       read.releaseUnfilled(engine, n);
@@ -317,8 +331,10 @@ export class NativeUdpPort implements OuterPort {
         }
         host.addInbound(batch, slot, peer, read.lengths[i]!);
       }
+      read.handedOver();
       if (batch.count === 0) batch.release();
       else host.submitOpen(batch);
+      this.#building = null;
       if (n < slots) return; // the socket is drained
     }
   }

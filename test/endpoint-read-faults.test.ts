@@ -1,0 +1,608 @@
+// A read loop that throws must cost packets, never engine slots or batch
+// regions. The native ports (udpPort.ts, tunPort.ts) catch what their read
+// loops throw, give back the batch they were filling (unless submitted) and
+// every slot they held (ReadScratch.abandon, the GRO path's orphan slot), and
+// report the error to the forwarder, which counts it as the endpoint drop
+// "internal-error" and logs it.
+//
+// Everything here is real: the addon, the sockets, the engine and its worker,
+// the forwarder, and (for the TUN) a TUN device in a network namespace made
+// for this run. Faults are injected by wrapping the object loadNativeIo()
+// returns: every method delegates to the real one, and the test makes one
+// chosen call throw, either before it reaches the addon or after the addon
+// did its work (the "addon threw mid-batch" case). For a bug in the loop
+// itself, the forwarder's addInbound is made to throw on its n-th call.
+// Only the other side of the port under test is a stub that collects what
+// reaches it.
+//
+// Where possible the datagrams are queued in the socket before the port
+// starts, so the first read takes them all and where the throw lands (which
+// packets are lost) is exact.
+//
+// The TUN case runs in a child process (this same file, started under
+// `ip netns exec` with SLUICE_READ_FAULTS_CHILD=1), so the test runner's own
+// process never changes namespace.
+import assert from "node:assert/strict";
+import { execFile, execFileSync } from "node:child_process";
+import { createSocket } from "node:dgram";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { after, before, describe, test, type TestContext } from "node:test";
+import { pino, type DestinationStream } from "pino";
+import { createEngine, type Engine } from "../src/engine/engine.js";
+import { ADDRESS_BYTES, encodeAddress } from "../src/io/address.js";
+import { loadNativeIo, nativeIoUnavailableReason, type NativeIo } from "../src/io/native.js";
+import { parseConfig, type EndpointConfig, type PeerConfig } from "../src/endpoint/config.js";
+import { Forwarder } from "../src/endpoint/forwarder.js";
+import { peerKeys, peerSignature, type Peer } from "../src/endpoint/peer.js";
+import { PrefixTable } from "../src/endpoint/prefix.js";
+import type { Entries, InnerPort, OuterPort } from "../src/endpoint/ports.js";
+import { IN_BLOCK, OUT_BLOCK, Reservation, SeqStore } from "../src/endpoint/seqStore.js";
+import { TunPort } from "../src/endpoint/tunPort.js";
+import { NativeUdpPort } from "../src/endpoint/udpPort.js";
+import { InboundSa } from "../src/esp.js";
+import { deriveKeys, icmpEcho4, sealEsp } from "./fixtures/espForge.js";
+
+const SELF = fileURLToPath(import.meta.url);
+const SECRET_VAR = "SLUICE_READ_FAULTS_SECRET";
+const SECRET = "4f1c0e9a2b7d3c5e8f6a1b2c3d4e5f60718293a4b5c6d7e8f9012a3b4c5d6e7f";
+const SPI_OUT = 0x1001; // this side seals with it
+const SPI_IN = 0x2001; // the peer seals with it; this side opens
+const LOCAL_INNER = "10.77.1.1";
+const PEER_INNER = "10.77.2.5";
+const ENGINE = { workers: 1, slots: 512, batchSize: 16, maxInFlight: 16 } as const;
+const ESN_LIMIT = 0xffffffffffffffffn;
+
+/* ------------------------------------------------------------ helpers */
+
+/**
+ * The real NativeIo, every method delegated, with one call made to throw on
+ * demand: `failOnce("copyBatch", { skip: 1 })` lets one call through and
+ * throws from the next; `afterCall` lets the addon do the call first.
+ */
+class FaultyIo {
+  readonly io: NativeIo;
+  /** Calls per method, faulted ones included. */
+  readonly calls: Record<string, number> = {};
+  /** Injected throws so far. */
+  fired = 0;
+  /** What the addon returned to each call that then threw (afterCall). */
+  readonly firedResults: unknown[] = [];
+  /** Sees every call that reached the addon, with its arguments and result. */
+  onReturn: ((method: string, args: unknown[], result: unknown) => void) | undefined;
+  #fault: { method: string; skip: number; afterCall: boolean } | undefined;
+
+  constructor(real: NativeIo) {
+    const io: Record<string, unknown> = { ...real };
+    for (const [name, value] of Object.entries(real)) {
+      if (typeof value !== "function") continue;
+      const method = value as (...args: unknown[]) => unknown;
+      io[name] = (...args: unknown[]): unknown => {
+        this.calls[name] = (this.calls[name] ?? 0) + 1;
+        const fault = this.#fault;
+        const hit = fault !== undefined && fault.method === name && fault.skip-- === 0;
+        if (hit) {
+          this.#fault = undefined;
+          this.fired++;
+          if (!fault.afterCall) throw new Error(`injected: ${name}`);
+        }
+        const result = method.apply(real, args);
+        this.onReturn?.(name, args, result);
+        if (hit) {
+          this.firedResults.push(result);
+          throw new Error(`injected: ${name} (after the addon returned ${String(result)})`);
+        }
+        return result;
+      };
+    }
+    this.io = io as unknown as NativeIo;
+  }
+
+  failOnce(method: keyof NativeIo, options: { skip?: number; afterCall?: boolean } = {}): void {
+    this.#fault = { method, skip: options.skip ?? 0, afterCall: options.afterCall ?? false };
+  }
+}
+
+/** pino's output as parsed lines. */
+class LogSink implements DestinationStream {
+  readonly lines: Record<string, unknown>[] = [];
+  write(line: string): void {
+    this.lines.push(JSON.parse(line) as Record<string, unknown>);
+  }
+  events(event: string): Record<string, unknown>[] {
+    return this.lines.filter((line) => line.event === event);
+  }
+}
+
+/** The inner side as a stub: collects (copies of) what the forwarder writes. */
+class InnerSink implements InnerPort {
+  readonly packets: Buffer[] = [];
+  engine: Engine | undefined;
+  write(entries: Entries, count: number): void {
+    const bytes = this.engine!.bytes;
+    for (let i = 0; i < count; i++) this.packets.push(Buffer.from(bytes.slice(entries.offsets[i]!, entries.offsets[i]! + entries.lengths[i]!)));
+  }
+  start(): void {}
+  pause(): void {}
+  resume(): void {}
+  stop(): void {}
+  close(): void {}
+  reload(): void {}
+}
+
+/** The outer side as a stub: collects (copies of) the ESP packets the forwarder sends. */
+class OuterSink implements OuterPort {
+  readonly port = 0;
+  readonly packets: Buffer[] = [];
+  engine: Engine | undefined;
+  send(entries: Entries, count: number): void {
+    const bytes = this.engine!.bytes;
+    for (let i = 0; i < count; i++) this.packets.push(Buffer.from(bytes.slice(entries.offsets[i]!, entries.offsets[i]! + entries.lengths[i]!)));
+  }
+  sendKeepalives(_entries: Entries, count: number): number {
+    return count;
+  }
+  start(): void {}
+  pause(): void {}
+  resume(): void {}
+  stop(): void {}
+  close(): void {}
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function waitUntil(check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+function configText(stateDir: string, tunName = "sluice-rf0"): string {
+  return `
+keepalive.interval = 0
+[local]
+address = "127.0.0.1"
+port = 0
+[tun]
+name = "${tunName}"
+addresses = ["${LOCAL_INNER}/24"]
+[state]
+dir = "${stateDir}"
+[[peer]]
+name = "far"
+endpoint = "127.0.0.1:9"
+selectors = ["10.77.2.0/24"]
+secret_env = "${SECRET_VAR}"
+spi_out = ${SPI_OUT}
+spi_in = ${SPI_IN}
+`;
+}
+
+/** A peer registered in the forwarder, made the way Endpoint.#addPeer makes one (fresh state: sequence numbers from 0). */
+function addPeer(engine: Engine, forwarder: Forwarder, store: SeqStore, config: PeerConfig): Peer {
+  const keys = peerKeys(config);
+  const outId = SeqStore.id("out", config.spiOut, keys.out.key, keys.out.salt);
+  const inId = SeqStore.id("in", config.spiIn, keys.in.key, keys.in.salt);
+  const outReservation = new Reservation(store, outId, OUT_BLOCK, ESN_LIMIT);
+  const inReservation = new Reservation(store, inId, IN_BLOCK, ESN_LIMIT);
+  outReservation.ensure(outReservation.bound + 1n);
+  const out = engine.addSa({ direction: "out", spi: config.spiOut, ...keys.out, esn: config.esn, seq: outReservation.bound });
+  const inbound = engine.addSa({ direction: "in", spi: config.spiIn, ...keys.in, esn: config.esn, replayWindow: config.replayWindow, seq: inReservation.bound });
+  const address = new Uint8Array(ADDRESS_BYTES);
+  encodeAddress(address, 0, { family: 4, address: config.address, port: config.port });
+  const selectors = new PrefixTable<true>();
+  for (const prefix of config.selectors) selectors.add(prefix, true);
+  return forwarder.register({
+    id: -1, signature: peerSignature(config, outId, inId), outId, inId, config, out, in: inbound,
+    outReservation, inReservation, address, selectors, visited: 0,
+  });
+}
+
+/** An ESP packet from the peer (an ICMP echo request from its selector to this side) with sequence number `seq`: 80 bytes. */
+function fromPeer(seq: number): Buffer {
+  return sealEsp(deriveKeys(SECRET, SPI_IN, SPI_OUT), SPI_IN, BigInt(seq), icmpEcho4(PEER_INNER, LOCAL_INNER, 0x7e57, seq));
+}
+
+function range(from: number, to: number): number[] {
+  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
+}
+
+/** The ICMP sequence numbers of the inner packets that arrived (each names the ESP sequence number it was sealed with). */
+function icmpSeqs(packets: Buffer[]): number[] {
+  return packets.map((p) => p.readUInt16BE(26));
+}
+
+interface Counts {
+  slots: number;
+  batches: number;
+}
+
+/** Free slots and batch regions once every batch in flight completed; the SAs hold no packet. */
+async function settledCounts(engine: Engine, expected: Counts, peer: Peer): Promise<Counts & { pending: number }> {
+  await engine.idle();
+  // Completions release their batch synchronously; a short grace covers a read callback still queued.
+  await waitUntil(() => engine.freeSlots === expected.slots && engine.freeBatches === expected.batches, "the engine's slots and batches to come back", 500).catch(() => {});
+  return { slots: engine.freeSlots, batches: engine.freeBatches, pending: peer.in.pending + peer.out.pending };
+}
+
+/* ---------------------------------------------------- the UDP (outer) port */
+
+interface UdpRig {
+  faults: FaultyIo;
+  port: NativeUdpPort;
+  engine: Engine;
+  forwarder: Forwarder;
+  peer: Peer;
+  inner: InnerSink;
+  logs: LogSink;
+  /** Starts forwarding; returns the free slots and batches right after (the keepalive slot taken, nothing read yet). */
+  start(): Counts;
+  /** Sends datagrams from a plain node:dgram socket to the port (resolves once the kernel took them). */
+  send(datagrams: Buffer[]): Promise<void>;
+}
+
+async function udpRig(t: TestContext, real: NativeIo, gro: boolean): Promise<UdpRig | null> {
+  process.env[SECRET_VAR] = SECRET;
+  const dir = mkdtempSync(join(tmpdir(), "sluice-read-faults-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const config: EndpointConfig = parseConfig(configText(dir));
+  const faults = new FaultyIo(real);
+  const saved = process.env.SLUICE_GRO;
+  process.env.SLUICE_GRO = gro ? "1" : "0";
+  let port: NativeUdpPort;
+  try {
+    port = NativeUdpPort.open(faults.io, config);
+  } finally {
+    if (saved === undefined) delete process.env.SLUICE_GRO;
+    else process.env.SLUICE_GRO = saved;
+  }
+  if (port.groEnabled !== gro) {
+    port.close();
+    return null; // the kernel has no UDP_GRO: the caller skips
+  }
+  const engine = await createEngine({ ...ENGINE, ioScratch: port.ioScratchBytes });
+  const logs = new LogSink();
+  const forwarder = new Forwarder(engine, pino({ level: "info" }, logs));
+  const inner = new InnerSink();
+  inner.engine = engine;
+  port.attach(forwarder);
+  const peer = addPeer(engine, forwarder, new SeqStore(dir), config.peers[0]!);
+  forwarder.setPeers([peer]);
+  const sender = createSocket("udp4");
+  await new Promise<void>((resolve) => sender.bind(0, "127.0.0.1", resolve));
+  t.after(async () => {
+    sender.close();
+    forwarder.stop();
+    await engine.close();
+    port.close();
+  });
+  return {
+    faults, port, engine, forwarder, peer, inner, logs,
+    start(): Counts {
+      forwarder.start(inner, port);
+      return { slots: engine.freeSlots, batches: engine.freeBatches };
+    },
+    async send(datagrams: Buffer[]): Promise<void> {
+      await Promise.all(datagrams.map((d) => new Promise<void>((resolve, reject) => sender.send(d, port.port, "127.0.0.1", (e) => (e ? reject(e) : resolve())))));
+      await sleep(20); // loopback delivers within the send; this is slack only
+    },
+  };
+}
+
+/** Makes the forwarder's addInbound throw on its n-th call from now on (a bug in the read loop's path). */
+function breakAddInbound(forwarder: Forwarder, n: number): { fired: () => boolean } {
+  const original = forwarder.addInbound.bind(forwarder);
+  let calls = 0;
+  forwarder.addInbound = (batch, slot, peer, length) => {
+    if (++calls === n) throw new Error("injected: addInbound");
+    original(batch, slot, peer, length);
+  };
+  return { fired: () => calls >= n };
+}
+
+function internalErrors(forwarder: Forwarder): number {
+  return forwarder.counters.drops["internal-error"] ?? 0;
+}
+
+const addonSkip = loadNativeIo() ? false : `native I/O addon unavailable: ${nativeIoUnavailableReason}`;
+
+if (process.env.SLUICE_READ_FAULTS_CHILD === "1") {
+  await tunChild();
+} else {
+  describe("native UDP port: a read loop that throws gives back every slot and batch", { skip: addonSkip }, () => {
+    const real = loadNativeIo()!;
+
+    test("plain path (SLUICE_GRO=0): udpRecvBatch throwing once is handled in place; nothing leaks or is lost", async (t) => {
+      const rig = (await udpRig(t, real, false))!;
+      const { engine, forwarder, faults, inner, logs } = rig;
+      const base = rig.start();
+      assert.deepEqual(base, { slots: ENGINE.slots - 1, batches: ENGINE.maxInFlight }, "only the keepalive slot is taken at start");
+      faults.failOnce("udpRecvBatch");
+      await rig.send(range(1, 5).map(fromPeer));
+      await waitUntil(() => inner.packets.length === 5, "the 5 packets at the inner stub");
+      assert.equal(faults.fired, 1);
+      assert.deepEqual(icmpSeqs(inner.packets), range(1, 5), "the throw came before recvmmsg: nothing was taken from the socket, the next read got it all");
+      // The port catches a receive error itself: counted and logged, not an internal error.
+      assert.equal(logs.events("udp-receive-error").length, 1);
+      assert.match(String(logs.events("udp-receive-error")[0]!.error), /injected: udpRecvBatch/);
+      assert.equal(forwarder.counters.drops["udp-receive-error"], 1);
+      assert.equal(internalErrors(forwarder), 0);
+      assert.deepEqual(await settledCounts(engine, base, rig.peer), { ...base, pending: 0 });
+    });
+
+    test("plain path (SLUICE_GRO=0): a throw mid-batch (addInbound, 3rd packet of 8) drops that read, counts internal-error, leaks nothing", async (t) => {
+      const rig = (await udpRig(t, real, false))!;
+      const { engine, forwarder, faults, inner, logs } = rig;
+      const reads: number[] = [];
+      faults.onReturn = (method, _args, result) => {
+        if (method === "udpRecvBatch" && (result as number) > 0) reads.push(result as number);
+      };
+      await rig.send(range(1, 8).map(fromPeer)); // queued before the port reads
+      const bug = breakAddInbound(forwarder, 3);
+      const base = rig.start();
+      await waitUntil(bug.fired, "the injected throw");
+      assert.deepEqual(reads, [8], "the 8 queued datagrams came in one read");
+      assert.equal(internalErrors(forwarder), 1);
+      const logged = logs.events("internal-error");
+      assert.equal(logged.length, 1);
+      assert.equal(logged[0]!.level, 50, "logged as an error");
+      assert.match(String(logged[0]!.error), /injected: addInbound/);
+      // 2 slots were in the batch, 6 were still the read's: all 8 come back, and the batch region.
+      assert.deepEqual(await settledCounts(engine, base, rig.peer), { ...base, pending: 0 });
+      assert.equal(inner.packets.length, 0, "the abandoned batch was not submitted");
+      assert.equal(engine.saSeq(rig.peer.in), 0n, "nothing of the abandoned read reached the replay window");
+      // The port goes on: later packets, and the lost ones sent again, all arrive.
+      await rig.send(range(9, 11).map(fromPeer));
+      await waitUntil(() => inner.packets.length === 3, "3 later packets at the inner stub");
+      await rig.send(range(1, 8).map(fromPeer));
+      await waitUntil(() => inner.packets.length === 11, "the 8 lost packets, sent again");
+      assert.deepEqual(icmpSeqs(inner.packets), [...range(9, 11), ...range(1, 8)]);
+      assert.equal(internalErrors(forwarder), 1);
+      assert.deepEqual(await settledCounts(engine, base, rig.peer), { ...base, pending: 0 });
+    });
+
+    describe("GRO path", () => {
+      const SIZE = fromPeer(1).length;
+      const tx = real.udpOpen(4, "127.0.0.1", 0);
+      after(() => real.close(tx.fd));
+
+      /** One UDP GSO send of these ESP packets (equal sizes): it reaches a GRO socket as one super-packet. */
+      function sendGso(rig: UdpRig, seqs: number[]): void {
+        const packets = seqs.map(fromPeer);
+        const buffer = new Uint8Array(packets.length * SIZE);
+        const offsets = new Int32Array(packets.length);
+        const lengths = new Int32Array(packets.length);
+        packets.forEach((p, i) => {
+          assert.equal(p.length, SIZE);
+          buffer.set(p, i * SIZE);
+          offsets[i] = i * SIZE;
+          lengths[i] = SIZE;
+        });
+        const to = new Uint8Array(ADDRESS_BYTES);
+        encodeAddress(to, 0, { family: 4, address: "127.0.0.1", port: rig.port.port });
+        assert.equal(real.udpSendGso(tx.fd, buffer, offsets, lengths, packets.length, to, SIZE), 1);
+      }
+
+      /** Records each non-empty receive: how many areas, and the first one's length and segment size. */
+      function recordReceives(rig: UdpRig): { n: number; total: number; segment: number }[] {
+        const receives: { n: number; total: number; segment: number }[] = [];
+        rig.faults.onReturn = (method, args, result) => {
+          if (method !== "udpRecvBatch" || (result as number) === 0) return;
+          receives.push({ n: result as number, total: (args[4] as Int32Array)[0]!, segment: (args[7] as Int32Array)[0]! });
+        };
+        return receives;
+      }
+
+      const groSkip = tx.gso ? false : "the kernel has no UDP_SEGMENT: no GSO send to make a GRO super-packet";
+
+      test("copyBatch throwing on a full batch (2nd of 40 packets in batches of 16): the in-flight batch completes, the one being filled is given back", { skip: groSkip }, async (t) => {
+        const rig = await udpRig(t, real, true);
+        if (rig === null) return t.skip("the kernel has no UDP_GRO");
+        const { engine, forwarder, faults, inner, logs } = rig;
+        const receives = recordReceives(rig);
+        sendGso(rig, range(1, 40)); // queued before the port reads
+        await sleep(20);
+        faults.failOnce("copyBatch", { skip: 1 });
+        const base = rig.start();
+        assert.deepEqual(base, { slots: ENGINE.slots - 1, batches: ENGINE.maxInFlight });
+        await waitUntil(() => faults.fired === 1, "the injected throw");
+        assert.deepEqual(receives, [{ n: 1, total: 40 * SIZE, segment: SIZE }], "the 40 packets came as one GRO super-packet");
+        assert.equal(internalErrors(forwarder), 1);
+        assert.match(String(logs.events("internal-error")[0]!.error), /injected: copyBatch/);
+        // Packets 1-16 were submitted before the throw; 17-32 were in the abandoned batch; 33-40 never reached a batch.
+        await waitUntil(() => inner.packets.length >= 16, "the first batch at the inner stub");
+        assert.deepEqual(await settledCounts(engine, base, rig.peer), { ...base, pending: 0 });
+        assert.deepEqual(icmpSeqs(inner.packets), range(1, 16));
+        assert.equal(engine.saSeq(rig.peer.in), 16n);
+        // Later traffic flows, and the lost packets were never accepted (so they are accepted now).
+        sendGso(rig, range(41, 80));
+        await waitUntil(() => inner.packets.length === 56, "40 later packets");
+        sendGso(rig, range(17, 40));
+        await waitUntil(() => inner.packets.length === 80, "the 24 lost packets, sent again");
+        assert.deepEqual(icmpSeqs(inner.packets), [...range(1, 16), ...range(41, 80), ...range(17, 40)]);
+        assert.equal(faults.calls.copyBatch, 2 + 3 + 2, "copies: 2 (the faulted read), 3 and 2 after");
+        assert.equal(internalErrors(forwarder), 1);
+        assert.deepEqual(await settledCounts(engine, base, rig.peer), { ...base, pending: 0 });
+      });
+
+      test("copyBatch throwing after the addon copied (end of a receive, 10 packets): the batch is given back", { skip: groSkip }, async (t) => {
+        const rig = await udpRig(t, real, true);
+        if (rig === null) return t.skip("the kernel has no UDP_GRO");
+        const { engine, forwarder, faults, inner } = rig;
+        sendGso(rig, range(1, 10));
+        await sleep(20);
+        faults.failOnce("copyBatch", { afterCall: true });
+        const base = rig.start();
+        await waitUntil(() => faults.fired === 1, "the injected throw");
+        assert.equal(internalErrors(forwarder), 1);
+        assert.deepEqual(await settledCounts(engine, base, rig.peer), { ...base, pending: 0 });
+        assert.equal(inner.packets.length, 0);
+        sendGso(rig, range(11, 20));
+        await waitUntil(() => inner.packets.length === 10, "10 later packets");
+        assert.deepEqual(icmpSeqs(inner.packets), range(11, 20));
+        assert.deepEqual(await settledCounts(engine, base, rig.peer), { ...base, pending: 0 });
+      });
+
+      test("a throw between taking a slot and adding it (addInbound, 20th of 40): the orphan slot comes back too", { skip: groSkip }, async (t) => {
+        const rig = await udpRig(t, real, true);
+        if (rig === null) return t.skip("the kernel has no UDP_GRO");
+        const { engine, forwarder, inner, logs } = rig;
+        sendGso(rig, range(1, 40));
+        await sleep(20);
+        const bug = breakAddInbound(forwarder, 20);
+        const base = rig.start();
+        await waitUntil(bug.fired, "the injected throw");
+        assert.equal(internalErrors(forwarder), 1);
+        assert.match(String(logs.events("internal-error")[0]!.error), /injected: addInbound/);
+        // 1-16 submitted; 17-19 in the abandoned batch; the 20th's slot taken but not added.
+        await waitUntil(() => inner.packets.length >= 16, "the first batch at the inner stub");
+        assert.deepEqual(await settledCounts(engine, base, rig.peer), { ...base, pending: 0 });
+        assert.deepEqual(icmpSeqs(inner.packets), range(1, 16));
+        sendGso(rig, range(41, 50));
+        await waitUntil(() => inner.packets.length === 26, "10 later packets");
+        assert.deepEqual(await settledCounts(engine, base, rig.peer), { ...base, pending: 0 });
+      });
+    });
+  });
+
+  describe("TUN port in a network namespace: a read loop that throws gives back every slot and batch", { skip: tunSkip() }, () => {
+    const ns = `sl-rf-${process.pid}`;
+    let made = false;
+
+    before(() => {
+      execFileSync("ip", ["netns", "add", ns], { stdio: ["ignore", "ignore", "inherit"] });
+      made = true;
+    });
+
+    after(() => {
+      if (made) execFileSync("ip", ["netns", "del", ns], { stdio: ["ignore", "ignore", "inherit"] });
+    });
+
+    test("tunReadBatch throwing before and after the addon read: internal-error twice, no slot or batch lost, traffic flows", async () => {
+      const env: NodeJS.ProcessEnv = { ...process.env, SLUICE_READ_FAULTS_CHILD: "1" };
+      delete env.NODE_TEST_CONTEXT; // the child is a plain script, not a test file
+      const result = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+        execFile("ip", ["netns", "exec", ns, process.execPath, SELF], { env, timeout: 60_000 }, (error, stdout, stderr) => {
+          resolve({ code: error ? (typeof error.code === "number" ? error.code : -1) : 0, stdout, stderr });
+        });
+      });
+      assert.equal(result.code, 0, `child failed (exit ${result.code}):\n${result.stderr}\n${result.stdout}`);
+      const report = JSON.parse(result.stdout.trim().split("\n").at(-1) ?? "") as TunReport;
+      const base = report.base;
+      assert.deepEqual(base, { slots: ENGINE.slots - 1, batches: ENGINE.maxInFlight }, "only the keepalive slot is taken at start");
+      // (a) thrown before the read: nothing taken from the device, all 3 packets sealed after.
+      assert.equal(report.before.fired, 1);
+      assert.equal(report.before.internalErrors, 1);
+      assert.deepEqual(report.before.counts, { ...base, pending: 0 });
+      assert.deepEqual(report.before.opened, [1, 2, 3], "the 3 packets, sealed for the peer and opened with its keys, in order");
+      // (b) thrown after the addon read into the slots: that read is lost, later packets are sealed.
+      assert.equal(report.after.fired, 2);
+      assert.equal(report.after.internalErrors, 2);
+      assert.deepEqual(report.after.counts, { ...base, pending: 0 });
+      assert.deepEqual({ lostRead: report.after.lostRead, late: report.after.late }, { lostRead: 1, late: [] }, "the faulted read took packet 10 into a slot; it was lost with the batch");
+      assert.deepEqual(report.after.opened, [11, 12], "later packets flow");
+      assert.equal(report.logged, 2);
+    });
+  });
+}
+
+function tunSkip(): string | false {
+  if (addonSkip) return addonSkip;
+  if (process.platform !== "linux") return "TUN devices are Linux-only";
+  if (process.getuid?.() !== 0) return "needs root: network namespaces and TUN devices need CAP_NET_ADMIN";
+  if (!existsSync("/dev/net/tun")) return "/dev/net/tun is missing";
+  try {
+    execFileSync("ip", ["netns", "list"], { stdio: "ignore" });
+  } catch {
+    return "`ip netns` is unavailable (iproute2 missing or without netns support)";
+  }
+  return false;
+}
+
+/* ------------------------------------------ the TUN (inner) port: the child */
+
+interface TunReport {
+  base: Counts;
+  before: { fired: number; internalErrors: number; counts: Counts & { pending: number }; opened: number[] };
+  after: { fired: number; internalErrors: number; counts: Counts & { pending: number }; opened: number[]; lostRead: number; late: number[] };
+  offload: boolean;
+  logged: number;
+}
+
+/** Runs inside the namespace: a TunPort on the faulty addon, the outer side a stub, UDP datagrams routed into the TUN. */
+async function tunChild(): Promise<void> {
+  process.env[SECRET_VAR] = SECRET;
+  // No IPv6 in the namespace: no router solicitations or MLD reports read from the TUN between ours.
+  for (const which of ["all", "default"]) {
+    try {
+      writeFileSync(`/proc/sys/net/ipv6/conf/${which}/disable_ipv6`, "1");
+    } catch {
+      // No IPv6 at all: nothing to quiet.
+    }
+  }
+  execFileSync("ip", ["link", "set", "lo", "up"]);
+  const dir = mkdtempSync(join(tmpdir(), "sluice-read-faults-"));
+  const faults = new FaultyIo(loadNativeIo()!);
+  const config = parseConfig(configText(dir));
+  const tun = TunPort.open(faults.io, config);
+  const engine = await createEngine(ENGINE);
+  const logs = new LogSink();
+  const forwarder = new Forwarder(engine, pino({ level: "info" }, logs));
+  const outer = new OuterSink();
+  outer.engine = engine;
+  tun.attach(forwarder);
+  const peer = addPeer(engine, forwarder, new SeqStore(dir), config.peers[0]!);
+  forwarder.setPeers([peer]);
+  // Before start: with offloads, start() reads the device at once.
+  const base = { slots: engine.freeSlots - 1, batches: engine.freeBatches };
+  forwarder.start(tun, outer);
+  const sender = createSocket("udp4");
+  await new Promise<void>((resolve) => sender.bind(0, LOCAL_INNER, resolve));
+  /** A UDP datagram to the peer's side, routed into the TUN; its payload's first byte names it. */
+  const send = (tags: number[]): Promise<void> =>
+    Promise.all(tags.map((tag) => new Promise<void>((resolve, reject) => sender.send(Buffer.from([tag, 0x5a, 0x5a, 0x5a]), 9999, PEER_INNER, (e) => (e ? reject(e) : resolve()))))).then(() => undefined);
+  // What reached the outer stub, opened with the peer's inbound keys: the tags, in order.
+  const far = new InboundSa({ spi: SPI_OUT, ...deriveKeys(SECRET, SPI_OUT, SPI_IN), esn: true, replayWindow: 1024 });
+  let seen = 0;
+  const opened = (): number[] => {
+    const tags: number[] = [];
+    for (; seen < outer.packets.length; seen++) {
+      const r = far.open(outer.packets[seen]!);
+      if (r.status === "ok" && r.packet![9] === 17) tags.push(r.packet![28]!);
+    }
+    return tags;
+  };
+  try {
+    // (a) thrown before the addon reads: the packets stay in the device for the next read.
+    faults.failOnce("tunReadBatch");
+    await send([1, 2, 3]);
+    const beforeTags: number[] = [];
+    await waitUntil(() => (beforeTags.push(...opened()), beforeTags.length >= 3 && faults.fired === 1), "3 sealed packets after the throw");
+    const before = { fired: faults.fired, internalErrors: internalErrors(forwarder), counts: await settledCounts(engine, base, peer), opened: beforeTags };
+    // (b) thrown after the addon read into the slots: what it read is lost with the batch.
+    faults.failOnce("tunReadBatch", { afterCall: true });
+    await send([10]);
+    await waitUntil(() => faults.fired === 2, "the second injected throw");
+    await sleep(50);
+    const late = opened(); // what the faulted read did not take (nothing, when it read packet 10)
+    await send([11, 12]);
+    const afterTags: number[] = [];
+    await waitUntil(() => (afterTags.push(...opened()), afterTags.length >= 2), "2 sealed packets after the second throw");
+    const after_ = { fired: faults.fired, internalErrors: internalErrors(forwarder), counts: await settledCounts(engine, base, peer), opened: afterTags, lostRead: faults.firedResults[0] as number, late };
+    const report: TunReport = { base, before, after: after_, offload: tun.offload, logged: logs.events("internal-error").length };
+    process.stdout.write(`${JSON.stringify(report)}\n`);
+  } finally {
+    sender.close();
+    forwarder.stop();
+    await engine.close();
+    tun.close();
+    far.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
