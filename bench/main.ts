@@ -7,7 +7,7 @@ import { writeFileSync, mkdirSync, readFileSync, existsSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { runCryptoSuite, type CryptoRow } from "./crypto.js";
 import { runEngineSuite, type EngineRow, type DispatchRow } from "./engine.js";
-import { runTunnelSuite, type TunnelResult } from "./tunnel.js";
+import { runTunnelSuite, FIXED_RATE_DATAGRAM, type TunnelResult } from "./tunnel.js";
 
 /** Suites run by default; "tunnel" needs root and runs only when named. */
 const SUITES = ["crypto", "engine", "tunnel"] as const;
@@ -116,7 +116,8 @@ async function main(): Promise<void> {
     const repeat = Math.min(args.rounds, 3);
     results.tunnel = runTunnelSuite({ repeat, duration: 10, udpRate: args.udpRate }, log);
     console.log(`\ntunnel: iperf3 between two namespaces, median of ${repeat} × 10 s; both ends and iperf3 share the 2 cores;` +
-      ` UDP max = as fast as the sender can (-b 0), UDP at ${args.udpRate} = that rate offered\n`);
+      ` UDP max = as fast as the sender can (-b 0, 1400-byte datagrams, fragmented in every tunnel),` +
+      ` UDP at ${args.udpRate} = that rate offered in ${FIXED_RATE_DATAGRAM}-byte datagrams\n`);
     console.log(formatTunnelTable(results.tunnel));
   }
   const dir = new URL("../../bench/results/", import.meta.url);

@@ -5,9 +5,11 @@
  * all with the interop test bed's own scripts (../shared/interop, or
  * SLUICE_INTEROP), so every peer is measured the same way.
  *
- * UDP twice: as fast as the sender can (the bed's "-b 0"), and at a fixed
- * offered rate (`udpRate`, through the iperf3 wrapper in iperf3-fixed-rate/),
- * where what counts is how much arrives and how much is lost.
+ * UDP twice: as fast as the sender can (the bed's "-b 0", 1400-byte
+ * datagrams, which every tunnel here fragments), and at a fixed offered rate
+ * (`udpRate`, through the iperf3 wrapper in iperf3-fixed-rate/) with
+ * 1300-byte datagrams that fit every tunnel, where what counts is how much
+ * arrives and how much is lost.
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -37,6 +39,9 @@ export interface TunnelResult {
   /** Lines "THREAD side tid name cpu%" of the sluice run. */
   threads: string[];
 }
+
+/** Payload bytes of the fixed-rate UDP datagrams. */
+export const FIXED_RATE_DATAGRAM = 1300;
 
 const PEERS: { label: string; script: string }[] = [
   { label: "sluice", script: "sluice" },
@@ -82,7 +87,8 @@ export function runTunnelSuite(options: { repeat: number; duration: number; udpR
       for (const line of output.split("\n")) if (line.startsWith("SUMMARY")) log(`  ${line}`);
       log(`tunnel: ${peer.label} (${options.repeat} × ${options.duration} s UDP at ${options.udpRate})`);
       const fixed = spawnSync("bash", command, {
-        env: { ...env, MODES: "udp", LABEL_SUFFIX: `@${options.udpRate}`, SLUICE_UDP_RATE: options.udpRate, PATH: `${rateWrapper}:${process.env.PATH ?? ""}` },
+        // 1300-byte datagrams fit every tunnel's MTU (the bed's 1400 are fragmented by all of them).
+        env: { ...env, MODES: "udp", UDP_LEN: String(FIXED_RATE_DATAGRAM), LABEL_SUFFIX: `@${options.udpRate}`, SLUICE_UDP_RATE: options.udpRate, PATH: `${rateWrapper}:${process.env.PATH ?? ""}` },
         encoding: "utf8", maxBuffer: 1 << 24,
       });
       for (const line of `${fixed.stdout}${fixed.stderr}`.split("\n")) if (line.startsWith("SUMMARY")) log(`  ${line}`);
