@@ -23,13 +23,13 @@
 // `ip netns exec` with SLUICE_READ_FAULTS_CHILD=1), so the test runner's own
 // process never changes namespace.
 import assert from "node:assert/strict";
-import { execFile, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { createSocket } from "node:dgram";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { after, before, describe, test, type TestContext } from "node:test";
+import { after, describe, test, type TestContext } from "node:test";
 import { pino, type DestinationStream } from "pino";
 import { createEngine, type Engine } from "../src/engine/engine.js";
 import { ADDRESS_BYTES, encodeAddress } from "../src/io/address.js";
@@ -44,6 +44,7 @@ import { TunPort } from "../src/endpoint/tunPort.js";
 import { NativeUdpPort } from "../src/endpoint/udpPort.js";
 import { InboundSa } from "../src/esp.js";
 import { deriveKeys, icmpEcho4, sealEsp } from "./fixtures/espForge.js";
+import { runChildInNamespace, tunDeviceSkip, useNamespace } from "./fixtures/netns.js";
 
 const SELF = fileURLToPath(import.meta.url);
 const SECRET_VAR = "SLUICE_READ_FAULTS_SECRET";
@@ -471,29 +472,11 @@ if (process.env.SLUICE_READ_FAULTS_CHILD === "1") {
     });
   });
 
-  describe("TUN port in a network namespace: a read loop that throws gives back every slot and batch", { skip: tunSkip() }, () => {
-    const ns = `sl-rf-${process.pid}`;
-    let made = false;
-
-    before(() => {
-      execFileSync("ip", ["netns", "add", ns], { stdio: ["ignore", "ignore", "inherit"] });
-      made = true;
-    });
-
-    after(() => {
-      if (made) execFileSync("ip", ["netns", "del", ns], { stdio: ["ignore", "ignore", "inherit"] });
-    });
+  describe("TUN port in a network namespace: a read loop that throws gives back every slot and batch", { skip: addonSkip || tunDeviceSkip() }, () => {
+    const ns = useNamespace("sl-rf");
 
     test("tunReadBatch throwing before and after the addon read: internal-error twice, no slot or batch lost, traffic flows", async () => {
-      const env: NodeJS.ProcessEnv = { ...process.env, SLUICE_READ_FAULTS_CHILD: "1" };
-      delete env.NODE_TEST_CONTEXT; // the child is a plain script, not a test file
-      const result = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-        execFile("ip", ["netns", "exec", ns, process.execPath, SELF], { env, timeout: 60_000 }, (error, stdout, stderr) => {
-          resolve({ code: error ? (typeof error.code === "number" ? error.code : -1) : 0, stdout, stderr });
-        });
-      });
-      assert.equal(result.code, 0, `child failed (exit ${result.code}):\n${result.stderr}\n${result.stdout}`);
-      const report = JSON.parse(result.stdout.trim().split("\n").at(-1) ?? "") as TunReport;
+      const report = await runChildInNamespace<TunReport>(ns, SELF, "SLUICE_READ_FAULTS_CHILD");
       const base = report.base;
       assert.deepEqual(base, { slots: ENGINE.slots - 1, batches: ENGINE.maxInFlight }, "only the keepalive slot is taken at start");
       // (a) thrown before the read: nothing taken from the device, all 3 packets sealed after.
@@ -512,18 +495,6 @@ if (process.env.SLUICE_READ_FAULTS_CHILD === "1") {
   });
 }
 
-function tunSkip(): string | false {
-  if (addonSkip) return addonSkip;
-  if (process.platform !== "linux") return "TUN devices are Linux-only";
-  if (process.getuid?.() !== 0) return "needs root: network namespaces and TUN devices need CAP_NET_ADMIN";
-  if (!existsSync("/dev/net/tun")) return "/dev/net/tun is missing";
-  try {
-    execFileSync("ip", ["netns", "list"], { stdio: "ignore" });
-  } catch {
-    return "`ip netns` is unavailable (iproute2 missing or without netns support)";
-  }
-  return false;
-}
 
 /* ------------------------------------------ the TUN (inner) port: the child */
 

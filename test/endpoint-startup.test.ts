@@ -7,26 +7,19 @@
 // mount namespace of the child (unshare). Without root, the test user lacks
 // CAP_NET_ADMIN already and that case runs as is.
 import assert from "node:assert/strict";
-import { execFile, execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { loadNativeIo, nativeIoUnavailableReason } from "../src/io/native.js";
 import { CLI, ROOT } from "./fixtures/twoEndpoints.js";
+import { hasTool } from "./fixtures/netns.js";
 
 const MSG_TUN_PERM = "creating a TUN device needs CAP_NET_ADMIN (run as root)";
 const MSG_TUN_MISSING = "/dev/net/tun is missing: load the tun module or run with --device /dev/net/tun";
 const SECRET_VAR = "SLUICE_TEST_STARTUP_SECRET";
 
-function has(tool: string): boolean {
-  try {
-    execFileSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function run(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -87,7 +80,7 @@ spi_in = 0x5002
     assert.equal(lines[0], `sluice: could not start: ${message}`);
   }
 
-  const setprivSkip = root && !has("setpriv") ? "setpriv (util-linux) is missing: cannot drop CAP_NET_ADMIN for the child" : false;
+  const setprivSkip = root && !hasTool("setpriv") ? "setpriv (util-linux) is missing: cannot drop CAP_NET_ADMIN for the child" : false;
   test("without CAP_NET_ADMIN", { skip: setprivSkip }, async () => {
     const result = root
       ? await run("setpriv", ["--inh-caps=-net_admin", "--bounding-set=-net_admin", process.execPath, CLI, "up", "-c", config], env)
@@ -95,7 +88,7 @@ spi_in = 0x5002
     assertOneLine(result, !root && !existsSync("/dev/net/tun") ? MSG_TUN_MISSING : MSG_TUN_PERM);
   });
 
-  const unshareSkip = !root ? "needs root: hides /dev/net/tun in a private mount namespace" : has("unshare") ? false : "unshare (util-linux) is missing";
+  const unshareSkip = !root ? "needs root: hides /dev/net/tun in a private mount namespace" : hasTool("unshare") ? false : "unshare (util-linux) is missing";
   test("without /dev/net/tun", { skip: unshareSkip }, async () => {
     // An empty tmpfs over /dev/net, for this child only.
     const script = `mount -t tmpfs none /dev/net && exec "$@"`;

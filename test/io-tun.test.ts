@@ -5,13 +5,14 @@
 // under `ip netns exec` with SLUICE_IO_TUN_CHILD=1), so the test runner's own
 // process never changes namespace.
 import assert from "node:assert/strict";
-import { execFile, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { HEADROOM } from "../src/engine/layout.js";
 import { ADDRESS_BYTES, decodeAddress, encodeAddress } from "../src/io/address.js";
 import { loadNativeIo, nativeIoAddonPath, nativeIoUnavailableReason, type NativeIo, type PollEvents } from "../src/io/native.js";
+import { hasTool, run, runChildInNamespace, tunDeviceSkip, useNamespace } from "./fixtures/netns.js";
 
 const SELF = fileURLToPath(import.meta.url);
 const SLOT = 2048;
@@ -20,24 +21,6 @@ const TUN_ADDR = "198.18.0.1"; // RFC 2544 benchmarking range, inside the namesp
 const PEER_ADDR = "198.18.0.2";
 const MSG_TUN_PERM = "creating a TUN device needs CAP_NET_ADMIN (run as root)";
 const MSG_TUN_MISSING = "/dev/net/tun is missing: load the tun module or run with --device /dev/net/tun";
-
-function has(tool: string): boolean {
-  try {
-    execFileSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function run(cmd: string, args: string[], options: { env?: NodeJS.ProcessEnv; timeout?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { env: options.env ?? process.env, timeout: options.timeout ?? 30000 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === "number" ? error.code : -1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 /* ----------------------------------------------------- the child's part */
 
@@ -229,39 +212,15 @@ async function child(): Promise<void> {
 
 /* ------------------------------------------------------ the test runner */
 
-function skipReason(): string | false {
-  if (process.platform !== "linux") return "TUN devices are Linux-only";
-  if (process.getuid?.() !== 0) return "needs root: network namespaces and TUN devices need CAP_NET_ADMIN";
-  if (!existsSync("/dev/net/tun")) return "/dev/net/tun is missing (load the tun module, or run the container with --device /dev/net/tun)";
-  if (!has("ip")) return "the ip command (iproute2) is missing";
-  if (!loadNativeIo()) return `native I/O addon unavailable: ${nativeIoUnavailableReason}`;
-  return false;
-}
 
 if (process.env.SLUICE_IO_TUN_CHILD === "1") {
   await child();
 } else {
-  const skip = skipReason();
-  describe("native TUN batches in a network namespace", { skip }, () => {
-    const ns = `sl-io-${process.pid}`;
-    let made = false;
-
-    before(() => {
-      execFileSync("ip", ["netns", "add", ns], { stdio: ["ignore", "ignore", "inherit"] });
-      made = true;
-    });
-
-    after(() => {
-      if (made) execFileSync("ip", ["netns", "del", ns], { stdio: ["ignore", "ignore", "inherit"] });
-    });
+  describe("native TUN batches in a network namespace", { skip: tunDeviceSkip() }, () => {
+    const ns = useNamespace("sl-io");
 
     test("kernel → TUN and TUN → kernel, 64 packets each, straight from and into slots", async () => {
-      const env: NodeJS.ProcessEnv = { ...process.env, SLUICE_IO_TUN_CHILD: "1" };
-      delete env.NODE_TEST_CONTEXT; // the child is a plain script, not a test file
-      const result = await run("ip", ["netns", "exec", ns, process.execPath, SELF], { env });
-      assert.equal(result.code, 0, `child failed (exit ${result.code}):\n${result.stderr}\n${result.stdout}`);
-      const line = result.stdout.trim().split("\n").at(-1) ?? "";
-      const report = JSON.parse(line) as { ok: boolean; routed: number; written: number; reads: number };
+      const report = await runChildInNamespace<{ ok: boolean; routed: number; written: number; reads: number }>(ns, SELF, "SLUICE_IO_TUN_CHILD", { timeout: 30000 });
       assert.deepEqual({ ok: report.ok, routed: report.routed, written: report.written }, { ok: true, routed: BATCH, written: BATCH });
     });
   });
@@ -279,7 +238,7 @@ if (process.env.SLUICE_IO_TUN_CHILD === "1") {
         assert.throws(() => loadNativeIo()!.tunOpen("sl-denied"), (e: Error) => e.message === (existsSync("/dev/net/tun") ? MSG_TUN_PERM : MSG_TUN_MISSING));
         return;
       }
-      if (!has("setpriv")) return t.skip("setpriv (util-linux) is missing: cannot drop root for this check");
+      if (!hasTool("setpriv")) return t.skip("setpriv (util-linux) is missing: cannot drop root for this check");
       const result = await run("setpriv", [
         "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
         process.execPath, "--input-type=module", "-e", code,
@@ -289,7 +248,7 @@ if (process.env.SLUICE_IO_TUN_CHILD === "1") {
     });
 
     const unshareSkip = process.getuid?.() !== 0 ? "needs root: hides /dev/net/tun in a private mount namespace"
-      : has("unshare") ? false : "unshare (util-linux) is missing";
+      : hasTool("unshare") ? false : "unshare (util-linux) is missing";
     test("without /dev/net/tun", { skip: unshareSkip }, async () => {
       // A private mount namespace with an empty /dev/net: the device is gone for this child only.
       const script = `mount -t tmpfs none /dev/net && exec "$0" --input-type=module -e "$1"`;
