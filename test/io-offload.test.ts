@@ -1,7 +1,8 @@
 // TUN offloads (native/src/tun_offload.c): the TSO segmentation of reads and
-// the GRO coalescing of writes, checked byte for byte against a slow, plain
-// JavaScript reference of the same packets (RFC 791/793/8200 headers, RFC 1071
-// checksums), then with a real kernel TCP sender and receiver on a TUN device
+// the GRO coalescing of writes (TCP, and UDP runs as UDP_L4 GSO writes),
+// checked byte for byte against a slow, plain JavaScript reference of the same
+// packets (RFC 791/793/768/8200 headers, RFC 1071 checksums), then with a real
+// kernel TCP sender and receiver, and a kernel UDP receiver, on a TUN device
 // opened with { offload: true } in a network namespace of its own.
 //
 // The device part runs in a child process (this same file, started under
@@ -9,17 +10,20 @@
 // process never changes namespace. In the child, a node `net` socket is the
 // kernel's TCP endpoint and this file plays its remote peer through the TUN:
 // it answers the SYN, ACKs the super-packets the kernel sends, and sends data
-// back as coalesced writes.
+// back as coalesced writes. A second child (SLUICE_IO_OFFLOAD_CHILD=udp, in a
+// namespace of its own) writes runs of UDP datagrams, coalesced into UDP_L4
+// GSO writes, to a node `dgram` socket.
 import assert from "node:assert/strict";
-import { execFile, execFileSync } from "node:child_process";
-import { existsSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
 import { createSocket } from "node:dgram";
 import { connect, type Socket } from "node:net";
 import { endianness } from "node:os";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { loadNativeIo, nativeIoUnavailableReason, type NativeIo, type PollEvents } from "../src/io/native.js";
 import { concat, Rng, SEED } from "./helpers.js";
+import { runChildInNamespace, tunDeviceSkip, useNamespace } from "./fixtures/netns.js";
 
 const SELF = fileURLToPath(import.meta.url);
 const io = loadNativeIo();
@@ -148,9 +152,12 @@ function buildTcp(s: TcpSpec): Uint8Array {
   return p;
 }
 
+/** The IP and UDP fields of a datagram: TcpSpec without what only TCP has. */
+type UdpSpec = Omit<TcpSpec, "seq" | "ack" | "flags" | "window" | "urgent" | "options">;
+
 /** An IPv4 or IPv6 UDP packet with its checksum right (a computed 0 sent as 0xffff, RFC 768). */
-function buildUdp(s: Omit<TcpSpec, "seq" | "ack" | "flags" | "window">): Uint8Array {
-  const ipHeader = s.v6 ? 40 : 20;
+function buildUdp(s: UdpSpec): Uint8Array {
+  const ipHeader = s.v6 ? 40 + (s.hopByHop ? 8 : 0) : 20 + (s.ipOptions?.length ?? 0);
   const p = new Uint8Array(ipHeader + 8 + s.payload.length);
   const l4 = writeIpHeader(p, s, PROTO_UDP);
   const dv = new DataView(p.buffer, p.byteOffset, p.byteLength);
@@ -382,12 +389,175 @@ function segment(native: NativeIo, read: Uint8Array, capacity: number, slots: nu
   return { count, packets, out, lengths };
 }
 
+/* ---------------------------------------------- the reference UDP GSO */
+
+/** A datagram from V4_SRC/V6_SRC:50123 to V4_DST/V6_DST:4500 (DF, TTL 64, a flow label on IPv6). */
+function udpSpec(v6: boolean, payload: Uint8Array, more: Partial<UdpSpec> = {}): UdpSpec {
+  return { v6, src: v6 ? V6_SRC : V4_SRC, dst: v6 ? V6_DST : V4_DST, sport: 50123, dport: 4500, payload, id: 0x2468, ttl: 64, tos: 0, flowLabel: 0x5_4321, ...more };
+}
+
+/** Rewrites a UDP packet's checksum field over the packet as it is now: a fresh checksum (RFC 768: a computed 0 sent as 0xffff), or 0 (IPv4: none). */
+function resumUdp(p: Uint8Array, how: "fresh" | "zero" = "fresh"): Uint8Array {
+  const v6 = p[0]! >> 4 === 6;
+  const l4 = v6 ? 40 : (p[0]! & 15) * 4;
+  const dv = new DataView(p.buffer, p.byteOffset, p.byteLength);
+  dv.setUint16(l4 + 6, 0);
+  if (how === "fresh") {
+    const c = ~onesSum(p, l4, p.length, pseudoHeaderSum(p, v6, p.length - l4, PROTO_UDP)) & 0xffff;
+    dv.setUint16(l4 + 6, c === 0 ? 0xffff : c);
+  }
+  return p;
+}
+
+/**
+ * What __udp_gso_segment() makes of a UDP_L4 write, by the reference: the
+ * payload cut into gso_size pieces, each sent with the super-packet's IP and
+ * UDP headers, its own IP length (and IPv4 header checksum), UDP length and a
+ * fresh UDP checksum. The IPv4 ID is left as it is (a receiver only sees
+ * payloads, ports and addresses).
+ */
+function referenceUdpSegments(write: Uint8Array): Uint8Array[] {
+  const h = parseVnet(write);
+  assert.equal(h.gsoType, GSO_UDP_L4, "a UDP_L4 write");
+  assert.equal(h.flags, NEEDS_CSUM, "a UDP_L4 write needs its checksums done");
+  assert.equal(h.csumOffset, 6, "the UDP checksum field");
+  assert.ok(h.gsoSize > 0, "gso_size");
+  const packet = write.subarray(VNET);
+  const l4 = h.csumStart, headers = l4 + 8;
+  const v6 = packet[0]! >> 4 === 6;
+  const payload = packet.subarray(headers);
+  const out: Uint8Array[] = [];
+  for (let at = 0; at < payload.length; at += h.gsoSize) {
+    const p = concat(packet.subarray(0, headers), payload.subarray(at, Math.min(payload.length, at + h.gsoSize)));
+    const dv = new DataView(p.buffer);
+    if (v6) dv.setUint16(4, p.length - 40);
+    else {
+      dv.setUint16(2, p.length);
+      dv.setUint16(10, 0);
+      dv.setUint16(10, internetChecksum(p, 0, l4));
+    }
+    dv.setUint16(l4 + 4, p.length - l4);
+    out.push(resumUdp(p));
+  }
+  return out;
+}
+
+interface UdpCandidate {
+  v6: boolean;
+  payload: number;
+  /** What every member of a group shares with the first. */
+  flow: string;
+}
+
+/**
+ * The rules of a UDP group, restated from the description (not from the C):
+ * a datagram may be in one when it is IPv4 without options or fragmentation
+ * (DF is allowed) and with a right header checksum, or IPv6 whose next header
+ * is UDP; its IP length is exact and so is its UDP length field; it has a
+ * payload; its checksum verifies (IPv4: or is 0, none). Members share
+ * addresses, ports and TOS/TTL/DF (traffic class, flow label, hop limit).
+ */
+function udpCandidate(p: Uint8Array): UdpCandidate | null {
+  const dv = new DataView(p.buffer, p.byteOffset, p.byteLength);
+  if (p.length < 1) return null;
+  let l4: number, v6: boolean, flow: string;
+  if (p[0]! >> 4 === 4) {
+    if (p.length < 20 || (p[0]! & 15) !== 5 || dv.getUint16(2) !== p.length || (dv.getUint16(6) & 0x3fff) !== 0) return null;
+    if (onesSum(p, 0, 20) !== 0xffff || p[9] !== PROTO_UDP) return null;
+    l4 = 20, v6 = false;
+    flow = `4 tos ${p[1]} flags ${dv.getUint16(6)} ttl ${p[8]} ${p.subarray(12, 20).join(".")}`;
+  } else if (p[0]! >> 4 === 6) {
+    if (p.length < 40 || dv.getUint16(4) + 40 !== p.length || p[6] !== PROTO_UDP) return null;
+    l4 = 40, v6 = true;
+    flow = `6 ${dv.getUint32(0)} hop ${p[7]} ${p.subarray(8, 40).join(".")}`;
+  } else {
+    return null;
+  }
+  if (p.length <= l4 + 8 || dv.getUint16(l4 + 4) !== p.length - l4) return null;
+  const none = !v6 && dv.getUint16(l4 + 6) === 0;
+  if (!none && onesSum(p, l4, p.length, pseudoHeaderSum(p, v6, p.length - l4, PROTO_UDP)) !== 0xffff) return null;
+  return { v6, payload: p.length - l4 - 8, flow: `${flow} ports ${dv.getUint32(l4)}` };
+}
+
+/** How many packets from the first a UDP write takes by these rules: payloads equal to the first's, a shorter one last; at most 64 and 65535 bytes. */
+function referenceUdpTake(packets: Uint8Array[]): number {
+  const first = udpCandidate(packets[0]!);
+  if (!first) return 1;
+  let take = 1, total = packets[0]!.length;
+  while (take < packets.length && take < 64) {
+    const m = udpCandidate(packets[take]!);
+    if (!m || m.flow !== first.flow || m.payload > first.payload || total + m.payload > 65535) break;
+    total += m.payload;
+    take++;
+    if (m.payload < first.payload) break;
+  }
+  return take;
+}
+
+/** The write of the first `take` packets, built from the packets (not from specs): the first's headers for the whole, then every payload. */
+function referenceUdpWrite(packets: Uint8Array[], take: number): Uint8Array {
+  if (take === 1) return concat(vnet(ZERO_VNET), packets[0]!);
+  const v6 = packets[0]![0]! >> 4 === 6;
+  const l4 = v6 ? 40 : 20;
+  const p = concat(packets[0]!.subarray(0, l4 + 8), ...packets.slice(0, take).map((q) => q.subarray(l4 + 8)));
+  const dv = new DataView(p.buffer);
+  if (v6) dv.setUint16(4, p.length - 40);
+  else {
+    dv.setUint16(2, p.length);
+    dv.setUint16(10, 0);
+    dv.setUint16(10, internetChecksum(p, 0, 20));
+  }
+  dv.setUint16(l4 + 4, p.length - l4);
+  dv.setUint16(l4 + 6, pseudoHeaderSum(p, v6, p.length - l4, PROTO_UDP));
+  return concat(vnet({ flags: NEEDS_CSUM, gsoType: GSO_UDP_L4, hdrLen: l4 + 8, gsoSize: packets[0]!.length - l4 - 8, csumStart: l4, csumOffset: 6 }), p);
+}
+
+/* ------------------------------------------- offloadCoalesce, as used */
+
+const SLOT = 2048;
+
+interface Placed {
+  buffer: SharedArrayBuffer | ArrayBuffer;
+  view: Uint8Array;
+  offsets: Int32Array;
+  lengths: Int32Array;
+}
+
+/** Puts packets at slot offsets (some not 4-byte aligned) in a SharedArrayBuffer or an ArrayBuffer. */
+function place(packets: Uint8Array[], shared = true): Placed {
+  const size = packets.length * SLOT + 4096;
+  const buffer = shared ? new SharedArrayBuffer(size) : new ArrayBuffer(size);
+  const view = new Uint8Array(buffer);
+  view.fill(0x3c);
+  const offsets = Int32Array.from(packets, (_, i) => i * SLOT + 64 + (i % 3));
+  const lengths = Int32Array.from(packets, (p) => p.length);
+  packets.forEach((p, i) => view.set(p, offsets[i]!));
+  return { buffer, view, offsets, lengths };
+}
+
+interface Coalesced {
+  packets: number;
+  output: Uint8Array;
+  placed: Placed;
+}
+
+/** offloadCoalesce of packets placed in one buffer (out pre-filled with a sentinel, checked untouched past the output). */
+function coalesce(packets: Uint8Array[], shared = true): Coalesced {
+  const placed = place(packets, shared);
+  const out = new Uint8Array(VNET + 65535 + 64).fill(SENTINEL);
+  const r = io!.offloadCoalesce(placed.buffer, placed.offsets, placed.lengths, packets.length, out);
+  assert.ok(r.length <= out.length);
+  assert.ok(untouched(out.subarray(r.length)), "bytes written after the output");
+  return { packets: r.packets, output: out.subarray(0, r.length), placed };
+}
+
 /* ================================================================ tests */
 
 const rng = new Rng(SEED);
 
-if (process.env.SLUICE_IO_OFFLOAD_CHILD === "1") {
-  await deviceChild();
+const CHILD = process.env.SLUICE_IO_OFFLOAD_CHILD;
+if (CHILD === "1" || CHILD === "udp") {
+  await deviceChild(CHILD === "udp" ? "udp" : "tcp");
 } else {
   describe("the JS reference itself", () => {
     test("RFC 1071 and a well-known IPv4 header", () => {
@@ -688,35 +858,6 @@ if (process.env.SLUICE_IO_OFFLOAD_CHILD === "1") {
 
   describe("offloadCoalesce (GRO of one write)", { skip: addonSkip }, () => {
     const native = io!;
-    const SLOT = 2048;
-
-    interface Placed {
-      buffer: SharedArrayBuffer | ArrayBuffer;
-      view: Uint8Array;
-      offsets: Int32Array;
-      lengths: Int32Array;
-    }
-
-    /** Puts packets at slot offsets (some not 4-byte aligned) in a SharedArrayBuffer or an ArrayBuffer. */
-    function place(packets: Uint8Array[], shared = true): Placed {
-      const size = packets.length * SLOT + 4096;
-      const buffer = shared ? new SharedArrayBuffer(size) : new ArrayBuffer(size);
-      const view = new Uint8Array(buffer);
-      view.fill(0x3c);
-      const offsets = Int32Array.from(packets, (_, i) => i * SLOT + 64 + (i % 3));
-      const lengths = Int32Array.from(packets, (p) => p.length);
-      packets.forEach((p, i) => view.set(p, offsets[i]!));
-      return { buffer, view, offsets, lengths };
-    }
-
-    function coalesce(packets: Uint8Array[], shared = true): { packets: number; output: Uint8Array; placed: Placed } {
-      const placed = place(packets, shared);
-      const out = new Uint8Array(VNET + 65535 + 64).fill(SENTINEL);
-      const r = native.offloadCoalesce(placed.buffer, placed.offsets, placed.lengths, packets.length, out);
-      assert.ok(r.length <= out.length);
-      assert.ok(untouched(out.subarray(r.length)), "bytes written after the output");
-      return { packets: r.packets, output: out.subarray(0, r.length), placed };
-    }
 
     /** A run of segments of one flow: consecutive seq and IPv4 IDs, equal payloads with a shorter last one. */
     function run(v6: boolean, count: number, mss: number, last = Math.max(1, mss >> 1), more: Partial<TcpSpec> = {}): TcpSpec[] {
@@ -745,7 +886,7 @@ if (process.env.SLUICE_IO_OFFLOAD_CHILD === "1") {
     }
 
     /** Checks that the write took the first `take` packets as one group (or wrote packet 0 alone when take is 1). */
-    function assertGroup(got: { packets: number; output: Uint8Array; placed: Placed }, packets: Uint8Array[], specs: TcpSpec[], take: number, what: string): void {
+    function assertGroup(got: Coalesced, packets: Uint8Array[], specs: TcpSpec[], take: number, what: string): void {
       assert.equal(got.packets, take, `${what}: packets taken`);
       const { view, offsets } = got.placed;
       if (take === 1) {
@@ -1034,45 +1175,398 @@ if (process.env.SLUICE_IO_OFFLOAD_CHILD === "1") {
     });
   });
 
+  describe("offloadCoalesce of UDP runs (one UDP_L4 GSO write)", { skip: addonSkip }, () => {
+    /** A run of one flow's datagrams: count payloads of `size` bytes, the last of `last`; IPv4 IDs counting up as a sender's would. */
+    function udpRun(v6: boolean, count: number, size: number, last = size, more: Partial<UdpSpec> = {}): UdpSpec[] {
+      const id0 = more.id ?? rng.int(0x10000);
+      return Array.from({ length: count }, (_, i) => udpSpec(v6, rng.bytes(i === count - 1 ? last : size), { ...more, id: (id0 + i) & 0xffff }));
+    }
+
+    /** The write GRO must make of specs (all of one group), built from scratch: one datagram of all the payloads with the first's headers, the kernel's partial checksum in its field. */
+    function expectedUdpGroup(specs: UdpSpec[]): Uint8Array {
+      const first = specs[0]!;
+      const packet = buildUdp({ ...first, payload: concat(...specs.map((s) => s.payload)) });
+      putPartial(packet, PROTO_UDP);
+      const l4 = first.v6 ? 40 : 20;
+      return concat(vnet({ flags: NEEDS_CSUM, gsoType: GSO_UDP_L4, hdrLen: l4 + 8, gsoSize: first.payload.length, csumStart: l4, csumOffset: 6 }), packet);
+    }
+
+    /** A datagram as the reference segmentation gives it back: the first's IPv4 ID, a fresh checksum (one of 0, none, is computed). */
+    function asSegmentedBack(p: Uint8Array, first: Uint8Array): Uint8Array {
+      const q = p.slice();
+      if (q[0]! >> 4 === 4) {
+        q.set(first.subarray(4, 6), 4);
+        new DataView(q.buffer).setUint16(10, ipv4HeaderChecksum(q));
+      }
+      return resumUdp(q);
+    }
+
+    /**
+     * Checks that the write took the first `take` packets as one UDP_L4 group
+     * (or wrote packet 0 alone, with a zero header, when take is 1): field by
+     * field, byte for byte against the reference (from specs when given, and
+     * from the packets), and segmented back into the datagrams.
+     */
+    function assertUdpGroup(got: Coalesced, packets: Uint8Array[], specs: UdpSpec[] | null, take: number, what: string): void {
+      assert.equal(referenceUdpTake(packets), take, `${what}: the reference's rules take ${take} (the test's own premise)`);
+      assert.equal(got.packets, take, `${what}: datagrams taken`);
+      const { view, offsets } = got.placed;
+      const inPlace = (i: number, from = 0): Uint8Array => view.subarray(offsets[i]! + from, offsets[i]! + packets[i]!.length);
+      if (take === 1) {
+        assertBytes(got.output, concat(vnet(ZERO_VNET), packets[0]!), `${what}: a lone datagram, with a zero header`);
+        assertBytes(inPlace(0), packets[0]!, `${what}: a lone datagram is left as it is`);
+      } else {
+        const v6 = packets[0]![0]! >> 4 === 6;
+        const l4 = v6 ? 40 : 20;
+        const payloads = packets.slice(0, take).map((p) => p.subarray(l4 + 8));
+        const total = payloads.reduce((n, p) => n + p.length, l4 + 8);
+        // The virtio header and the rewritten first headers, field by field.
+        assert.deepEqual(parseVnet(got.output), { flags: NEEDS_CSUM, gsoType: GSO_UDP_L4, hdrLen: l4 + 8, gsoSize: payloads[0]!.length, csumStart: l4, csumOffset: 6 }, `${what}: virtio header`);
+        const p = got.output.subarray(VNET);
+        const dv = new DataView(p.buffer, p.byteOffset, p.byteLength);
+        assert.equal(p.length, total, `${what}: the write's length`);
+        if (v6) assert.equal(dv.getUint16(4), total - 40, `${what}: IPv6 payload length`);
+        else {
+          assert.equal(dv.getUint16(2), total, `${what}: IPv4 total length`);
+          assert.equal(onesSum(p, 0, 20), 0xffff, `${what}: IPv4 header checksum`);
+        }
+        assert.equal(dv.getUint16(l4 + 4), total - l4, `${what}: UDP length, of the whole`);
+        assert.equal(dv.getUint16(l4 + 6), pseudoHeaderSum(p, v6, total - l4, PROTO_UDP), `${what}: UDP checksum field, the pseudo-header sum of the whole`);
+        // Byte for byte, against a datagram built from scratch and against the first packet's own headers.
+        if (specs) assertBytes(got.output, expectedUdpGroup(specs.slice(0, take)), `${what}: the write`);
+        assertBytes(got.output, referenceUdpWrite(packets, take), `${what}: the write (built from the packets)`);
+        // Completing the checksum as a NIC would gives a valid datagram of the whole length.
+        const completed = p.slice();
+        new DataView(completed.buffer).setUint16(l4 + 6, ~onesSum(completed, l4) & 0xffff);
+        assertValidPacket(completed, `${what}: the super-datagram completed`);
+        // The first packet's headers are rewritten in place (as documented); its payload is not.
+        assertBytes(view.subarray(offsets[0]!, offsets[0]! + l4 + 8), p.subarray(0, l4 + 8), `${what}: headers rewritten in place`);
+        assertBytes(inPlace(0, l4 + 8), packets[0]!.subarray(l4 + 8), `${what}: the first payload is left as it is`);
+        // Round trip: cut by the reference UDP segmentation, the datagrams come back (the IPv4 ID aside).
+        const again = referenceUdpSegments(got.output);
+        assert.equal(again.length, take, `${what}: datagrams segmented back`);
+        for (let i = 0; i < take; i++) {
+          assertValidPacket(again[i]!, `${what}: datagram ${i} segmented back`);
+          const want = specs ? buildUdp({ ...specs[i]!, id: specs[0]!.id }) : asSegmentedBack(packets[i]!, packets[0]!);
+          assertBytes(again[i]!, want, `${what}: datagram ${i} segmented back`);
+        }
+      }
+      for (let i = 1; i < packets.length; i++) assertBytes(inPlace(i), packets[i]!, `${what}: packet ${i} untouched`);
+    }
+
+    /** Spoils a UDP checksum for sure: never to 0 (IPv4: none), never to its other form (0 and 0xffff are both a zero sum). */
+    function spoilUdpSum(p: Uint8Array): Uint8Array {
+      const l4 = p[0]! >> 4 === 6 ? 40 : 20;
+      const dv = new DataView(p.buffer, p.byteOffset, p.byteLength);
+      const field = dv.getUint16(l4 + 6);
+      dv.setUint16(l4 + 6, (field ^ 0x00ff) === 0 ? field ^ 0xff00 : field ^ 0x00ff);
+      assert.notDeepEqual(packetProblems(p), [], "the checksum is spoilt");
+      return p;
+    }
+
+    /** Sets the UDP length field to `length` and makes the checksum right again (over the IP's length): only the field disagrees. */
+    function withUdpLength(p: Uint8Array, length: number): Uint8Array {
+      const l4 = p[0]! >> 4 === 6 ? 40 : 20;
+      new DataView(p.buffer, p.byteOffset, p.byteLength).setUint16(l4 + 4, length);
+      resumUdp(p);
+      assertValidPacket(p, "a datagram whose only fault is its UDP length field");
+      return p;
+    }
+
+    const family = (v6: boolean): string => `IPv${v6 ? 6 : 4}`;
+
+    test("runs of IPv4 and IPv6 datagrams become the reference UDP_L4 write, and segment back into them", () => {
+      let n = 0;
+      for (const v6 of [false, true]) {
+        const headers = v6 ? 48 : 28;
+        for (const size of [1, 100, 1200, 1472]) {
+          for (const count of [2, 3, 10, 33, 64, 65]) {
+            const last = size === 1 || n % 3 === 0 ? size : rng.range(1, size - 1);
+            const specs = udpRun(v6, count, size, last);
+            const packets = specs.map(buildUdp);
+            // At most 64 datagrams and 65535 bytes; the shorter last one ends the group.
+            let take = 1, total = headers + size;
+            while (take < Math.min(count, 64)) {
+              const next = take === count - 1 ? last : size;
+              if (total + next > 65535) break;
+              total += next;
+              take++;
+            }
+            const got = coalesce(packets, n % 2 === 0);
+            assertUdpGroup(got, packets, specs, take, `${family(v6)} ${count} × ${size} (last ${last})`);
+            n++;
+          }
+        }
+      }
+    });
+
+    test("a UDP group holds at most 64 datagrams and 65535 bytes", () => {
+      for (const v6 of [false, true]) {
+        const name = family(v6);
+        for (const size of [1, 100]) {
+          const specs = udpRun(v6, 65, size);
+          const packets = specs.map(buildUdp);
+          assertUdpGroup(coalesce(packets), packets, specs, 64, `${name}: 65 × ${size}`);
+          const rest = coalesce(packets.slice(64));
+          assert.equal(rest.packets, 1, `${name}: the 65th is written alone`);
+        }
+        const all = udpRun(v6, 64, 7);
+        const allPackets = all.map(buildUdp);
+        assertUdpGroup(coalesce(allPackets), allPackets, all, 64, `${name}: 64 × 7`);
+
+        // 60 × 1200: the headers and 54 payloads fit in 65535 bytes, 55 do not.
+        const big = udpRun(v6, 60, 1200);
+        const bigPackets = big.map(buildUdp);
+        assertUdpGroup(coalesce(bigPackets), bigPackets, big, 54, `${name}: 60 × 1200`);
+
+        // Exactly 65535 bytes: 44 × 1472 and a last one of the bytes left; one byte more does not fit.
+        const headers = v6 ? 48 : 28;
+        const left = 65535 - headers - 44 * 1472;
+        assert.equal(left, v6 ? 719 : 739);
+        const exact = udpRun(v6, 45, 1472, left);
+        const exactPackets = exact.map(buildUdp);
+        const whole = coalesce(exactPackets);
+        assertUdpGroup(whole, exactPackets, exact, 45, `${name}: exactly 65535 bytes`);
+        assert.equal(whole.output.length, VNET + 65535);
+        const over = udpRun(v6, 45, 1472, left + 1);
+        const overPackets = over.map(buildUdp);
+        assertUdpGroup(coalesce(overPackets), overPackets, over, 44, `${name}: 65536 bytes`);
+      }
+    });
+
+    test("what stops a UDP group: the breaker is left for the next write", () => {
+      const AT = 3;
+      type Change = (s: UdpSpec) => void;
+      const flip = (a: number[]): number[] => [...a.slice(0, -1), a.at(-1)! ^ 1];
+      const breakers: [string, boolean | "both", Change][] = [
+        ["a different source port", "both", (s) => { s.sport += 1; }],
+        ["a different destination port", "both", (s) => { s.dport += 1; }],
+        ["a different source address", "both", (s) => { s.src = flip(s.src); }],
+        ["a different destination address", "both", (s) => { s.dst = flip(s.dst); }],
+        ["a longer payload", "both", (s) => { s.payload = rng.bytes(s.payload.length + 1); }],
+        ["no payload", "both", (s) => { s.payload = new Uint8Array(0); }],
+        ["a different TTL", false, (s) => { s.ttl = 63; }],
+        ["a different TOS", false, (s) => { s.tos = 0x10; }],
+        ["an ECN mark (CE)", false, (s) => { s.tos = 0x03; }],
+        ["DF cleared", false, (s) => { s.frag = 0; }],
+        ["an IPv4 fragment (MF)", false, (s) => { s.frag = 0x2000; }],
+        ["an IPv4 fragment offset", false, (s) => { s.frag = 0x4000 | 0x00b9; }],
+        ["IPv4 options", false, (s) => { s.ipOptions = [0x94, 4, 0, 0]; }],
+        ["a different hop limit", true, (s) => { s.ttl = 1; }],
+        ["a different traffic class", true, (s) => { s.tos = 0x20; }],
+        ["a different flow label", true, (s) => { s.flowLabel = 0x1; }],
+        ["an IPv6 extension header (hop-by-hop)", true, (s) => { s.hopByHop = true; }],
+      ];
+      for (const v6 of [false, true]) {
+        for (const [what, only, change] of breakers) {
+          if (only !== "both" && only !== v6) continue;
+          const specs = udpRun(v6, 7, 1200);
+          // The datagrams after the breaker continue the run, so only the breaker stops the group.
+          change(specs[AT]!);
+          const packets = specs.map(buildUdp);
+          assertUdpGroup(coalesce(packets), packets, specs, AT, `${family(v6)}, ${what} at ${AT}`);
+        }
+      }
+    });
+
+    test("what stops a UDP group, at the packet level: checksums, lengths, versions", () => {
+      const AT = 3;
+      for (const v6 of [false, true]) {
+        const l4 = v6 ? 40 : 20;
+        const cases: [string, (ps: Uint8Array[]) => void][] = [
+          ["a bad UDP checksum", (ps) => { spoilUdpSum(ps[AT]!); }],
+          ["a payload byte changed (the checksum no longer verifies)", (ps) => { ps[AT]![ps[AT]!.length - 1]! ^= 0x80; }],
+          ["a UDP length one more than the IP's", (ps) => { withUdpLength(ps[AT]!, ps[AT]!.length - l4 + 1); }],
+          ["a UDP length one less than the IP's", (ps) => { withUdpLength(ps[AT]!, ps[AT]!.length - l4 - 1); }],
+          ["a UDP length of 8", (ps) => { withUdpLength(ps[AT]!, 8); }],
+          ["an IP length longer than the packet", (ps) => { ps[AT] = ps[AT]!.subarray(0, ps[AT]!.length - 1); }],
+          ["an IP length shorter than the packet", (ps) => { ps[AT] = concat(ps[AT]!, new Uint8Array(2)); }],
+          ["the other IP version", (ps) => { ps[AT] = buildUdp(udpSpec(!v6, ps[AT]!.subarray(l4 + 8))); }],
+          ["not IP at all", (ps) => { ps[AT] = rng.bytes(1228); }],
+          ["a 40-byte packet", (ps) => { ps[AT] = ps[AT]!.subarray(0, 40); }],
+        ];
+        if (v6) {
+          // RFC 8200 §8.1: an IPv6 UDP checksum of 0 is no checksum, and is wrong.
+          cases.push(["an IPv6 datagram with a zero checksum", (ps) => { resumUdp(ps[AT]!, "zero"); }]);
+        } else {
+          // The rewritten header checksum of the write would hide a bad one.
+          cases.push(["a bad IPv4 header checksum", (ps) => { ps[AT]![10]! ^= 0x5a; }]);
+          // Protocol 6 with a right header checksum: the UDP header's fields still look right.
+          cases.push(["IPv4 protocol TCP", (ps) => { ps[AT]![9] = PROTO_TCP; new DataView(ps[AT]!.buffer).setUint16(10, ipv4HeaderChecksum(ps[AT]!)); }]);
+        }
+        for (const [what, change] of cases) {
+          const specs = udpRun(v6, 7, 1200);
+          const packets = specs.map(buildUdp);
+          change(packets);
+          assertUdpGroup(coalesce(packets), packets, specs, AT, `${family(v6)}, ${what} at ${AT}`);
+        }
+      }
+    });
+
+    test("a shorter datagram ends the group and is in it; a longer one is not taken", () => {
+      for (const v6 of [false, true]) {
+        const short = udpRun(v6, 8, 1200);
+        short[3]!.payload = short[3]!.payload.subarray(0, 700);
+        const shortPackets = short.map(buildUdp);
+        assertUdpGroup(coalesce(shortPackets), shortPackets, short, 4, `${family(v6)}, a shorter one at 3`);
+        // The next write starts after it and takes the rest.
+        assertUdpGroup(coalesce(shortPackets.slice(4)), shortPackets.slice(4), short.slice(4), 4, `${family(v6)}, the rest after the shorter one`);
+
+        const oneByte = udpRun(v6, 5, 1200);
+        oneByte[1]!.payload = oneByte[1]!.payload.subarray(0, 1);
+        const oneBytePackets = oneByte.map(buildUdp);
+        assertUdpGroup(coalesce(oneBytePackets), oneBytePackets, oneByte, 2, `${family(v6)}, a 1-byte one at 1`);
+
+        const longer = udpRun(v6, 6, 1200);
+        longer[2]!.payload = rng.bytes(1472);
+        const longerPackets = longer.map(buildUdp);
+        assertUdpGroup(coalesce(longerPackets), longerPackets, longer, 2, `${family(v6)}, a longer one at 2`);
+
+        // The first one sets gso_size: longer ones after a short first are not taken.
+        const shortFirst = udpRun(v6, 4, 1200);
+        shortFirst[0]!.payload = shortFirst[0]!.payload.subarray(0, 500);
+        const shortFirstPackets = shortFirst.map(buildUdp);
+        assertUdpGroup(coalesce(shortFirstPackets), shortFirstPackets, shortFirst, 1, `${family(v6)}, a short first one`);
+      }
+    });
+
+    test("what cannot start a UDP group: the first datagram is written alone, unchanged", () => {
+      type Change = (s: UdpSpec) => void;
+      const starters: [string, boolean | "both", Change][] = [
+        ["no payload", "both", (s) => { s.payload = new Uint8Array(0); }],
+        ["IPv4 options", false, (s) => { s.ipOptions = [0x94, 4, 0, 0]; }],
+        ["IPv4 MF (a first fragment)", false, (s) => { s.frag = 0x2000; }],
+        ["IPv4 fragment offset", false, (s) => { s.frag = 0x00b9; }],
+        ["IPv4 MF and an offset", false, (s) => { s.frag = 0x2000 | 0x00b9; }],
+        ["IPv6 hop-by-hop header", true, (s) => { s.hopByHop = true; }],
+      ];
+      for (const v6 of [false, true]) {
+        const l4 = v6 ? 40 : 20;
+        for (const [what, only, change] of starters) {
+          if (only !== "both" && only !== v6) continue;
+          const specs = udpRun(v6, 4, 1200);
+          for (const s of specs) change(s); // even when they all match each other
+          const packets = specs.map(buildUdp);
+          assertUdpGroup(coalesce(packets), packets, specs, 1, `${family(v6)}, ${what}`);
+        }
+        const packetCases: [string, (p: Uint8Array) => void][] = [
+          ["a bad UDP checksum on the first", (p) => { spoilUdpSum(p); }],
+          ["a UDP length one more than the IP's on the first", (p) => { withUdpLength(p, p.length - l4 + 1); }],
+          ["a UDP length one less than the IP's on the first", (p) => { withUdpLength(p, p.length - l4 - 1); }],
+        ];
+        if (v6) packetCases.push(["a zero checksum on the first (IPv6)", (p) => { resumUdp(p, "zero"); }]);
+        else packetCases.push(["a bad IPv4 header checksum on the first", (p) => { p[10]! ^= 0x5a; }]);
+        for (const [what, change] of packetCases) {
+          const specs = udpRun(v6, 4, 1200);
+          const packets = specs.map(buildUdp);
+          change(packets[0]!);
+          assertUdpGroup(coalesce(packets), packets, specs, 1, `${family(v6)}, ${what}`);
+        }
+        // DF cleared on all of them is no fragment: they coalesce.
+        const noDf = udpRun(v6, 4, 1200, 1200, { frag: 0 });
+        const noDfPackets = noDf.map(buildUdp);
+        assertUdpGroup(coalesce(noDfPackets), noDfPackets, noDf, 4, `${family(v6)}, DF cleared on all`);
+        // A single datagram.
+        const one = udpRun(v6, 1, 1200);
+        const onePacket = one.map(buildUdp);
+        assertUdpGroup(coalesce(onePacket), onePacket, one, 1, `${family(v6)}, one datagram`);
+      }
+    });
+
+    test("IPv4 datagrams without a checksum (0) are taken; datagrams whose checksum computes to 0 (sent as 0xffff) too", () => {
+      const zero = (ps: Uint8Array[], which: (i: number) => boolean): Uint8Array[] => ps.map((p, i) => (which(i) ? resumUdp(p, "zero") : p));
+      const cases: [string, (i: number) => boolean][] = [["all", () => true], ["every other", (i) => i % 2 === 1], ["the first", (i) => i === 0], ["the last", (i) => i === 6]];
+      for (const [what, which] of cases) {
+        const specs = udpRun(false, 7, 1000, 321);
+        const packets = zero(specs.map(buildUdp), which);
+        assert.ok(packets.some((p) => p[26] === 0 && p[27] === 0));
+        assertUdpGroup(coalesce(packets), packets, specs, 7, `IPv4, a zero checksum on ${what}`);
+      }
+      for (const v6 of [false, true]) {
+        const packets = Array.from({ length: 4 }, () => udpWithZeroSum(v6));
+        assert.equal(new DataView(packets[0]!.buffer).getUint16((v6 ? 40 : 20) + 6), 0xffff);
+        assertUdpGroup(coalesce(packets), packets, null, 4, `${family(v6)}, checksums of 0xffff`);
+      }
+    });
+
+    test("TCP and UDP of the same addresses and ports do not mix", () => {
+      for (const v6 of [false, true]) {
+        const l4 = v6 ? 40 : 20;
+        const specs = udpRun(v6, 6, 1200);
+        const packets = specs.map(buildUdp);
+        // A TCP segment of the same addresses, ports, TTL and flow, whose
+        // sequence number puts its length where a UDP length would be and
+        // whose checksum is right: only the protocol tells it apart.
+        const payload = rng.bytes(1000);
+        const seq = (((20 + payload.length) << 16) | 0x1234) >>> 0;
+        const tcp = buildTcp(baseSpec(v6, payload, { sport: specs[0]!.sport, dport: specs[0]!.dport, seq, options: [], id: specs[3]!.id, flowLabel: specs[0]!.flowLabel }));
+        assert.equal(new DataView(tcp.buffer).getUint16(l4 + 4), tcp.length - l4, "the TCP segment looks like a whole UDP datagram there");
+        packets[3] = tcp;
+        assertUdpGroup(coalesce(packets), packets, specs, 3, `${family(v6)}, TCP after UDP`);
+        // And a TCP group does not take a UDP datagram of its flow either.
+        const tcpRun = [0, 1].map((i) => baseSpec(v6, rng.bytes(1200), { sport: 50123, dport: 4500, seq: 1000 + 1200 * i, options: [] }));
+        const mixed = [...tcpRun.map(buildTcp), buildUdp(udpSpec(v6, rng.bytes(1200))), buildTcp({ ...tcpRun[1]!, seq: 1000 + 2400 })];
+        assert.equal(coalesce(mixed).packets, 2, `${family(v6)}, UDP after TCP`);
+      }
+    });
+
+    test("after a UDP group, the next write starts at the breaker and coalesces the rest", () => {
+      // What tunWriteBatch does: coalesce from 0, then from where that stopped.
+      for (const v6 of [false, true]) {
+        const specs = udpRun(v6, 12, 1200, 99);
+        for (let i = 5; i < 12; i++) specs[i]!.sport += 1; // a second flow from 5 on
+        const packets = specs.map(buildUdp);
+        assertUdpGroup(coalesce(packets), packets, specs, 5, `${family(v6)}: first write`);
+        assertUdpGroup(coalesce(packets.slice(5)), packets.slice(5), specs.slice(5), 7, `${family(v6)}: second write`);
+      }
+    });
+
+    test("600 random mutations of UDP runs: the datagrams taken and the write are the reference's", () => {
+      const outcomes = { grouped: 0, alone: 0, partial: 0 };
+      for (let n = 0; n < 600; n++) {
+        const v6 = rng.int(2) === 1;
+        const size = rng.range(1, 1472);
+        const count = rng.range(1, 12);
+        const specs = udpRun(v6, count, size, rng.int(3) === 0 ? rng.range(1, size) : size, { frag: rng.int(4) === 0 ? 0 : 0x4000 });
+        const packets = specs.map(buildUdp);
+        if (!v6 && rng.int(4) === 0) packets.forEach((p) => resumUdp(p, "zero"));
+        for (let k = rng.range(0, 3); k > 0; k--) {
+          const p = packets[rng.int(packets.length)]!;
+          // Mostly in the headers; sometimes a whole checksum or length field.
+          const at = rng.int(3) === 0 ? rng.int(p.length) : rng.int(Math.min(p.length, (v6 ? 40 : 20) + 8));
+          p[at] = rng.int(2) === 0 ? p[at]! ^ (1 << rng.int(8)) : rng.int(256);
+          if (rng.int(8) === 0 && (p[0] === 0x45 || p[0]! >> 4 === 6)) resumUdp(p, rng.int(2) === 0 ? "fresh" : "zero");
+        }
+        if (rng.int(5) === 0) {
+          const i = rng.int(packets.length);
+          packets[i] = rng.int(2) === 0 ? packets[i]!.subarray(0, rng.range(1, packets[i]!.length)) : concat(packets[i]!, rng.bytes(rng.range(1, 9)));
+        }
+        const take = referenceUdpTake(packets);
+        const what = `mutation ${n} (seed ${SEED})`;
+        assertUdpGroup(coalesce(packets), packets, null, take, what);
+        if (take === 1) outcomes.alone++;
+        else if (take < count) outcomes.partial++;
+        else outcomes.grouped++;
+      }
+      // Each outcome often enough for the comparison to say something.
+      assert.ok(outcomes.grouped > 60 && outcomes.alone > 60 && outcomes.partial > 60, JSON.stringify(outcomes));
+    });
+  });
+
   /* ------------------------------------------------ the real device */
 
-  const deviceSkip = ((): string | false => {
-    if (addonSkip) return addonSkip;
-    if (process.platform !== "linux") return "TUN devices are Linux-only";
-    if (process.getuid?.() !== 0) return "needs root: network namespaces and TUN devices need CAP_NET_ADMIN";
-    if (!existsSync("/dev/net/tun")) return "/dev/net/tun is missing (load the tun module, or run the container with --device /dev/net/tun)";
-    try {
-      execFileSync("ip", ["netns", "list"], { stdio: "ignore" });
-    } catch {
-      return "`ip netns` is unavailable (iproute2 missing or without netns support)";
-    }
-    return false;
-  })();
+  const deviceSkip = addonSkip || tunDeviceSkip();
+
+  /** Runs this file as the device child in namespace `ns`; its report is the last line of its output. */
+  function runDeviceChild<R>(ns: string, mode: "1" | "udp"): Promise<{ ok: boolean; families: Record<string, R> }> {
+    return runChildInNamespace(ns, SELF, "SLUICE_IO_OFFLOAD_CHILD", { value: mode, env: { SLUICE_TEST_SEED: String(SEED) }, timeout: 120_000 });
+  }
 
   describe("a TUN with offloads and the kernel's own TCP, in a network namespace", { skip: deviceSkip }, () => {
-    const ns = `sl-off-${process.pid}-${(Math.random() * 1e6) >>> 0}`;
-    let made = false;
-
-    before(() => {
-      execFileSync("ip", ["netns", "add", ns], { stdio: ["ignore", "ignore", "inherit"] });
-      made = true;
-    });
-
-    after(() => {
-      if (made) execFileSync("ip", ["netns", "del", ns], { stdio: ["ignore", "ignore", "inherit"] });
-    });
+    const ns = useNamespace("sl-off");
 
     test("TSO super-packets from a kernel sender are cut right; coalesced writes reach a kernel receiver", async () => {
-      const env: NodeJS.ProcessEnv = { ...process.env, SLUICE_IO_OFFLOAD_CHILD: "1", SLUICE_TEST_SEED: String(SEED) };
-      delete env.NODE_TEST_CONTEXT; // the child is a plain script, not a test file
-      const result = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-        execFile("ip", ["netns", "exec", ns, process.execPath, SELF], { env, timeout: 120_000, maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
-          resolve({ code: error ? (typeof error.code === "number" ? error.code : -1) : 0, stdout, stderr });
-        });
-      });
-      assert.equal(result.code, 0, `child failed (exit ${result.code}):\n${result.stderr}\n${result.stdout}`);
-      const line = result.stdout.trim().split("\n").at(-1) ?? "";
-      const report = JSON.parse(line) as { ok: boolean; families: Record<string, DeviceReport> };
+      const report = await runDeviceChild<DeviceReport>(ns, "1");
       assert.equal(report.ok, true);
       for (const family of ["4", "6"]) {
         const r = report.families[family] ?? assert.fail(`no report for IPv${family}`);
@@ -1082,6 +1576,30 @@ if (process.env.SLUICE_IO_OFFLOAD_CHILD === "1") {
         assert.equal(r.stats.malformed, 0, `IPv${family}: malformed reads`);
         assert.equal(r.received, r.sent, `IPv${family}: bytes from the kernel`);
         assert.equal(r.echoed, r.returned, `IPv${family}: bytes to the kernel`);
+      }
+    });
+  });
+
+  describe("a TUN with offloads and kernel UDP sockets: coalesced UDP writes, in a network namespace", { skip: deviceSkip }, () => {
+    const ns = useNamespace("sl-uso");
+
+    test("runs of datagrams become UDP_L4 writes that a socket receives whole and in order; a bad checksum is written alone and dropped", async () => {
+      const report = await runDeviceChild<UdpDeviceReport>(ns, "udp");
+      assert.equal(report.ok, true);
+      for (const family of ["4", "6"]) {
+        const r = report.families[family] ?? assert.fail(`no report for IPv${family}`);
+        const runs = Object.keys(r.runs);
+        assert.deepEqual(runs, family === "4" ? [...UDP_DEVICE_RUNS, "no checksums"] : UDP_DEVICE_RUNS, `IPv${family}: runs`);
+        // The child checked each run in detail; here, the outline again.
+        for (const [what, run] of Object.entries(r.runs)) {
+          const where = `IPv${family}, ${what}: ${JSON.stringify(run)}`;
+          assert.equal(run.received, run.expected, `${where}: datagrams received`);
+          assert.equal(run.expected, run.written - run.spoilt, `${where}: all but the spoilt ones`);
+          assert.equal(run.csumErrors, run.spoilt, `${where}: checksum errors counted by the kernel`);
+          assert.ok(run.groups >= 1 && run.coalesced >= 2 * run.groups, `${where}: coalesced writes`);
+          assert.equal(run.writes, run.groups + (run.written - run.coalesced), `${where}: one write per group and per lone datagram`);
+        }
+        assert.equal(r.runs["a bad checksum in the middle"]!.groups, 2, `IPv${family}: the spoilt datagram splits its run in two groups`);
       }
     });
   });
@@ -1388,7 +1906,160 @@ async function tcpThroughTun(native: NativeIo, family: 4 | 6, rng: Rng): Promise
   return { ms: ms.slice(1).map((t, i) => Math.round(t - ms[i]!)), retransmitted, stats, sent: sent.length, received: next, returned: returned.length, echoed: echoedBytes, packetsRead, largestRead };
 }
 
-async function deviceChild(): Promise<void> {
+/** The runs udpThroughTun writes on both families (IPv4 adds "no checksums"). */
+const UDP_DEVICE_RUNS = ["a run", "65 datagrams", "65535 bytes", "a bad checksum in the middle"];
+
+interface UdpRunReport {
+  /** Datagrams written; spoilt (a bad checksum); expected at the socket; received there (in order, byte for byte). */
+  written: number;
+  spoilt: number;
+  expected: number;
+  received: number;
+  /** tunOffloadStats deltas over the run. */
+  writes: number;
+  groups: number;
+  coalesced: number;
+  /** The namespace's UDP checksum error counter, its delta over the run. */
+  csumErrors: number;
+}
+
+interface UdpDeviceReport {
+  runs: Record<string, UdpRunReport>;
+}
+
+/** This namespace's UDP counters (/proc/net/snmp, /proc/net/snmp6): datagrams dropped for a bad checksum or a full receive buffer. */
+function udpCounters(v6: boolean): { csumErrors: number; rcvbufErrors: number } {
+  if (v6) {
+    const text = readFileSync("/proc/net/snmp6", "utf8");
+    const get = (key: string): number => Number(new RegExp(`^${key}\\s+(\\d+)`, "m").exec(text)?.[1] ?? NaN);
+    return { csumErrors: get("Udp6InCsumErrors"), rcvbufErrors: get("Udp6RcvbufErrors") };
+  }
+  const [keys, values] = readFileSync("/proc/net/snmp", "utf8").split("\n").filter((l) => l.startsWith("Udp: ")).map((l) => l.trim().split(/\s+/));
+  const get = (key: string): number => Number(values?.[keys?.indexOf(key) ?? -1] ?? NaN);
+  return { csumErrors: get("InCsumErrors"), rcvbufErrors: get("RcvbufErrors") };
+}
+
+/**
+ * Runs of UDP datagrams from a remote address of the TUN's subnet to a node
+ * dgram socket bound to the TUN's own address: tunWriteBatch coalesces each
+ * run into UDP_L4 writes, which the kernel cuts back into datagrams for the
+ * socket. The socket must get every datagram, in order, byte for byte; a
+ * datagram with a spoilt checksum must not join a group (the kernel trusts a
+ * GSO write's checksum and would deliver it) but be written alone, so that
+ * the kernel drops it, and only it.
+ */
+async function udpThroughTun(native: NativeIo, family: 4 | 6, rng: Rng): Promise<UdpDeviceReport> {
+  const v6 = family === 6;
+  const name = `sluso${family}`;
+  const local = v6 ? [0xfd, 0, 0, 0x5d, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1] : [198, 18, 2, 1];
+  const remote = v6 ? [0xfd, 0, 0, 0x5d, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2] : [198, 18, 2, 2];
+  const remoteText = v6 ? "fd00:5d::2" : "198.18.2.2"; // as the socket reports it
+  const SPORT = 40000 + family;
+
+  const tun = native.tunOpen(name, { offload: true });
+  assert.equal(tun.offload, true, "the kernel granted the offloads");
+  const ip = (...args: string[]): void => {
+    execFileSync("ip", args, { stdio: ["ignore", "ignore", "inherit"] });
+  };
+  if (!v6) {
+    try {
+      writeFileSync(`/proc/sys/net/ipv6/conf/${name}/disable_ipv6`, "1");
+    } catch {
+      /* nothing reads the TUN here */
+    }
+    ip("addr", "add", `${ipText(local)}/24`, "dev", name);
+  } else {
+    ip("-6", "addr", "add", `${ipText(local)}/64`, "dev", name, "nodad");
+  }
+  ip("link", "set", "dev", name, "mtu", "1500", "up");
+
+  // A run of up to 65 datagrams waits in the socket until this process reads it: room for them (rmem_max permitting).
+  const socket = createSocket({ type: v6 ? "udp6" : "udp4", recvBufferSize: 1 << 20 });
+  const inbox: { data: Buffer; address: string; port: number }[] = [];
+  socket.on("message", (data, rinfo) => inbox.push({ data, address: rinfo.address, port: rinfo.port }));
+  await new Promise<void>((resolve, reject) => {
+    socket.once("error", reject);
+    socket.bind(0, ipText(local), () => resolve());
+  });
+  const port = socket.address().port;
+
+  const SLOT = 2048;
+  const buffer = new SharedArrayBuffer(72 * SLOT);
+  const bytes = new Uint8Array(buffer);
+  let ipId = rng.int(0x10000);
+  const datagram = (payload: Uint8Array): Uint8Array =>
+    buildUdp({ v6, src: remote, dst: local, sport: SPORT, dport: port, payload, id: ipId++ & 0xffff, ttl: 64, tos: 0 });
+
+  /** Writes `datagrams` in one tunWriteBatch (more if the TUN is full) and checks what the socket gets: all but the spoilt ones, in order. */
+  async function run(what: string, datagrams: Uint8Array[], spoilt: Set<number>, want: { writes: number; groups: number; coalesced: number }): Promise<UdpRunReport> {
+    const where = `IPv${family}, ${what}`;
+    inbox.length = 0;
+    const before = native.tunOffloadStats(tun.fd)!;
+    const counters = udpCounters(v6);
+    const l4 = v6 ? 40 : 20;
+    const expected = datagrams.filter((_, i) => !spoilt.has(i)).map((p) => p.subarray(l4 + 8));
+    const offsets = Int32Array.from(datagrams, (_, i) => i * SLOT + (i % 3));
+    const lengths = Int32Array.from(datagrams, (p) => p.length);
+    datagrams.forEach((p, i) => bytes.set(p, offsets[i]!));
+    let written = 0;
+    while (written < datagrams.length) {
+      const n = native.tunWriteBatch(tun.fd, buffer, offsets.subarray(written), lengths.subarray(written), datagrams.length - written);
+      if (n === 0) await ready(native, tun.fd, "w", 3000);
+      written += n;
+    }
+    const until = Date.now() + 5000;
+    while (inbox.length < expected.length) {
+      if (Date.now() > until) {
+        assert.fail(`${where}: the socket got ${inbox.length} of ${expected.length} datagrams; ${JSON.stringify({ stats: native.tunOffloadStats(tun.fd), counters: udpCounters(v6), before: counters })}`);
+      }
+      await sleep(5);
+    }
+    await sleep(50); // anything more (the spoilt one, a duplicate) would be here by now
+    const after = native.tunOffloadStats(tun.fd)!;
+    const counted = udpCounters(v6);
+    const got = { writes: after.writes - before.writes, groups: after.groups - before.groups, coalesced: after.coalesced - before.coalesced };
+    assert.equal(counted.rcvbufErrors - counters.rcvbufErrors, 0, `${where}: the socket's receive buffer overflowed`);
+    assert.equal(inbox.length, expected.length, `${where}: datagrams received`);
+    inbox.forEach((m, i) => {
+      assert.equal(m.address, remoteText, `${where}: datagram ${i} from`);
+      assert.equal(m.port, SPORT, `${where}: datagram ${i} from port`);
+      assertBytes(m.data, expected[i]!, `${where}: datagram ${i} (of the ones not spoilt)`);
+    });
+    assert.deepEqual(got, want, `${where}: offload counters`);
+    const csumErrors = counted.csumErrors - counters.csumErrors;
+    assert.equal(csumErrors, spoilt.size, `${where}: datagrams the kernel dropped for their checksum`);
+    return { written: datagrams.length, spoilt: spoilt.size, expected: expected.length, received: inbox.length, ...got, csumErrors };
+  }
+
+  const runs: Record<string, UdpRunReport> = {};
+  const sized = (sizes: number[]): Uint8Array[] => sizes.map((n) => datagram(rng.bytes(n)));
+  // 40 × 1200 and a shorter last one: one write.
+  runs["a run"] = await run("a run", sized([...new Array<number>(40).fill(1200), 345]), new Set(), { writes: 1, groups: 1, coalesced: 41 });
+  // 65 × 1000: 64 in one write (the most), the 65th alone.
+  runs["65 datagrams"] = await run("65 datagrams", sized(new Array<number>(65).fill(1000)), new Set(), { writes: 2, groups: 1, coalesced: 64 });
+  // 44 × 1472 and the rest of 65535 bytes: the largest write there is.
+  const left = 65535 - (v6 ? 48 : 28) - 44 * 1472;
+  runs["65535 bytes"] = await run("65535 bytes", sized([...new Array<number>(44).fill(1472), left]), new Set(), { writes: 1, groups: 1, coalesced: 45 });
+  // 19 × 1200 and a last one of 77, number 10 with a spoilt checksum: 10 coalesced, 10 alone (dropped by the kernel), 9 coalesced.
+  const second = sized([...new Array<number>(19).fill(1200), 77]);
+  const l4 = v6 ? 40 : 20;
+  const bad = second[10]!;
+  const field = new DataView(bad.buffer).getUint16(l4 + 6);
+  new DataView(bad.buffer).setUint16(l4 + 6, field ^ 0x00ff || field ^ 0xff00); // never 0 (IPv4: no checksum)
+  assert.notDeepEqual(packetProblems(bad), [], "the spoilt datagram");
+  runs["a bad checksum in the middle"] = await run("a bad checksum in the middle", second, new Set([10]), { writes: 3, groups: 2, coalesced: 19 });
+  if (!v6) {
+    // Datagrams sent without a checksum (IPv4: 0) are coalesced too; the kernel computes theirs.
+    const none = sized([...new Array<number>(6).fill(1000), 10]);
+    for (const p of none) p[26] = p[27] = 0;
+    runs["no checksums"] = await run("no checksums", none, new Set(), { writes: 1, groups: 1, coalesced: 7 });
+  }
+  socket.close();
+  native.close(tun.fd);
+  return { runs };
+}
+
+async function deviceChild(mode: "tcp" | "udp"): Promise<void> {
   const watchdog = setTimeout(() => {
     console.error("io-offload child: timed out");
     process.exit(3);
@@ -1398,8 +2069,8 @@ async function deviceChild(): Promise<void> {
   if (!native) throw new Error(`native I/O addon unavailable: ${nativeIoUnavailableReason}`);
   execFileSync("ip", ["link", "set", "lo", "up"], { stdio: ["ignore", "ignore", "inherit"] });
   const childRng = new Rng(SEED ^ 0x5eed);
-  const families: Record<string, DeviceReport> = {};
-  for (const family of [4, 6] as const) families[family] = await tcpThroughTun(native, family, childRng);
+  const families: Record<string, DeviceReport | UdpDeviceReport> = {};
+  for (const family of [4, 6] as const) families[family] = mode === "udp" ? await udpThroughTun(native, family, childRng) : await tcpThroughTun(native, family, childRng);
   console.log(JSON.stringify({ ok: true, families }));
 }
 

@@ -82,6 +82,7 @@ typedef struct tun_device {
   struct tun_device *next;
   int fd;
   bool pending; /* tso holds segments not yet handed out */
+  bool udp_gro; /* UDP runs are coalesced too (until the kernel refuses one) */
   tso_state tso;
   struct {
     int64_t reads, superPackets, segments, checksums, malformed, writes, groups, coalesced;
@@ -781,6 +782,7 @@ static napi_value tun_open(napi_env env, napi_callback_info info) {
     offload = ioctl(fd, TUNSETVNETHDRSZ, &header) == 0 && ioctl(fd, TUNSETOFFLOAD, features) == 0;
     io_scratch *s = scratch(env);
     device->fd = fd;
+    device->udp_gro = true;
     device->next = s->devices;
     s->devices = device;
   }
@@ -888,22 +890,30 @@ static napi_value tun_read_batch(napi_env env, napi_callback_info info) {
 /*
  * The iovec of one write with offloads, starting at packet i: a virtio
  * header, then packet i, then the payloads of the packets after it that
- * continue its TCP flow (GRO). Returns how many packets it takes (>= 1).
+ * continue its flow (GRO; UDP flows too when `udp`). Returns how many packets
+ * it takes (>= 1). When it takes more than one, the first packet's original
+ * headers are kept in `saved` (`*saved_length` bytes) before they are
+ * rewritten for the group, so a refused write can be undone.
  */
-static size_t gro_gather(struct iovec *packets, size_t i, size_t n, struct virtio_net_hdr *header, struct iovec *iov,
-                         size_t *iov_count) {
+static size_t gro_gather(struct iovec *packets, size_t i, size_t n, bool udp, struct virtio_net_hdr *header,
+                         struct iovec *iov, size_t *iov_count, uint8_t *saved, size_t *saved_length) {
   gro_group g;
   size_t j = i + 1;
   iov[0].iov_base = header;
   iov[0].iov_len = VNET_HDR_LEN;
   iov[1] = packets[i];
   *iov_count = 2;
+  *saved_length = 0;
   memset(header, 0, sizeof *header);
-  if (gro_start(&g, packets[i].iov_base, packets[i].iov_len)) {
+  if (gro_start(&g, packets[i].iov_base, packets[i].iov_len, udp)) {
     for (; j < n && gro_append(&g, packets[j].iov_base, packets[j].iov_len); j++) {
       iov[*iov_count].iov_base = (uint8_t *)packets[j].iov_base + g.headers;
       iov[*iov_count].iov_len = packets[j].iov_len - g.headers;
       (*iov_count)++;
+    }
+    if (g.count > 1) {
+      *saved_length = g.headers; /* at most 40 + 60 bytes of IP and TCP headers */
+      memcpy(saved, g.first, g.headers);
     }
     gro_finish(&g, header);
   }
@@ -945,11 +955,19 @@ static napi_value tun_write_batch(napi_env env, napi_callback_info info) {
   while (i < n) {
     struct virtio_net_hdr header;
     struct iovec iov[GRO_MAX_SEGMENTS + 1];
-    size_t iov_count = 1, take = 1;
+    uint8_t saved[128];
+    size_t iov_count = 1, take = 1, saved_length = 0;
     ssize_t r;
-    if (d) take = gro_gather(s->iov, i, n, &header, iov, &iov_count);
+    if (d) take = gro_gather(s->iov, i, n, d->udp_gro, &header, iov, &iov_count, saved, &saved_length);
     do r = d ? writev(fd, iov, (int)iov_count) : write(fd, s->iov[i].iov_base, s->iov[i].iov_len);
     while (r < 0 && errno == EINTR);
+    if (d && r < 0 && errno == EINVAL && header.gso_type == VIRTIO_NET_HDR_GSO_UDP_L4) {
+      /* A kernel without UDP GSO on TUN writes: undo the group's rewrite and
+       * write UDP packet by packet on this device from now on. */
+      memcpy(s->iov[i].iov_base, saved, saved_length);
+      d->udp_gro = false;
+      continue;
+    }
     if (r < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || i > 0) break;
       napi_value error = make_errno_error(env, d ? "writev" : "write", errno, "tunWriteBatch");
@@ -1090,8 +1108,9 @@ static napi_value offload_coalesce(napi_env env, napi_callback_info info) {
   }
   struct virtio_net_hdr header;
   struct iovec iov[GRO_MAX_SEGMENTS + 1];
-  size_t iov_count;
-  size_t take = gro_gather(s->iov, 0, n, &header, iov, &iov_count);
+  uint8_t saved[128];
+  size_t iov_count, saved_length;
+  size_t take = gro_gather(s->iov, 0, n, true, &header, iov, &iov_count, saved, &saved_length);
   size_t at = 0;
   for (size_t k = 0; k < iov_count; k++) {
     if (at + iov[k].iov_len > out_size) return throw_range(env, "offloadCoalesce: out is too small");

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #define IPPROTO_TCP_ 6
+#define IPPROTO_UDP_ 17
 #define TCP_FIN 0x01
 #define TCP_PSH 0x08
 #define TCP_ACK 0x10
@@ -74,10 +75,10 @@ uint32_t checksum_add(uint32_t sum, const uint8_t *p, size_t n) {
   return fold(a);
 }
 
-/* The TCP pseudo-header (RFC 793 §3.1 / RFC 8200 §8.1) of a packet whose TCP segment is `tcp_length` bytes. */
-static uint32_t pseudo_header(const uint8_t *ip, int ipv6, size_t tcp_length) {
+/* The pseudo-header (RFC 793 §3.1, RFC 768, RFC 8200 §8.1) of a packet whose transport segment is `length` bytes. */
+static uint32_t pseudo_header(const uint8_t *ip, int ipv6, uint8_t protocol, size_t length) {
   uint32_t sum = ipv6 ? checksum_add(0, ip + 8, 32) : checksum_add(0, ip + 12, 8);
-  return fold((uint64_t)sum + htons(IPPROTO_TCP_) + htons((uint16_t)tcp_length));
+  return fold((uint64_t)sum + htons(protocol) + htons((uint16_t)length));
 }
 
 static void store_checksum(uint8_t *field, uint32_t folded_sum) {
@@ -88,10 +89,6 @@ static void store_checksum(uint8_t *field, uint32_t folded_sum) {
 static void ipv4_header_checksum(uint8_t *ip, size_t header_length) {
   ip[10] = ip[11] = 0;
   store_checksum(ip + 10, checksum_add(0, ip, header_length));
-}
-
-static int tcp_checksum_ok(const uint8_t *ip, size_t length, size_t l4, int ipv6) {
-  return checksum_add(pseudo_header(ip, ipv6, length - l4), ip + l4, length - l4) == 0xffff;
 }
 
 /* ------------------------------------------------------------------ TSO */
@@ -174,7 +171,7 @@ long tso_next(tso_state *s, uint8_t *out, size_t capacity) {
   /* The payload is summed where it was read, not where it was just copied
    * to: loads from freshly written (not yet owned) cache lines stall. The
    * TCP header's length is a multiple of 4, so the two sums pair up. */
-  uint32_t sum = checksum_add(pseudo_header(out, s->ipv6, total - s->l4), tcp, s->headers - s->l4);
+  uint32_t sum = checksum_add(pseudo_header(out, s->ipv6, IPPROTO_TCP_, total - s->l4), tcp, s->headers - s->l4);
   store_checksum(tcp + 16, checksum_add(sum, in + s->headers + s->at, piece));
   s->at += piece;
   s->index++;
@@ -183,35 +180,59 @@ long tso_next(tso_state *s, uint8_t *out, size_t capacity) {
 
 /* ------------------------------------------------------------------ GRO */
 
-int gro_start(gro_group *g, uint8_t *p, size_t length) {
-  size_t l4;
-  int ipv6;
-  if (length < 40) return 0;
+/* Where the IP header ends and whether it may start or join a group: IPv4
+ * without options or fragments, with a good header checksum (the rewrite in
+ * gro_finish would hide a bad one), or IPv6 without extension headers; the
+ * length exact. Returns the transport header's offset, or 0. */
+static size_t gro_ip(const uint8_t *p, size_t length, int *ipv6, uint8_t *protocol) {
+  if (length < 28) return 0;
   if (p[0] == 0x45) {
-    /* No options, not a fragment (MF clear, offset 0), the length exact. */
-    if (get16(p + 2) != length || (get16(p + 6) & 0x3fff) != 0 || p[9] != IPPROTO_TCP_) return 0;
-    if (checksum_add(0, p, 20) != 0xffff) return 0; /* the rewrite below would hide a bad header checksum */
-    l4 = 20, ipv6 = 0;
-  } else if (p[0] >> 4 == 6) {
-    if (length < 60 || (size_t)get16(p + 4) + 40 != length || p[6] != IPPROTO_TCP_) return 0;
-    l4 = 40, ipv6 = 1;
+    if (get16(p + 2) != length || (get16(p + 6) & 0x3fff) != 0 || checksum_add(0, p, 20) != 0xffff) return 0;
+    *ipv6 = 0, *protocol = p[9];
+    return 20;
+  }
+  if (p[0] >> 4 == 6 && length >= 48 && (size_t)get16(p + 4) + 40 == length) {
+    *ipv6 = 1, *protocol = p[6];
+    return 40;
+  }
+  return 0;
+}
+
+/* The transport checksum of a whole packet verifies (RFC 768: an IPv4 UDP checksum of 0 means none was sent). */
+static int transport_checksum_ok(const uint8_t *ip, size_t length, size_t l4, int ipv6, uint8_t protocol) {
+  if (protocol == IPPROTO_UDP_ && !ipv6 && ip[l4 + 6] == 0 && ip[l4 + 7] == 0) return 1;
+  return checksum_add(pseudo_header(ip, ipv6, protocol, length - l4), ip + l4, length - l4) == 0xffff;
+}
+
+int gro_start(gro_group *g, uint8_t *p, size_t length, int udp) {
+  int ipv6;
+  uint8_t protocol;
+  size_t l4 = gro_ip(p, length, &ipv6, &protocol), headers;
+  uint8_t flags = 0;
+  if (l4 == 0) return 0;
+  if (protocol == IPPROTO_TCP_) {
+    if (length < l4 + 20) return 0;
+    headers = l4 + (size_t)(p[l4 + 12] >> 4) * 4;
+    flags = p[l4 + 13];
+    if (headers < l4 + 20 || headers >= length || (flags & (uint8_t)~TCP_PSH) != TCP_ACK) return 0;
+  } else if (protocol == IPPROTO_UDP_ && udp) {
+    headers = l4 + 8;
+    if (headers >= length || get16(p + l4 + 4) != length - l4) return 0;
   } else {
     return 0;
   }
-  size_t headers = l4 + (size_t)(p[l4 + 12] >> 4) * 4;
-  uint8_t flags = p[l4 + 13];
-  if (headers < l4 + 20 || headers >= length || (flags & (uint8_t)~TCP_PSH) != TCP_ACK) return 0;
   /* The kernel trusts a GSO write's checksum (CHECKSUM_PARTIAL): check each member here, as its GRO does. */
-  if (!tcp_checksum_ok(p, length, l4, ipv6)) return 0;
+  if (!transport_checksum_ok(p, length, l4, ipv6, protocol)) return 0;
   g->first = p;
   g->first_length = length;
   g->headers = headers;
   g->l4 = l4;
   g->mss = length - headers;
   g->total = length;
-  g->next_seq = get32(p + l4 + 4) + (uint32_t)g->mss;
+  g->next_seq = protocol == IPPROTO_TCP_ ? get32(p + l4 + 4) + (uint32_t)g->mss : 0;
   g->count = 1;
   g->ipv6 = ipv6;
+  g->protocol = protocol;
   g->closed = (flags & TCP_PSH) != 0;
   g->flags = flags;
   return 1;
@@ -224,21 +245,25 @@ int gro_append(gro_group *g, const uint8_t *p, size_t length) {
   size_t payload = length - g->headers;
   if (payload > g->mss || g->total + payload > 65535) return 0;
   const uint8_t *f = g->first;
-  if (g->ipv6) {
-    /* Version, class, flow label; next header, hop limit; addresses. */
-    if ((size_t)get16(p + 4) + 40 != length || !same(p, f, 0, 4) || !same(p, f, 6, 40)) return 0;
-  } else {
-    /* Version/IHL and TOS; flags/fragment, TTL, protocol; addresses (not length, ID, checksum). */
-    if (get16(p + 2) != length || !same(p, f, 0, 2) || !same(p, f, 6, 10) || !same(p, f, 12, 20)) return 0;
-    if (checksum_add(0, p, 20) != 0xffff) return 0;
-  }
+  int ipv6 = 0;
+  uint8_t protocol = 0;
+  if (gro_ip(p, length, &ipv6, &protocol) != g->l4 || ipv6 != g->ipv6 || protocol != g->protocol) return 0;
+  /* IPv6: version, class, flow label; next header, hop limit; addresses. IPv4:
+   * version/IHL and TOS; flags/fragment, TTL, protocol; addresses (not length, ID, checksum). */
+  if (ipv6 ? !same(p, f, 0, 4) || !same(p, f, 6, 40) : !same(p, f, 0, 2) || !same(p, f, 6, 10) || !same(p, f, 12, 20)) return 0;
   const uint8_t *t = p + g->l4, *ft = f + g->l4;
-  uint8_t flags = t[13];
-  /* Ports; ack; data offset; window and urgent pointer; options byte for byte. */
-  if (!same(t, ft, 0, 4) || get32(t + 4) != g->next_seq || !same(t, ft, 8, 13) || !same(t, ft, 14, 16) ||
-      !same(t, ft, 18, g->headers - g->l4) || (flags & (uint8_t)~TCP_PSH) != TCP_ACK)
-    return 0;
-  if (!tcp_checksum_ok(p, length, g->l4, g->ipv6)) return 0;
+  uint8_t flags = 0;
+  if (protocol == IPPROTO_TCP_) {
+    flags = t[13];
+    /* Ports; ack; data offset; window and urgent pointer; options byte for byte. */
+    if (!same(t, ft, 0, 4) || get32(t + 4) != g->next_seq || !same(t, ft, 8, 13) || !same(t, ft, 14, 16) ||
+        !same(t, ft, 18, g->headers - g->l4) || (flags & (uint8_t)~TCP_PSH) != TCP_ACK)
+      return 0;
+  } else {
+    /* UDP: the same ports, a whole datagram; order is all there is to keep. */
+    if (!same(t, ft, 0, 4) || get16(t + 4) != length - g->l4) return 0;
+  }
+  if (!transport_checksum_ok(p, length, g->l4, ipv6, protocol)) return 0;
   g->total += payload;
   g->next_seq += (uint32_t)payload;
   g->count++;
@@ -257,17 +282,24 @@ void gro_finish(gro_group *g, struct virtio_net_hdr *h) {
     put16(p + 2, (uint16_t)g->total);
     ipv4_header_checksum(p, 20);
   }
-  uint8_t *tcp = p + g->l4;
-  tcp[13] = g->flags;
+  uint8_t *l4 = p + g->l4;
+  size_t field = 16;
+  if (g->protocol == IPPROTO_TCP_) {
+    l4[13] = g->flags;
+    h->gso_type = g->ipv6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4;
+  } else {
+    /* The kernel cuts it back into datagrams of gso_size, each with its own length and checksum. */
+    put16(l4 + 4, (uint16_t)(g->total - g->l4));
+    field = 6;
+    h->gso_type = VIRTIO_NET_HDR_GSO_UDP_L4;
+  }
   /* CHECKSUM_PARTIAL: the field holds the pseudo-header sum, uncomplemented;
    * whoever needs the full checksum sums from csum_start over it. */
-  uint32_t sum = pseudo_header(p, g->ipv6, g->total - g->l4);
-  uint16_t c = (uint16_t)sum;
-  memcpy(tcp + 16, &c, 2);
+  uint16_t c = (uint16_t)pseudo_header(p, g->ipv6, g->protocol, g->total - g->l4);
+  memcpy(l4 + field, &c, 2);
   h->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-  h->gso_type = g->ipv6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4;
   h->hdr_len = (uint16_t)g->headers;
   h->gso_size = (uint16_t)g->mss;
   h->csum_start = (uint16_t)g->l4;
-  h->csum_offset = 16;
+  h->csum_offset = (uint16_t)field;
 }

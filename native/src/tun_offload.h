@@ -17,7 +17,7 @@
  *  - tso_next() writes one complete packet (headers fixed, checksums correct)
  *    to out[0, capacity) and returns its length; never writes past capacity.
  *  - gro_*() work on packets in place; gro_finish() rewrites the first
- *    packet's IP and TCP headers (lengths, checksums) for the whole group.
+ *    packet's IP and TCP/UDP headers (lengths, checksums) for the whole group.
  */
 #ifndef SLUICE_TUN_OFFLOAD_H
 #define SLUICE_TUN_OFFLOAD_H
@@ -25,6 +25,10 @@
 #include <linux/virtio_net.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#ifndef VIRTIO_NET_HDR_GSO_UDP_L4
+#define VIRTIO_NET_HDR_GSO_UDP_L4 5 /* Linux 4.18+; older headers lack the name */
+#endif
 
 #define VNET_HDR_LEN ((size_t)sizeof(struct virtio_net_hdr))
 /* The most a TUN read can carry: an IP packet of at most 64 KB plus the header. */
@@ -66,9 +70,10 @@ typedef struct {
   size_t l4;
   size_t mss;     /* payload of the first member; every other member has at most this */
   size_t total;   /* bytes of the super-packet (IP packet) so far */
-  uint32_t next_seq;
+  uint32_t next_seq; /* TCP */
   uint32_t count;
   int ipv6;
+  uint8_t protocol; /* TCP (6) or UDP (17) */
   int closed;     /* a short or PSH segment ended it */
   uint8_t flags;  /* TCP flags to put in the super-packet (PSH of the last member) */
 } gro_group;
@@ -76,10 +81,12 @@ typedef struct {
 /*
  * Starts a group with `packet` when it is a candidate (IPv4 without options
  * or fragments, or IPv6 without extension headers; TCP with ACK and maybe
- * PSH only; payload; a valid TCP checksum). Returns 1 when it can start one,
- * 0 when the packet must be written on its own.
+ * PSH only, or, when `udp` is set, UDP; a payload; a valid checksum).
+ * Returns 1 when it can start one, 0 when the packet must be written on its
+ * own. UDP groups become VIRTIO_NET_HDR_GSO_UDP_L4 writes, which the kernel
+ * cuts back into the same datagrams (UDP's only order is kept).
  */
-int gro_start(gro_group *g, uint8_t *packet, size_t length);
+int gro_start(gro_group *g, uint8_t *packet, size_t length, int udp);
 
 /* Appends `packet` when it continues the group's flow exactly; returns 1 when appended (its payload is at packet + g->headers). */
 int gro_append(gro_group *g, const uint8_t *packet, size_t length);
