@@ -21,9 +21,9 @@ import { connect, type Socket } from "node:net";
 import { endianness } from "node:os";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { loadNativeIo, nativeIoUnavailableReason, type NativeIo, type PollEvents } from "../src/io/native.js";
+import { loadNativeIo, nativeIoUnavailableReason, type NativeIo } from "../src/io/native.js";
 import { concat, Rng, SEED } from "./helpers.js";
-import { runChildInNamespace, tunDeviceSkip, useNamespace } from "./fixtures/netns.js";
+import { ready, runChildInNamespace, tunDeviceSkip, useNamespace } from "./fixtures/netns.js";
 
 const SELF = fileURLToPath(import.meta.url);
 const io = loadNativeIo();
@@ -1621,20 +1621,6 @@ interface DeviceReport {
   ms: number[];
 }
 
-function ready(native: NativeIo, fd: number, events: PollEvents, ms: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      handle.stop();
-      reject(new Error(`fd ${fd} not ready for '${events}' within ${ms} ms`));
-    }, ms);
-    const handle = native.poll(fd, events, (_events, error) => {
-      handle.stop();
-      clearTimeout(timer);
-      if (error) reject(error);
-      else resolve();
-    });
-  });
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

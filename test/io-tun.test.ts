@@ -11,8 +11,8 @@ import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { HEADROOM } from "../src/engine/layout.js";
 import { ADDRESS_BYTES, decodeAddress, encodeAddress } from "../src/io/address.js";
-import { loadNativeIo, nativeIoAddonPath, nativeIoUnavailableReason, type NativeIo, type PollEvents } from "../src/io/native.js";
-import { hasTool, run, runChildInNamespace, tunDeviceSkip, useNamespace } from "./fixtures/netns.js";
+import { loadNativeIo, nativeIoAddonPath, nativeIoUnavailableReason, type NativeIo } from "../src/io/native.js";
+import { hasTool, ready, run, runChildInNamespace, tunDeviceSkip, useNamespace } from "./fixtures/netns.js";
 
 const SELF = fileURLToPath(import.meta.url);
 const SLOT = 2048;
@@ -28,20 +28,6 @@ function sh(...args: string[]): void {
   execFileSync("ip", args, { stdio: ["ignore", "ignore", "inherit"] });
 }
 
-function ready(native: NativeIo, fd: number, events: PollEvents, ms = 3000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      handle.stop();
-      reject(new Error(`fd ${fd} not ready for '${events}' within ${ms} ms`));
-    }, ms);
-    const handle = native.poll(fd, events, (_events, error) => {
-      handle.stop();
-      clearTimeout(timer);
-      if (error) reject(error);
-      else resolve();
-    });
-  });
-}
 
 function ipv4Bytes(text: string): number[] {
   return text.split(".").map(Number);

@@ -8,6 +8,7 @@ import { Worker } from "node:worker_threads";
 import { HEADROOM } from "../src/engine/layout.js";
 import { ADDRESS_BYTES, decodeAddress, encodeAddress } from "../src/io/address.js";
 import { loadNativeIo, nativeIoAddonPath, nativeIoUnavailableReason, type NativeIo, type PollEvents } from "../src/io/native.js";
+import { ready } from "./fixtures/netns.js";
 
 const io = loadNativeIo();
 const SLOT = 2048;
@@ -38,21 +39,6 @@ function fill(bytes: Uint8Array, at: number, length: number, seed: number): void
   }
 }
 
-/** Resolves at the next readiness of fd (or rejects after ms). */
-function ready(native: NativeIo, fd: number, events: PollEvents, ms = 3000): Promise<PollEvents> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      handle.stop();
-      reject(new Error(`fd ${fd} not ready for '${events}' within ${ms} ms`));
-    }, ms);
-    const handle = native.poll(fd, events, (got, error) => {
-      handle.stop();
-      clearTimeout(timer);
-      if (error) reject(error);
-      else resolve(got);
-    });
-  });
-}
 
 /** Receives until `count` packets arrived, waiting on readiness in between. */
 async function receiveAll(
