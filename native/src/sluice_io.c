@@ -7,7 +7,9 @@
  * whole batch of packets straight into slots of that memory (recvmmsg, read on
  * a TUN) and read a whole batch straight out of it (sendmmsg, write), so a
  * packet's bytes are never copied into a JavaScript object. Readiness comes
- * from libuv (uv_poll_t) on Node's own loop, so nothing ever spins.
+ * from libuv (uv_poll_t) on Node's own loop, so nothing ever spins. TUN
+ * devices may use offloads (tun_offload.c): a 64 KB TCP super-packet per
+ * read, a run of one flow's packets per write.
  *
  * Why plain C on Node-API (NAPI_VERSION 8): no C++ toolchain quirks, no
  * node-addon-api dependency, one binary for every Node >= 16.
@@ -74,8 +76,6 @@ typedef union {
   struct cmsghdr align;
 } control_buf;
 
-/* Per-environment scratch for the message headers of one batch (the addon may
- * be loaded by several worker threads, each with its own environment). */
 /* A TUN device opened with offloads (IFF_VNET_HDR): its read buffer, the
  * super-packet being cut into segments across calls, and counters. */
 typedef struct tun_device {
@@ -90,6 +90,9 @@ typedef struct tun_device {
   uint8_t read[TSO_READ_MAX];
 } tun_device;
 
+/* Per-environment scratch for the message headers of one batch (the addon may
+ * be loaded by several worker threads, each with its own environment), and
+ * the TUN devices opened with offloads in that environment. */
 typedef struct {
   struct mmsghdr msgs[BATCH_MAX];
   struct iovec iov[BATCH_MAX];
@@ -727,8 +730,9 @@ static void forget_device(io_scratch *s, int fd) {
  * tunOpen(name, options?) -> { fd, name, offload }
  * options.offload: IFF_VNET_HDR with TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6:
  * reads may yield TCP super-packets, which tunReadBatch cuts into segments,
- * and tunWriteBatch coalesces TCP segments into super-packets. `offload` in
- * the result says whether the kernel took it (else the device is plain).
+ * and tunWriteBatch coalesces runs of TCP segments or UDP datagrams into
+ * super-packets. `offload` in the result says whether the kernel took TSO
+ * (the device carries the virtio header either way).
  */
 static napi_value tun_open(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -924,9 +928,9 @@ static size_t gro_gather(struct iovec *packets, size_t i, size_t n, bool udp, st
  * tunWriteBatch(fd, buffer, offsets, lengths, count) -> packets written
  * One write() per packet; stops at EAGAIN. An error on the first packet
  * throws (err.index = 0); after that the count written so far is returned.
- * On a device opened with offload, consecutive segments of one TCP flow go
- * out as one super-packet write (their first packet's headers are rewritten
- * in place for it).
+ * On a device opened with offload, consecutive segments of one TCP flow, or
+ * datagrams of one UDP flow, go out as one super-packet write (their first
+ * packet's headers are rewritten in place for it).
  */
 static napi_value tun_write_batch(napi_env env, napi_callback_info info) {
   size_t argc = 5;

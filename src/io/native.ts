@@ -66,7 +66,7 @@ export interface TunOptions {
    * may bring a TCP super-packet of up to 64 KB, which tunReadBatch cuts into
    * MTU-sized segments, and tunWriteBatch writes runs of one TCP flow's
    * segments as one super-packet. Packets in and out of the calls stay plain
-   * IP packets either way.
+   * IP packets either way. UDP runs of one flow are coalesced on write too.
    */
   offload?: boolean;
 }
