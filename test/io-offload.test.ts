@@ -1608,7 +1608,7 @@ if (CHILD === "1" || CHILD === "udp") {
 /* ============================================ the child, in the namespace */
 
 interface DeviceReport {
-  stats: { reads: number; superPackets: number; segments: number; checksums: number; malformed: number; writes: number; groups: number; coalesced: number };
+  stats: { reads: number; superPackets: number; segments: number; checksums: number; malformed: number; writes: number; groups: number; coalesced: number; refused: number };
   sent: number;
   received: number;
   returned: number;
@@ -1661,7 +1661,7 @@ async function tcpThroughTun(native: NativeIo, family: 4 | 6, rng: Rng): Promise
 
   const tun = native.tunOpen(name, { offload: true });
   assert.equal(tun.offload, true, "the kernel granted the offloads");
-  assert.deepEqual(native.tunOffloadStats(tun.fd), { reads: 0, superPackets: 0, segments: 0, checksums: 0, malformed: 0, writes: 0, groups: 0, coalesced: 0 });
+  assert.deepEqual(native.tunOffloadStats(tun.fd), { reads: 0, superPackets: 0, segments: 0, checksums: 0, malformed: 0, writes: 0, groups: 0, coalesced: 0, refused: 0 });
   const ip = (...args: string[]): void => {
     execFileSync("ip", args, { stdio: ["ignore", "ignore", "inherit"] });
   };

@@ -82,10 +82,11 @@ typedef struct tun_device {
   struct tun_device *next;
   int fd;
   bool pending; /* tso holds segments not yet handed out */
+  bool tcp_gro; /* TCP runs are coalesced (until the kernel refuses one) */
   bool udp_gro; /* UDP runs are coalesced too (until the kernel refuses one) */
   tso_state tso;
   struct {
-    int64_t reads, superPackets, segments, checksums, malformed, writes, groups, coalesced;
+    int64_t reads, superPackets, segments, checksums, malformed, writes, groups, coalesced, refused;
   } stats;
   uint8_t read[TSO_READ_MAX];
 } tun_device;
@@ -777,6 +778,9 @@ static napi_value tun_open(napi_env env, napi_callback_info info) {
     }
     return throw_errno(env, "ioctl(TUNSETIFF)", err, "tunOpen");
   }
+  /* An entry left by a descriptor closed other than through close() would
+   * make this one (same number) look like an offload device. */
+  forget_device(scratch(env), fd);
   if (device) {
     /* Without TSO the device still carries a virtio header on every packet
      * (IFF_VNET_HDR cannot be undone), so it stays registered either way;
@@ -786,6 +790,7 @@ static napi_value tun_open(napi_env env, napi_callback_info info) {
     offload = ioctl(fd, TUNSETVNETHDRSZ, &header) == 0 && ioctl(fd, TUNSETOFFLOAD, features) == 0;
     io_scratch *s = scratch(env);
     device->fd = fd;
+    device->tcp_gro = true;
     device->udp_gro = true;
     device->next = s->devices;
     s->devices = device;
@@ -899,7 +904,7 @@ static napi_value tun_read_batch(napi_env env, napi_callback_info info) {
  * headers are kept in `saved` (`*saved_length` bytes) before they are
  * rewritten for the group, so a refused write can be undone.
  */
-static size_t gro_gather(struct iovec *packets, size_t i, size_t n, bool udp, struct virtio_net_hdr *header,
+static size_t gro_gather(struct iovec *packets, size_t i, size_t n, bool tcp, bool udp, struct virtio_net_hdr *header,
                          struct iovec *iov, size_t *iov_count, uint8_t *saved, size_t *saved_length) {
   gro_group g;
   size_t j = i + 1;
@@ -909,7 +914,7 @@ static size_t gro_gather(struct iovec *packets, size_t i, size_t n, bool udp, st
   *iov_count = 2;
   *saved_length = 0;
   memset(header, 0, sizeof *header);
-  if (gro_start(&g, packets[i].iov_base, packets[i].iov_len, udp)) {
+  if (gro_start(&g, packets[i].iov_base, packets[i].iov_len, tcp, udp)) {
     for (; j < n && gro_append(&g, packets[j].iov_base, packets[j].iov_len); j++) {
       iov[*iov_count].iov_base = (uint8_t *)packets[j].iov_base + g.headers;
       iov[*iov_count].iov_len = packets[j].iov_len - g.headers;
@@ -962,14 +967,18 @@ static napi_value tun_write_batch(napi_env env, napi_callback_info info) {
     uint8_t saved[128];
     size_t iov_count = 1, take = 1, saved_length = 0;
     ssize_t r;
-    if (d) take = gro_gather(s->iov, i, n, d->udp_gro, &header, iov, &iov_count, saved, &saved_length);
+    if (d) take = gro_gather(s->iov, i, n, d->tcp_gro, d->udp_gro, &header, iov, &iov_count, saved, &saved_length);
     do r = d ? writev(fd, iov, (int)iov_count) : write(fd, s->iov[i].iov_base, s->iov[i].iov_len);
     while (r < 0 && errno == EINTR);
-    if (d && r < 0 && errno == EINVAL && header.gso_type == VIRTIO_NET_HDR_GSO_UDP_L4) {
-      /* A kernel without UDP GSO on TUN writes: undo the group's rewrite and
-       * write UDP packet by packet on this device from now on. */
+    if (d && r < 0 && errno == EINVAL && take > 1) {
+      /* A kernel that refuses this kind of GSO write: no UDP GSO on TUN
+       * writes (before 6.2), or the stable kernels (6.6.44, 6.10.3, …) that
+       * refused a last TCP segment shorter than gso_size. Undo the group's
+       * rewrite and write that protocol packet by packet on this device. */
       memcpy(s->iov[i].iov_base, saved, saved_length);
-      d->udp_gro = false;
+      if (header.gso_type == VIRTIO_NET_HDR_GSO_UDP_L4) d->udp_gro = false;
+      else d->tcp_gro = false;
+      d->stats.refused++;
       continue;
     }
     if (r < 0) {
@@ -1043,6 +1052,7 @@ static napi_value tun_offload_stats(napi_env env, napi_callback_info info) {
   set_int(env, result, "writes", d->stats.writes);
   set_int(env, result, "groups", d->stats.groups);
   set_int(env, result, "coalesced", d->stats.coalesced);
+  set_int(env, result, "refused", d->stats.refused);
   return result;
 }
 
@@ -1114,7 +1124,7 @@ static napi_value offload_coalesce(napi_env env, napi_callback_info info) {
   struct iovec iov[GRO_MAX_SEGMENTS + 1];
   uint8_t saved[128];
   size_t iov_count, saved_length;
-  size_t take = gro_gather(s->iov, 0, n, true, &header, iov, &iov_count, saved, &saved_length);
+  size_t take = gro_gather(s->iov, 0, n, true, true, &header, iov, &iov_count, saved, &saved_length);
   size_t at = 0;
   for (size_t k = 0; k < iov_count; k++) {
     if (at + iov[k].iov_len > out_size) return throw_range(env, "offloadCoalesce: out is too small");

@@ -204,13 +204,13 @@ static int transport_checksum_ok(const uint8_t *ip, size_t length, size_t l4, in
   return checksum_add(pseudo_header(ip, ipv6, protocol, length - l4), ip + l4, length - l4) == 0xffff;
 }
 
-int gro_start(gro_group *g, uint8_t *p, size_t length, int udp) {
+int gro_start(gro_group *g, uint8_t *p, size_t length, int tcp, int udp) {
   int ipv6;
   uint8_t protocol;
   size_t l4 = gro_ip(p, length, &ipv6, &protocol), headers;
   uint8_t flags = 0;
   if (l4 == 0) return 0;
-  if (protocol == IPPROTO_TCP_) {
+  if (protocol == IPPROTO_TCP_ && tcp) {
     if (length < l4 + 20) return 0;
     headers = l4 + (size_t)(p[l4 + 12] >> 4) * 4;
     flags = p[l4 + 13];

@@ -81,12 +81,13 @@ typedef struct {
 /*
  * Starts a group with `packet` when it is a candidate (IPv4 without options
  * or fragments, or IPv6 without extension headers; TCP with ACK and maybe
- * PSH only, or, when `udp` is set, UDP; a payload; a valid checksum).
+ * PSH only, when `tcp` is set; UDP when `udp` is set; a payload; a valid
+ * checksum).
  * Returns 1 when it can start one, 0 when the packet must be written on its
  * own. UDP groups become VIRTIO_NET_HDR_GSO_UDP_L4 writes, which the kernel
  * cuts back into the same datagrams (UDP's only order is kept).
  */
-int gro_start(gro_group *g, uint8_t *packet, size_t length, int udp);
+int gro_start(gro_group *g, uint8_t *packet, size_t length, int tcp, int udp);
 
 /* Appends `packet` when it continues the group's flow exactly; returns 1 when appended (its payload is at packet + g->headers). */
 int gro_append(gro_group *g, const uint8_t *packet, size_t length);

@@ -97,6 +97,8 @@ export interface TunOffloadStats {
   groups: number;
   /** ...which carried this many segments in all. */
   coalesced: number;
+  /** Coalesced writes the kernel refused (EINVAL); that protocol is then written packet by packet. */
+  refused: number;
 }
 
 export type PollEvents = "r" | "w" | "rw";
