@@ -136,6 +136,7 @@ class InnerSink implements InnerPort {
 /** The outer side as a stub: collects (copies of) the ESP packets the forwarder sends. */
 class OuterSink implements OuterPort {
   readonly port = 0;
+  readonly batchesPerRead = 1;
   readonly packets: Buffer[] = [];
   engine: Engine | undefined;
   send(entries: Entries, count: number): void {

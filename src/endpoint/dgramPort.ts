@@ -61,6 +61,9 @@ export class DgramPort implements OuterPort, PortableReceiver {
     return this.#socket!.port;
   }
 
+  /** One open batch at a time (the accumulator). */
+  readonly batchesPerRead = 1;
+
   start(): void {
     this.#receiving = true;
   }

@@ -138,11 +138,30 @@ export class Forwarder {
     this.#outer?.pause();
   }
 
+  /**
+   * Whether the inner port may take another batch region: it leaves the
+   * outer port what one of its reads needs, or a TUN with TCP super-packets
+   * to read would take every region a completion frees (its reads come
+   * first, synchronously) and the UDP side, the peer's ACKs included, would
+   * wait until the TUN ran dry.
+   */
+  innerMayRead(): boolean {
+    const reserve = Math.min(this.#outer?.batchesPerRead ?? 0, this.engine.layout.maxInFlight - 1);
+    return this.engine.freeBatches > reserve;
+  }
+
+  /** Stops the inner port only (it left the rest to the outer one); both resume at the next completion. */
+  pauseInner(): void {
+    this.#paused = true;
+    this.#inner?.pause();
+  }
+
   #resume(): void {
     if (this.#stopped) return;
     this.#paused = false;
-    this.#inner?.resume();
+    // The outer port first: the inner one may read at once (a TUN's leftover segments).
     this.#outer?.resume();
+    this.#inner?.resume();
   }
 
   /** Stops both ports for good; batches in flight still complete. */

@@ -59,6 +59,8 @@ export interface InnerPort extends Port {
 export interface OuterPort extends Port {
   /** The bound UDP port. */
   readonly port: number;
+  /** Batch regions one read may need: the inner port leaves that many free for it. */
+  readonly batchesPerRead: number;
   /** Sends sealed packets, in order, each to its peer's address; what cannot be sent is the port's to count. */
   send(entries: Entries, count: number): void;
   /** Sends NAT keepalives (one-byte datagrams) to the entries' peers; returns how many were sent. */

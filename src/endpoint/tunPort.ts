@@ -31,6 +31,8 @@ export class TunPort implements InnerPort {
   #tunPoll: PollHandle | undefined;
   #stopped = false;
   #closed = false;
+  /** The last read filled every slot: segments of a super-packet may wait in the addon. */
+  #mayHaveLeftovers = false;
   // Bound once: a readiness callback allocates nothing.
   readonly #onTunReadable = (): void => {
     try {
@@ -93,7 +95,7 @@ export class TunPort implements InnerPort {
     this.#tunPoll = this.io.poll(this.fd, "r", this.#onTunReadable);
     // The rest of a super-packet may be waiting in the addon while the device
     // has nothing new to read (so it will not turn readable): read it now.
-    if (this.offload) this.#onTunReadable();
+    if (this.#mayHaveLeftovers) this.#onTunReadable();
   }
 
   stop(): void {
@@ -116,6 +118,7 @@ export class TunPort implements InnerPort {
     const engine = host.engine;
     const bytes = engine.bytes;
     for (;;) {
+      if (!host.innerMayRead()) return host.pauseInner();
       const batch = read.start(engine, "seal");
       if (batch === null) return host.pause();
       this.#building = batch;
@@ -130,6 +133,7 @@ export class TunPort implements InnerPort {
       if (batch.count === 0) batch.release();
       else host.submitSeal(batch);
       this.#building = null;
+      this.#mayHaveLeftovers = this.offload && n === slots;
       if (n < slots) return; // the TUN is drained (and no segments are left over)
     }
   }

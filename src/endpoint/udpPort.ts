@@ -22,8 +22,8 @@ import { ReadScratch } from "./readScratch.js";
 /** UDP GRO: super-packets are received into this many areas of this size (the I/O scratch). */
 const GRO_AREAS = 4;
 const GRO_AREA = 65536;
-/** The most datagrams one GRO receive can hold (64 KB of 1400-byte ones is 46). */
-const GRO_PACKETS = GRO_AREAS * 48;
+/** The most datagrams one GRO receive can hold: the kernel coalesces up to 64 per area (UDP_GRO_CNT_MAX). */
+const GRO_PACKETS = GRO_AREAS * 64;
 
 /** UDP GSO limits: segments per send (the kernel's UDP_MAX_SEGMENTS) and payload bytes. */
 const GSO_MAX_SEGMENTS = 64;
@@ -85,6 +85,11 @@ export class NativeUdpPort implements OuterPort {
     const family = config.local.address.includes(":") ? 6 : 4;
     const udp = io.udpOpen(family, config.local.address, config.local.port, { gro: process.env.SLUICE_GRO !== "0" });
     return new NativeUdpPort(io, udp.fd, udp.port, udp.gso, udp.groEnabled);
+  }
+
+  /** Batch regions one receive may fill (the TUN side leaves them free: see Forwarder.innerMayRead). */
+  get batchesPerRead(): number {
+    return this.groEnabled ? Math.ceil(GRO_PACKETS / this.#host!.engine.layout.batchSize) : 1;
   }
 
   /** Bytes of the engine's I/O scratch the GRO receive areas need (give it to createEngine). */
@@ -230,7 +235,7 @@ export class NativeUdpPort implements OuterPort {
     const gro = this.#groState;
     for (;;) {
       // Room for a whole receive first (at most GRO_PACKETS datagrams): what cannot be placed is lost.
-      if (engine.freeSlots < GRO_PACKETS || engine.freeBatches < Math.ceil(GRO_PACKETS / engine.layout.batchSize)) return host.pause();
+      if (engine.freeSlots < GRO_PACKETS || engine.freeBatches < this.batchesPerRead) return host.pause();
       let n: number;
       try {
         n = this.io.udpRecvBatch(this.fd, bytes, gro.offsets, GRO_AREA, gro.lengths, null, GRO_AREAS, gro.segments);
