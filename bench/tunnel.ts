@@ -91,7 +91,13 @@ export function runTunnelSuite(options: { repeat: number; duration: number; udpR
         env: { ...env, MODES: "udp", UDP_LEN: String(FIXED_RATE_DATAGRAM), LABEL_SUFFIX: `@${options.udpRate}`, SLUICE_UDP_RATE: options.udpRate, PATH: `${rateWrapper}:${process.env.PATH ?? ""}` },
         encoding: "utf8", maxBuffer: 1 << 24,
       });
-      for (const line of `${fixed.stdout}${fixed.stderr}`.split("\n")) if (line.startsWith("SUMMARY")) log(`  ${line}`);
+      const fixedOutput = `${fixed.stdout}${fixed.stderr}`;
+      if (fixed.status !== 0) {
+        const reason = fixedOutput.trim().split("\n").filter(Boolean).slice(-2).join(" / ") || `exit ${fixed.status}`;
+        skipped.push({ label: `${peer.label}@${options.udpRate}`, reason });
+        log(`  skipped: ${reason}`);
+      }
+      for (const line of fixedOutput.split("\n")) if (line.startsWith("SUMMARY")) log(`  ${line}`);
     }
     const rows = summarize(existsSync(results) ? readFileSync(results, "utf8") : "", options.udpRate);
     return { udpRate: options.udpRate, rows, skipped, threads };
