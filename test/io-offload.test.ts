@@ -675,6 +675,32 @@ if (CHILD === "1" || CHILD === "udp") {
       }
     });
 
+    test("IPv6 behind hop-by-hop options: TCP found past the header chain, every segment right", () => {
+      for (const mss of [536, 1380]) {
+        const spec = baseSpec(true, rng.bytes(9000), { hopByHop: true, flags: ACK | PSH });
+        const want = referenceSegments(spec, mss);
+        const got = segment(native, superRead(spec, mss), 1500, want.length + 1);
+        assert.equal(got.count, want.length, `MSS ${mss}`);
+        for (let i = 0; i < want.length; i++) {
+          assertValidPacket(got.packets[i]!, `MSS ${mss} segment ${i}`);
+          assertBytes(got.packets[i]!, want[i]!, `MSS ${mss} segment ${i}`);
+        }
+      }
+    });
+
+    test("a forwarded GRO packet (DATA_VALID, csum_start 0) is cut by its IP header, v4 and v6", () => {
+      for (const v6 of [false, true]) {
+        const spec = baseSpec(v6, rng.bytes(7000), { flags: ACK });
+        const read = superRead(spec, 1448);
+        // What tun_put_user writes for a CHECKSUM_UNNECESSARY skb: flags DATA_VALID (2), no csum_start/offset.
+        const forwarded = concat(vnet({ ...parseVnet(read), flags: 2, csumStart: 0, csumOffset: 0 }), read.subarray(VNET));
+        const want = referenceSegments(spec, 1448);
+        const got = segment(native, forwarded, 1600, want.length + 1); // IPv6: 72 bytes of headers + 1448
+        assert.equal(got.count, want.length, `IPv${v6 ? 6 : 4}`);
+        for (let i = 0; i < want.length; i++) assertBytes(got.packets[i]!, want[i]!, `IPv${v6 ? 6 : 4} segment ${i}`);
+      }
+    });
+
     test("out of exactly count × capacity bytes, and count lengths, is room enough", () => {
       // The TSDoc: segment k lands at out[k * capacity, +lengths[k]); -1 only
       // when malformed or a segment exceeds capacity.
@@ -789,7 +815,9 @@ if (CHILD === "1" || CHILD === "udp") {
         ["a GSO read shorter than an IPv6 header", good6.subarray(0, VNET + 30)],
         ["GSO TCPV4 of a UDP packet", withByte(good4, 9, PROTO_UDP)],
         ["GSO TCPV6 of a non-TCP next header", withByte(good6, 6, PROTO_UDP)],
-        ["GSO TCPV6 with a hop-by-hop header", superRead(baseSpec(true, rng.bytes(3000), { hopByHop: true }), 1000)],
+        // A routing header (43 in place of the hop-by-hop header's 0) would change the pseudo-header's destination.
+        ["GSO TCPV6 behind a routing header", withByte(superRead(baseSpec(true, rng.bytes(3000), { hopByHop: true }), 1000), 6, 43)],
+        ["GSO TCPV6 with NEEDS_CSUM and csum_start not past its extension header", withHeader(superRead(baseSpec(true, rng.bytes(3000), { hopByHop: true }), 1000), { csumStart: 40 })],
         ["GSO TCPV4 of version 5", withByte(good4, 0, 0x55)],
         ["GSO UDP (3)", withHeader(good4, { gsoType: GSO_UDP })],
         ["GSO UDP_L4 (5)", withHeader(good4, { gsoType: GSO_UDP_L4 })],

@@ -93,6 +93,25 @@ static void ipv4_header_checksum(uint8_t *ip, size_t header_length) {
 
 /* ------------------------------------------------------------------ TSO */
 
+/*
+ * Where an IPv6 packet's transport header starts, past hop-by-hop and
+ * destination options headers (RFC 8200 §4), with its protocol; 0 when the
+ * chain holds anything else. A routing header would make the pseudo-header's
+ * destination the final one rather than the header's, so it is refused.
+ */
+static size_t ipv6_transport(const uint8_t *packet, size_t len, uint8_t *protocol) {
+  size_t at = 40;
+  uint8_t next = packet[6];
+  while (next == 0 || next == 60) {
+    if (at + 8 > len) return 0;
+    next = packet[at];
+    at += ((size_t)packet[at + 1] + 1) * 8;
+  }
+  if (at > len) return 0;
+  *protocol = next;
+  return at;
+}
+
 int tso_begin(tso_state *s, uint8_t *read, size_t length) {
   memset(s, 0, sizeof *s);
   if (length < VNET_HDR_LEN) return -1;
@@ -119,15 +138,18 @@ int tso_begin(tso_state *s, uint8_t *read, size_t length) {
   }
   if (gso != VIRTIO_NET_HDR_GSO_TCPV4 && gso != VIRTIO_NET_HDR_GSO_TCPV6) return -1;
   if (len < 20) return -1;
-  size_t l4 = h.csum_start;
+  /* Where TCP starts comes from the IP header, not csum_start: a forwarded
+   * packet the kernel's GRO built arrives DATA_VALID, with csum_start 0. */
+  size_t l4;
   if (gso == VIRTIO_NET_HDR_GSO_TCPV4) {
-    if (packet[0] >> 4 != 4 || (size_t)(packet[0] & 15) * 4 != l4 || l4 < 20 || packet[9] != IPPROTO_TCP_) return -1;
+    l4 = (size_t)(packet[0] & 15) * 4;
+    if (packet[0] >> 4 != 4 || l4 < 20 || packet[9] != IPPROTO_TCP_) return -1;
   } else {
-    /* Extension headers would move the pseudo-header's addresses; the kernel
-     * does not build TSO packets with them for a TUN, so they are refused. */
-    if (len < 40 || packet[0] >> 4 != 6 || l4 != 40 || packet[6] != IPPROTO_TCP_) return -1;
+    uint8_t protocol = 0;
+    if (len < 40 || packet[0] >> 4 != 6 || (l4 = ipv6_transport(packet, len, &protocol)) == 0 || protocol != IPPROTO_TCP_) return -1;
     s->ipv6 = 1;
   }
+  if ((h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && h.csum_start != l4) return -1;
   if (l4 + 20 > len) return -1;
   size_t tcp_header = (size_t)(packet[l4 + 12] >> 4) * 4;
   if (tcp_header < 20 || l4 + tcp_header >= len || h.gso_size == 0) return -1;
