@@ -26,7 +26,6 @@ write_config() { # NAME LOCAL PEER SELECTOR SPI_OUT SPI_IN
 address = "$2"
 [tun]
 name = "sluice0"
-mtu = 1400
 [state]
 dir = "$WORK/state-$1"
 [[peer]]

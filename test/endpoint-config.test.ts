@@ -23,7 +23,9 @@ test("a minimal config gets its defaults", () => {
   const config = parseConfig(PEER);
   assert.deepEqual(config.local, { address: "0.0.0.0", port: 4500 });
   assert.equal(config.tun.name, "sluice0");
-  assert.equal(config.tun.mtu, 1400);
+  assert.equal(config.tun.mtu, 1420, "IPv4 outer: 1420");
+  assert.equal(parseConfig(`[local]\naddress = "::"\n${PEER}`).tun.mtu, 1400, "IPv6 outer: 1400");
+  assert.equal(parseConfig(`[tun]\nmtu = 1280\n${PEER}`).tun.mtu, 1280, "given");
   assert.equal(config.keepaliveSeconds, 20);
   const [peer] = config.peers;
   assert.equal(peer!.address, "192.168.77.2");

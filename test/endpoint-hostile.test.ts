@@ -207,7 +207,8 @@ describe("endpoint: hostile traffic on the UDP port", { skip: skip ?? false }, (
     assert.ok(sent >= 100000, `the flood sent only ${sent} datagrams`);
     // Every datagram is refused under some reason, or counted as dropped by the kernel when the socket's
     // buffer was full (sluice_udp_receive_overflows_total); most must really reach the endpoint.
-    assert.ok(refused >= sent * 0.8 && refused <= sent, `${sent} sent, ${refused} counted as refused`);
+    // (Peer B's own keepalives, one per 20 s, land in the same counters: a few over `sent` are theirs.)
+    assert.ok(refused >= sent * 0.8 && refused <= sent + 10, `${sent} sent, ${refused} counted as refused`);
     // (The overflows also count the tunnel's own ESP lost alongside: the ping, a few hundred datagrams.)
     assert.ok(refused + overflowed >= sent * 0.99 && refused + overflowed <= sent + 2000, `${sent} sent, ${refused} refused + ${overflowed} overflowed`);
     assert.ok(BigInt(after_.sa("sluice_sa_sequence", f.spiBA, "in")) - window(before_) < 5000n, "garbage moved the replay window");

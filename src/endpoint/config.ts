@@ -13,7 +13,7 @@
  * [tun]
  * name = "sluice0"
  * addresses = ["10.77.1.1/24"]
- * mtu = 1400
+ * mtu = 1420                    # default: 1420 over IPv4, 1400 over IPv6 (see defaultMtu)
  *
  * [[peer]]
  * name = "site-b"
@@ -209,9 +209,10 @@ export function parseConfig(text: string): EndpointConfig {
   });
   const peers = root.peer;
   if (!Array.isArray(peers) || peers.length === 0) throw new ConfigError("peer", "at least one [[peer]] is required");
+  const localAddress = address(str(local, "address", "local.", "0.0.0.0"), "local.address");
   const config: EndpointConfig = {
-    local: { address: address(str(local, "address", "local.", "0.0.0.0"), "local.address"), port: int(local, "port", "local.", 0, 65535, 4500) },
-    tun: { name: str(tun, "name", "tun.", "sluice0"), addresses, mtu: int(tun, "mtu", "tun.", 576, 9000, 1400) },
+    local: { address: localAddress, port: int(local, "port", "local.", 0, 65535, 4500) },
+    tun: { name: str(tun, "name", "tun.", "sluice0"), addresses, mtu: int(tun, "mtu", "tun.", 576, 9000, defaultMtu(localAddress)) },
     engine: engine.workers === undefined ? {} : { workers: int(engine, "workers", "engine.", 1, 64) },
     stateDir: str(state, "dir", "state.", "/var/lib/sluice"),
     keepaliveSeconds: int(keepalive, "interval", "keepalive.", 0, 3600, 20),
@@ -227,4 +228,16 @@ export function parseConfig(text: string): EndpointConfig {
     }
   });
   return config;
+}
+
+/**
+ * The TUN MTU when the config gives none: the largest round size whose ESP
+ * packets (UDP-encapsulated, RFC 3948; ChaCha20-Poly1305, RFC 7634: 8 bytes
+ * of ESP header, 8 of IV, up to 3 of padding, 2 of trailer, 16 of ICV) fit a
+ * 1500-byte path with room to spare, PPPoE's 1492 included: 1420 under an
+ * IPv4 outer header (62-65 bytes of overhead, as WireGuard chose), 1400
+ * under IPv6 (82-85 bytes).
+ */
+export function defaultMtu(localAddress: string): number {
+  return localAddress.includes(":") ? 1400 : 1420;
 }

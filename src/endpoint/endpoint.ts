@@ -122,7 +122,7 @@ export class Endpoint {
     let udp: NativeUdpPort | undefined;
     try {
       udp = NativeUdpPort.open(io, config);
-      engine = await createEngine({ workers: config.engine.workers, slots: 4096, batchSize: 64, maxInFlight: 16, ioScratch: udp.ioScratchBytes });
+      engine = await createEngine({ workers: config.engine.workers, slots: 4096, batchSize: 64, maxInFlight: 24, ioScratch: udp.ioScratchBytes });
       const forwarder = new Forwarder(engine, log);
       tun.attach(forwarder);
       udp.attach(forwarder);
