@@ -301,6 +301,35 @@ static bool check_range(napi_env env, const char *what, size_t index, int64_t of
   return false;
 }
 
+/*
+ * Points iov[0..n) at buffer[offsets[i], +lengths[i]) (a send or write), each
+ * offset and length read once and checked first; false with a RangeError
+ * thrown when one is outside the buffer.
+ */
+static bool gather_ranges(napi_env env, uint8_t *buf, size_t size, const int32_t *offsets, const int32_t *lengths,
+                          size_t n, struct iovec *iov) {
+  for (size_t i = 0; i < n; i++) {
+    int32_t off = ((const volatile int32_t *)offsets)[i];
+    int32_t len = ((const volatile int32_t *)lengths)[i];
+    if (!check_range(env, "send range", i, off, len, size)) return false;
+    iov[i].iov_base = buf + off;
+    iov[i].iov_len = (size_t)len;
+  }
+  return true;
+}
+
+/* Points iov[0..n) at buffer[offsets[i], +capacity) (a receive or read), checked the same way. */
+static bool place_ranges(napi_env env, uint8_t *buf, size_t size, const int32_t *offsets, size_t capacity, size_t n,
+                         struct iovec *iov) {
+  for (size_t i = 0; i < n; i++) {
+    int32_t off = ((const volatile int32_t *)offsets)[i];
+    if (!check_range(env, "receive range", i, off, (int64_t)capacity, size)) return false;
+    iov[i].iov_base = buf + off;
+    iov[i].iov_len = capacity;
+  }
+  return true;
+}
+
 static void set_nonblocking_cloexec(int fd) {
   int fl = fcntl(fd, F_GETFL);
   if (fl >= 0) fcntl(fd, F_SETFL, fl | O_NONBLOCK);
@@ -504,11 +533,8 @@ static napi_value udp_recv_batch(napi_env env, napi_callback_info info) {
     return NULL;
   if (n == 0) goto zero;
   io_scratch *s = scratch(env);
+  if (!place_ranges(env, buf, size, offsets, (size_t)capacity, n, s->iov)) return NULL;
   for (size_t i = 0; i < n; i++) {
-    int32_t off = ((volatile int32_t *)offsets)[i];
-    if (!check_range(env, "receive range", i, off, capacity, size)) return NULL;
-    s->iov[i].iov_base = buf + off;
-    s->iov[i].iov_len = (size_t)capacity;
     struct msghdr *h = &s->msgs[i].msg_hdr;
     h->msg_name = addresses ? addresses + i * ADDRESS_BYTES : NULL;
     h->msg_namelen = addresses ? ADDRESS_BYTES : 0;
@@ -614,12 +640,8 @@ static napi_value udp_send_batch(napi_env env, napi_callback_info info) {
     return result;
   }
   io_scratch *s = scratch(env);
+  if (!gather_ranges(env, buf, size, offsets, lengths, n, s->iov)) return NULL;
   for (size_t i = 0; i < n; i++) {
-    int32_t off = ((volatile int32_t *)offsets)[i];
-    int32_t len = ((volatile int32_t *)lengths)[i];
-    if (!check_range(env, "send range", i, off, len, size)) return NULL;
-    s->iov[i].iov_base = buf + off;
-    s->iov[i].iov_len = (size_t)len;
     struct msghdr *h = &s->msgs[i].msg_hdr;
     h->msg_name = NULL;
     h->msg_namelen = 0;
@@ -676,16 +698,13 @@ static napi_value udp_send_gso(napi_env env, napi_callback_info info) {
       !get_typed(env, argv[5], "address", napi_uint8_array, ADDRESS_BYTES, (void **)&address, &n_addr))
     return NULL;
   io_scratch *s = scratch(env);
+  if (!gather_ranges(env, buf, size, offsets, lengths, n, s->iov)) return NULL;
   size_t total = 0;
   for (size_t i = 0; i < n; i++) {
-    int32_t off = ((volatile int32_t *)offsets)[i];
-    int32_t len = ((volatile int32_t *)lengths)[i];
-    if (!check_range(env, "send range", i, off, len, size)) return NULL;
-    if ((i + 1 < n && len != gso) || len > gso || len == 0)
+    size_t len = s->iov[i].iov_len;
+    if ((i + 1 < n && len != (size_t)gso) || len > (size_t)gso || len == 0)
       return throw_range(env, "udpSendGso: every packet but the last must be gsoSize bytes, the last 1 to gsoSize");
-    s->iov[i].iov_base = buf + off;
-    s->iov[i].iov_len = (size_t)len;
-    total += (size_t)len;
+    total += len;
   }
   if (total > 65507) return throw_range(env, "udpSendGso: more than 65507 bytes in one send");
   struct msghdr h;
@@ -868,11 +887,7 @@ static napi_value tun_read_batch(napi_env env, napi_callback_info info) {
   if (!get_typed(env, argv[2], "offsets", napi_int32_array, n, (void **)&offsets, &n_off)) return NULL;
   if (!get_typed(env, argv[4], "lengths", napi_int32_array, n, (void **)&lengths, &n_len)) return NULL;
   io_scratch *s = scratch(env);
-  for (size_t i = 0; i < n; i++) {
-    int32_t off = ((volatile int32_t *)offsets)[i];
-    if (!check_range(env, "receive range", i, off, capacity, size)) return NULL;
-    s->iov[i].iov_base = buf + off;
-  }
+  if (!place_ranges(env, buf, size, offsets, (size_t)capacity, n, s->iov)) return NULL;
   size_t i = 0;
   tun_device *d = find_device(s, fd);
   if (d) {
@@ -952,13 +967,7 @@ static napi_value tun_write_batch(napi_env env, napi_callback_info info) {
   if (!get_typed(env, argv[2], "offsets", napi_int32_array, n, (void **)&offsets, &n_off)) return NULL;
   if (!get_typed(env, argv[3], "lengths", napi_int32_array, n, (void **)&lengths, &n_len)) return NULL;
   io_scratch *s = scratch(env);
-  for (size_t i = 0; i < n; i++) {
-    int32_t off = ((volatile int32_t *)offsets)[i];
-    int32_t len = ((volatile int32_t *)lengths)[i];
-    if (!check_range(env, "send range", i, off, len, size)) return NULL;
-    s->iov[i].iov_base = buf + off;
-    s->iov[i].iov_len = (size_t)len;
-  }
+  if (!gather_ranges(env, buf, size, offsets, lengths, n, s->iov)) return NULL;
   tun_device *d = find_device(s, fd);
   size_t i = 0;
   while (i < n) {
@@ -1115,11 +1124,7 @@ static napi_value offload_coalesce(napi_env env, napi_callback_info info) {
   if (!get_typed(env, argv[1], "offsets", napi_int32_array, n, (void **)&offsets, &n_off)) return NULL;
   if (!get_typed(env, argv[2], "lengths", napi_int32_array, n, (void **)&lengths, &n_len)) return NULL;
   io_scratch *s = scratch(env);
-  for (size_t i = 0; i < n; i++) {
-    if (!check_range(env, "packet", i, offsets[i], lengths[i], size)) return NULL;
-    s->iov[i].iov_base = buf + offsets[i];
-    s->iov[i].iov_len = (size_t)lengths[i];
-  }
+  if (!gather_ranges(env, buf, size, offsets, lengths, n, s->iov)) return NULL;
   struct virtio_net_hdr header;
   struct iovec iov[GRO_MAX_SEGMENTS + 1];
   uint8_t saved[128];

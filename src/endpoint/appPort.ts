@@ -28,7 +28,6 @@ export type InnerPacketHandler = (packet: Uint8Array, peerName: string) => void;
 export class AppPort implements InnerPort {
   readonly #seal: Accumulator;
   #stopped = false;
-  #callbackErrors = 0;
 
   constructor(private readonly host: Forwarder, private readonly onInnerPacket: InnerPacketHandler | undefined) {
     this.#seal = new Accumulator(host.engine, "seal", (batch) => host.submitSeal(batch));
@@ -77,10 +76,7 @@ export class AppPort implements InnerPort {
       try {
         callback(bytes.subarray(at, at + entries.lengths[i]!), host.peerById[entries.peers[i]!]!.config.name);
       } catch (error) {
-        host.drop("inner-callback-error");
-        if (++this.#callbackErrors <= 10 || this.#callbackErrors % 1000 === 0) {
-          host.log.error({ event: "inner-callback-error", count: this.#callbackErrors, error: error instanceof Error ? error.stack : String(error) }, "onInnerPacket threw; the packet is dropped");
-        }
+        host.fault("inner-callback-error", error, 1, "error", "onInnerPacket threw; the packet is dropped");
       }
     }
   }

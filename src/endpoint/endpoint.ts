@@ -55,6 +55,15 @@ export type EndpointIo =
   | { path: "native"; tun: string; tunOffload: boolean; gso: boolean; gro: boolean }
   | { path: "portable"; reason: string };
 
+/**
+ * The endpoint's engine on both paths: 4096 slots, batches of 64 (a TCP
+ * super-packet's ~46 segments fit one). Batches in flight differ: 24 on the
+ * native path, where the TUN may take all but the UDP side's reserve
+ * (Forwarder.innerMayRead; 16 measured 2% slower in the tunnel), 16 on the
+ * portable one, whose single-packet ports need no reserve.
+ */
+const ENGINE_SHAPE = { slots: 4096, batchSize: 64 } as const;
+
 const ESN_LIMIT = 0xffffffffffffffffn;
 const NO_ESN_LIMIT = 0xffffffffn;
 
@@ -122,7 +131,7 @@ export class Endpoint {
     let udp: NativeUdpPort | undefined;
     try {
       udp = NativeUdpPort.open(io, config);
-      engine = await createEngine({ workers: config.engine.workers, slots: 4096, batchSize: 64, maxInFlight: 24, ioScratch: udp.ioScratchBytes });
+      engine = await createEngine({ workers: config.engine.workers, ...ENGINE_SHAPE, maxInFlight: 24, ioScratch: udp.ioScratchBytes });
       const forwarder = new Forwarder(engine, log);
       tun.attach(forwarder);
       udp.attach(forwarder);
@@ -138,7 +147,7 @@ export class Endpoint {
   }
 
   static async #startPortable(config: EndpointConfig, reason: string, log: Logger, store: SeqStore, options: EndpointOptions): Promise<Endpoint> {
-    const engine = await createEngine({ workers: config.engine.workers, slots: 4096, batchSize: 64, maxInFlight: 16 });
+    const engine = await createEngine({ workers: config.engine.workers, ...ENGINE_SHAPE, maxInFlight: 16 });
     let udp: DgramPort | undefined;
     try {
       const forwarder = new Forwarder(engine, log);

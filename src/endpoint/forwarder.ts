@@ -51,8 +51,8 @@ export class Forwarder {
   #keepaliveAt = -1;
   #paused = false;
   #stopped = false;
-  #internalErrors = 0;
-  readonly #ioErrors = new Map<string, number>();
+  /** Faults seen so far, by reason (for the bounded logging of fault()). */
+  readonly #faults = new Map<string, number>();
   /** Incremented per pass over a batch, so each peer is handled once per batch without a Set. */
   #visit = 0;
   readonly #onSealed = (batch: Batch): void => this.#sendSealed(batch);
@@ -110,22 +110,26 @@ export class Forwarder {
    * counted and logged (the first ten times, then every thousandth).
    */
   internalError(error: unknown): void {
-    this.drop("internal-error");
-    if (++this.#internalErrors <= 10 || this.#internalErrors % 1000 === 0) {
-      this.log.error({ event: "internal-error", count: this.#internalErrors, error: error instanceof Error ? error.stack : String(error) }, "data path error; packets dropped");
-    }
+    this.fault("internal-error", error, 1, "error", "data path error; packets dropped");
+  }
+
+  /** A system call on the data path failed: counted under `reason` with the `packets` it cost, and logged (see fault). */
+  ioError(reason: string, error: unknown, packets: number): void {
+    this.fault(reason, error, packets, "warn", `I/O failed: ${reason}`);
   }
 
   /**
-   * A system call on the data path failed: counted under `reason` (with the
-   * `packets` it cost) and logged, the first ten times per reason and then
-   * every thousandth, so a lasting fault cannot flood the log.
+   * A fault on the data path: the `packets` it cost counted as drops under
+   * `reason`, and logged the first ten times per reason, then every
+   * thousandth, so a lasting fault cannot flood the log.
    */
-  ioError(reason: string, error: unknown, packets: number): void {
+  fault(reason: string, error: unknown, packets: number, level: "warn" | "error", message: string): void {
     this.drop(reason, packets);
-    const seen = (this.#ioErrors.get(reason) ?? 0) + 1;
-    this.#ioErrors.set(reason, seen);
-    if (seen <= 10 || seen % 1000 === 0) this.log.warn({ event: reason, count: seen, error: String(error) }, `I/O failed: ${reason}`);
+    const seen = (this.#faults.get(reason) ?? 0) + 1;
+    this.#faults.set(reason, seen);
+    if (seen <= 10 || seen % 1000 === 0) {
+      this.log[level]({ event: reason, count: seen, error: error instanceof Error ? error.stack : String(error) }, message);
+    }
   }
 
   /**

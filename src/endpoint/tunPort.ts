@@ -18,18 +18,18 @@
  * (backpressure), as it would for any router.
  */
 import { execFileSync } from "node:child_process";
-import type { NativeIo, PollHandle, TunOffloadStats } from "../io/native.js";
+import type { NativeIo, TunOffloadStats } from "../io/native.js";
 import type { EndpointConfig } from "./config.js";
 import type { Forwarder } from "./forwarder.js";
 import type { Entries, InnerPort } from "./ports.js";
 import { ReadScratch } from "./readScratch.js";
+import { Readiness } from "./readiness.js";
 import type { Batch } from "../engine/batch.js";
 
 export class TunPort implements InnerPort {
   #host: Forwarder | undefined;
   #read: ReadScratch | undefined;
-  #tunPoll: PollHandle | undefined;
-  #stopped = false;
+  readonly #readiness: Readiness;
   #closed = false;
   /** The last read filled every slot: segments of a super-packet may wait in the addon. */
   #mayHaveLeftovers = false;
@@ -52,7 +52,9 @@ export class TunPort implements InnerPort {
     readonly name: string,
     /** TSO/GRO offloads are on (see the top of this file). */
     readonly offload: boolean,
-  ) {}
+  ) {
+    this.#readiness = new Readiness(io, fd, this.#onTunReadable);
+  }
 
   /** Opens (creating if needed) the TUN device and brings it up with the config's addresses, MTU and routes. */
   static open(io: NativeIo, config: EndpointConfig): TunPort {
@@ -82,8 +84,7 @@ export class TunPort implements InnerPort {
   }
 
   pause(): void {
-    this.#tunPoll?.stop();
-    this.#tunPoll = undefined;
+    this.#readiness.pause();
   }
 
   resume(): void {
@@ -91,16 +92,13 @@ export class TunPort implements InnerPort {
   }
 
   #resume(): void {
-    if (this.#stopped || this.#tunPoll !== undefined) return;
-    this.#tunPoll = this.io.poll(this.fd, "r", this.#onTunReadable);
     // The rest of a super-packet may be waiting in the addon while the device
     // has nothing new to read (so it will not turn readable): read it now.
-    if (this.#mayHaveLeftovers) this.#onTunReadable();
+    if (this.#readiness.watch() && this.#mayHaveLeftovers) this.#onTunReadable();
   }
 
   stop(): void {
-    this.#stopped = true;
-    this.pause();
+    this.#readiness.stop();
   }
 
   close(): void {

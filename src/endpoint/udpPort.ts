@@ -13,11 +13,12 @@
  */
 import type { Batch } from "../engine/batch.js";
 import { ADDRESS_BYTES } from "../io/address.js";
-import type { NativeIo, PollHandle } from "../io/native.js";
+import type { NativeIo } from "../io/native.js";
 import type { EndpointConfig } from "./config.js";
 import type { Forwarder } from "./forwarder.js";
 import type { Entries, OuterPort } from "./ports.js";
 import { ReadScratch } from "./readScratch.js";
+import { Readiness } from "./readiness.js";
 
 /** UDP GRO: super-packets are received into this many areas of this size (the I/O scratch). */
 const GRO_AREAS = 4;
@@ -48,8 +49,7 @@ export class NativeUdpPort implements OuterPort {
     copyLengths: new Int32Array(GRO_PACKETS),
     copies: 0,
   };
-  #udpPoll: PollHandle | undefined;
-  #stopped = false;
+  readonly #readiness: Readiness;
   #closed = false;
   // Bound once: a readiness callback allocates nothing.
   readonly #onUdpReadable = (): void => {
@@ -78,6 +78,7 @@ export class NativeUdpPort implements OuterPort {
     readonly groEnabled: boolean,
   ) {
     this.gso = gsoAvailable && process.env.SLUICE_GSO !== "0";
+    this.#readiness = new Readiness(io, fd, this.#onUdpReadable);
   }
 
   /** Binds the config's local address and port; asks for GRO unless SLUICE_GRO=0. */
@@ -108,26 +109,19 @@ export class NativeUdpPort implements OuterPort {
   }
 
   start(): void {
-    this.#resume();
+    this.#readiness.watch();
   }
 
   pause(): void {
-    this.#udpPoll?.stop();
-    this.#udpPoll = undefined;
+    this.#readiness.pause();
   }
 
   resume(): void {
-    this.#resume();
-  }
-
-  #resume(): void {
-    if (this.#stopped) return;
-    this.#udpPoll ??= this.io.poll(this.fd, "r", this.#onUdpReadable);
+    this.#readiness.watch();
   }
 
   stop(): void {
-    this.#stopped = true;
-    this.pause();
+    this.#readiness.stop();
   }
 
   close(): void {
@@ -244,7 +238,6 @@ export class NativeUdpPort implements OuterPort {
         n = 0;
       }
       let batch: Batch | null = null;
-      gro.copies = 0; // none left over from a receive an exception cut short
       for (let i = 0; i < n; i++) {
         const total = gro.lengths[i]!;
         if (total < 0) {
