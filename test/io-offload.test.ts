@@ -87,8 +87,12 @@ interface TcpSpec {
   /** IPv4 options, a multiple of 4 bytes. */
   ipOptions?: number[];
   flowLabel?: number;
-  /** IPv6: a hop-by-hop options header (8 bytes of padding) before TCP. */
-  hopByHop?: boolean;
+  /** IPv6: a hop-by-hop options header of padding before TCP: true for 8 bytes, or its length (a multiple of 8). */
+  hopByHop?: boolean | number;
+}
+
+function hopByHopBytes(s: { hopByHop?: boolean | number }): number {
+  return s.hopByHop === true ? 8 : s.hopByHop === false || s.hopByHop === undefined ? 0 : s.hopByHop;
 }
 
 /** NOP NOP TS(10): the 12 bytes of options Linux puts on every segment with timestamps. */
@@ -101,14 +105,23 @@ function timestamps(tsval: number, tsecr: number): number[] {
 function writeIpHeader(p: Uint8Array, s: Omit<TcpSpec, "sport" | "dport" | "seq" | "ack" | "flags" | "window" | "payload">, protocol: number): number {
   const dv = new DataView(p.buffer, p.byteOffset, p.byteLength);
   if (s.v6) {
-    const ext = s.hopByHop ? 8 : 0;
+    const ext = hopByHopBytes(s);
     dv.setUint32(0, ((6 << 28) | ((s.tos ?? 0) << 20) | ((s.flowLabel ?? 0) & 0xfffff)) >>> 0);
     dv.setUint16(4, p.length - 40);
     p[6] = ext ? 0 : protocol;
     p[7] = s.ttl ?? 64;
     p.set(s.src, 8);
     p.set(s.dst, 24);
-    if (ext) p.set([protocol, 0, 1, 4, 0, 0, 0, 0], 40); // next header, length 0, PadN of 4
+    if (ext) {
+      // Next header and length (in 8 bytes, not counting the first 8), then PadN options filling the rest.
+      p.set([protocol, ext / 8 - 1], 40);
+      for (let at = 42; at < 40 + ext;) {
+        const pad = Math.min(255, 40 + ext - at - 2);
+        p.set([1, pad], at);
+        p.fill(0, at + 2, at + 2 + pad);
+        at += 2 + pad;
+      }
+    }
     return 40 + ext;
   }
   const options = s.ipOptions ?? [];
@@ -132,7 +145,7 @@ function writeIpHeader(p: Uint8Array, s: Omit<TcpSpec, "sport" | "dport" | "seq"
 function buildTcp(s: TcpSpec): Uint8Array {
   const options = s.options ?? [];
   assert.equal(options.length % 4, 0);
-  const ipHeader = s.v6 ? 40 + (s.hopByHop ? 8 : 0) : 20 + (s.ipOptions?.length ?? 0);
+  const ipHeader = s.v6 ? 40 + hopByHopBytes(s) : 20 + (s.ipOptions?.length ?? 0);
   const tcpHeader = 20 + options.length;
   const p = new Uint8Array(ipHeader + tcpHeader + s.payload.length);
   const l4 = writeIpHeader(p, s, PROTO_TCP);
@@ -157,7 +170,7 @@ type UdpSpec = Omit<TcpSpec, "seq" | "ack" | "flags" | "window" | "urgent" | "op
 
 /** An IPv4 or IPv6 UDP packet with its checksum right (a computed 0 sent as 0xffff, RFC 768). */
 function buildUdp(s: UdpSpec): Uint8Array {
-  const ipHeader = s.v6 ? 40 + (s.hopByHop ? 8 : 0) : 20 + (s.ipOptions?.length ?? 0);
+  const ipHeader = s.v6 ? 40 + hopByHopBytes(s) : 20 + (s.ipOptions?.length ?? 0);
   const p = new Uint8Array(ipHeader + 8 + s.payload.length);
   const l4 = writeIpHeader(p, s, PROTO_UDP);
   const dv = new DataView(p.buffer, p.byteOffset, p.byteLength);
@@ -333,7 +346,7 @@ interface SuperOptions {
 /** One read of a TSO device: a virtio header (NEEDS_CSUM, GSO TCPV4/6) and the super-packet of `spec`. */
 function superRead(spec: TcpSpec, mss: number, o: SuperOptions = {}): Uint8Array {
   const p = buildTcp(spec);
-  const l4 = spec.v6 ? 40 + (spec.hopByHop ? 8 : 0) : 20 + (spec.ipOptions?.length ?? 0);
+  const l4 = spec.v6 ? 40 + hopByHopBytes(spec) : 20 + (spec.ipOptions?.length ?? 0);
   const headers = l4 + 20 + (spec.options?.length ?? 0);
   if ((o.field ?? "partial") === "partial") new DataView(p.buffer).setUint16(l4 + 16, pseudoHeaderSum(p, spec.v6, p.length - l4, PROTO_TCP));
   else p.set([0xbe, 0xef], l4 + 16);
@@ -685,6 +698,18 @@ if (CHILD === "1" || CHILD === "udp") {
           assertValidPacket(got.packets[i]!, `MSS ${mss} segment ${i}`);
           assertBytes(got.packets[i]!, want[i]!, `MSS ${mss} segment ${i}`);
         }
+      }
+    });
+
+    test("headers too long for the stack copy (IPv6 behind 512 bytes of hop-by-hop options) are fixed in place, every segment right", () => {
+      // tso_next builds headers of up to 256 bytes on the stack, longer ones in the output slot itself.
+      const spec = baseSpec(true, rng.bytes(5000), { hopByHop: 512, flags: ACK | PSH });
+      const want = referenceSegments(spec, 1000);
+      const got = segment(native, superRead(spec, 1000), 2048, want.length + 1);
+      assert.equal(got.count, want.length);
+      for (let i = 0; i < want.length; i++) {
+        assertValidPacket(got.packets[i]!, `segment ${i}`);
+        assertBytes(got.packets[i]!, want[i]!, `segment ${i}`);
       }
     });
 

@@ -606,6 +606,17 @@ static void msg_set_gso(struct msghdr *h, control_buf *ctl, uint16_t gso) {
   memcpy(CMSG_DATA(c), &gso, sizeof gso);
 }
 
+/* Asks for the cache lines of [p, p + n) in a writable state ahead of the
+ * stores: a slot's lines were last written by a worker on another core. */
+static inline void prefetch_for_write(const void *p, size_t n) {
+  for (size_t at = 0; at < n; at += 64) __builtin_prefetch((const uint8_t *)p + at, 1, 3);
+}
+
+/* The same for lines about to be read (a packet a worker just opened, for its checksum). */
+static inline void prefetch_for_read(const void *p, size_t n) {
+  for (size_t at = 0; at < n; at += 64) __builtin_prefetch((const uint8_t *)p + at, 0, 3);
+}
+
 /*
  * udpSendBatch(fd, buffer, offsets, lengths, addresses, count, options?) -> sent
  * options.gsoSize: with UDP GSO, each message is cut by the kernel into
@@ -831,6 +842,7 @@ static size_t tun_read_offload(napi_env env, tun_device *d, struct iovec *slots,
   size_t i = 0;
   while (i < n) {
     if (d->pending) {
+      if (i + 1 < n) prefetch_for_write(slots[i + 1].iov_base, d->tso.headers + d->tso.mss);
       long r = tso_next(&d->tso, slots[i].iov_base, capacity);
       if (r > 0) {
         slots[i++].iov_len = (size_t)r;
@@ -930,7 +942,9 @@ static size_t gro_gather(struct iovec *packets, size_t i, size_t n, bool tcp, bo
   *saved_length = 0;
   memset(header, 0, sizeof *header);
   if (gro_start(&g, packets[i].iov_base, packets[i].iov_len, tcp, udp)) {
-    for (; j < n && gro_append(&g, packets[j].iov_base, packets[j].iov_len); j++) {
+    for (; j < n; j++) {
+      if (j + 1 < n) prefetch_for_read(packets[j + 1].iov_base, packets[j + 1].iov_len);
+      if (!gro_append(&g, packets[j].iov_base, packets[j].iov_len)) break;
       iov[*iov_count].iov_base = (uint8_t *)packets[j].iov_base + g.headers;
       iov[*iov_count].iov_len = packets[j].iov_len - g.headers;
       (*iov_count)++;
@@ -1036,7 +1050,10 @@ static napi_value copy_batch(napi_env env, napi_callback_info info) {
     s->iov[i].iov_len = (size_t)len;
     s->msgs[i].msg_len = (unsigned)f; /* the checked source, kept until the copies below */
   }
-  for (size_t i = 0; i < n; i++) memmove(s->iov[i].iov_base, buf + s->msgs[i].msg_len, s->iov[i].iov_len);
+  for (size_t i = 0; i < n; i++) {
+    if (i + 1 < n) prefetch_for_write(s->iov[i + 1].iov_base, s->iov[i + 1].iov_len);
+    memmove(s->iov[i].iov_base, buf + s->msgs[i].msg_len, s->iov[i].iov_len);
+  }
   return NULL;
 }
 
