@@ -82,10 +82,8 @@ export class Batch {
     this.host.checkSa(sa, this.op === "seal" ? "out" : "in");
     // A length past the slot would let the kernel write into the next slot.
     const limit = this.op === "seal" ? this.host.maxPacket : this.host.maxEspPacket;
-    if (!Number.isInteger(length) || length < 0 || length > limit) {
-      throw new RangeError(`length must be an integer from 0 to ${limit} for ${this.op === "seal" ? "an inner" : "an ESP"} packet, got ${length}`);
-    }
-    if (!this.host.slotInUse(slot)) throw new RangeError(`slot ${slot} is not a slot taken with acquireSlot`);
+    if (!Number.isInteger(length) || length < 0 || length > limit) throw badLength(this.op, limit, length);
+    if (!this.host.slotInUse(slot)) throw slotNotTaken(slot);
     const view = this.host.view;
     const d = this.descriptors + this.count * DESCRIPTOR_SIZE;
     view.setUint32(d + D_BUF, this.host.espOffset(slot), true);
@@ -94,7 +92,8 @@ export class Batch {
     view.setUint8(d + D_STATUS, 0);
     view.setUint8(d + D_NEXT_HEADER, nextHeader);
     view.setUint8(d + D_FLAGS, 0);
-    view.setBigUint64(d + D_SEQ, 0n, true);
+    view.setUint32(d + D_SEQ, 0, true); // the 64-bit number as two words: no BigInt per packet
+    view.setUint32(d + D_SEQ + 4, 0, true);
     this.slots[this.count] = slot;
     this.inputLengths[this.count] = length;
     this.bytes += length;
@@ -154,7 +153,20 @@ export class Batch {
   }
 
   private descriptor(i: number): number {
-    if (!(i >= 0 && i < this.count)) throw new RangeError(`packet ${i} is not in this batch of ${this.count}`);
+    if (!(i >= 0 && i < this.count)) throw notInBatch(i, this.count);
     return this.descriptors + i * DESCRIPTOR_SIZE;
   }
+}
+
+// Error messages are built out of line: see slotPool.ts.
+function badLength(op: "seal" | "open", limit: number, length: number): RangeError {
+  return new RangeError(`length must be an integer from 0 to ${limit} for ${op === "seal" ? "an inner" : "an ESP"} packet, got ${length}`);
+}
+
+function slotNotTaken(slot: number): RangeError {
+  return new RangeError(`slot ${slot} is not a slot taken with acquireSlot`);
+}
+
+function notInBatch(i: number, count: number): RangeError {
+  return new RangeError(`packet ${i} is not in this batch of ${count}`);
 }

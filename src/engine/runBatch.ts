@@ -20,6 +20,11 @@ export function runBatch(kernel: KernelExports, layout: EngineLayout, op: number
     kernel.set_scratch(scratchAt(layout, descriptors), layout.scratchBytes);
     kernel.open_batch_deferred(descriptors, count);
   } else {
-    throw new TypeError(`unknown batch op ${op}`);
+    throw unknownOp(op);
   }
+}
+
+// Built out of line: see slotPool.ts.
+function unknownOp(op: number): TypeError {
+  return new TypeError(`unknown batch op ${op}`);
 }

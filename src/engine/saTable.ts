@@ -47,6 +47,8 @@ export class SaHandle {
     readonly record: number,
     /** @internal */
     readonly index: number,
+    /** @internal the table it belongs to */
+    readonly table: object,
   ) {}
 }
 
@@ -75,7 +77,7 @@ export class SaTable {
     writeSaRecord(this.bytes, this.view, record, spec);
     // A restored inbound window: every number up to the top counts as seen.
     if (params.direction === "in" && spec.seq > 0n) this.bytes.fill(0xff, record + SA_BITMAP, record + this.layout.saStride);
-    const handle = new SaHandle(spec.spi, params.direction, record, index);
+    const handle = new SaHandle(spec.spi, params.direction, record, index, this);
     this.#live.add(handle);
     return handle;
   }
@@ -96,10 +98,9 @@ export class SaTable {
 
   check(handle: SaHandle, direction: "in" | "out"): void {
     if (!(handle instanceof SaHandle)) throw new TypeError("expected an SaHandle from engine.addSa");
-    if (handle.removed || !this.#live.has(handle)) throw new TypeError(`SA ${handle.spi} was removed`);
-    if (handle.direction !== direction) {
-      throw new TypeError(`SA ${handle.spi} is ${handle.direction}bound; ${direction === "out" ? "sealing" : "opening"} needs an ${direction}bound SA`);
-    }
+    // `table` rather than a lookup in #live: this runs for every packet added to a batch.
+    if (handle.removed || handle.table !== this) throw saRemoved(handle);
+    if (handle.direction !== direction) throw wrongDirection(handle, direction);
   }
 
   /** Last sequence number sent (out) or highest accepted (in). */
@@ -115,4 +116,13 @@ export class SaTable {
     this.bytes.fill(0, handle.record, handle.record + this.layout.saStride);
     this.#free.push(handle.index);
   }
+}
+
+// Error messages are built out of line: see slotPool.ts.
+function saRemoved(handle: SaHandle): TypeError {
+  return new TypeError(`SA ${handle.spi} was removed`);
+}
+
+function wrongDirection(handle: SaHandle, direction: "in" | "out"): TypeError {
+  return new TypeError(`SA ${handle.spi} is ${handle.direction}bound; ${direction === "out" ? "sealing" : "opening"} needs an ${direction}bound SA`);
 }
