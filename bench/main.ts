@@ -7,7 +7,7 @@ import { writeFileSync, mkdirSync, readFileSync, existsSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { runCryptoSuite, type CryptoRow } from "./crypto.js";
 import { runEngineSuite, type EngineRow, type DispatchRow } from "./engine.js";
-import { runTunnelSuite, FIXED_RATE_DATAGRAM, type TunnelResult } from "./tunnel.js";
+import { runTunnelSuite, roundRatios, FIXED_RATE_DATAGRAM, type TunnelResult } from "./tunnel.js";
 
 /** Suites run by default; "tunnel" needs root and runs only when named. */
 const SUITES = ["crypto", "engine", "tunnel"] as const;
@@ -92,7 +92,11 @@ function formatTunnelTable(result: TunnelResult): string {
   const fmt = (cells: string[]): string => cells.map((c, i) => (i >= 1 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ");
   const out = [fmt(header), widths.map((w) => "-".repeat(w)).join("  "), ...lines.map(fmt)];
   for (const skip of result.skipped) out.push(`(${skip.label} not measured: ${skip.reason})`);
-  if (result.threads.length) out.push("", "sluice CPU per thread during the TCP runs (100% = one core; a = sender, b = receiver):", ...result.threads.map((t) => `  ${t.slice(7)}`));
+  const ratios = roundRatios(result);
+  if (ratios.some((r) => r !== null)) {
+    out.push("", `sluice TCP × the best other tunnel of the same round, round by round: ${ratios.map((r) => r?.toFixed(2) ?? "—").join(", ")}`);
+  }
+  if (result.threads.length) out.push("", "sluice CPU per thread during the median round's TCP run (100% = one core; a = sender, b = receiver):", ...result.threads.map((t) => `  ${t.slice(7)}`));
   return out.join("\n");
 }
 
@@ -115,7 +119,7 @@ async function main(): Promise<void> {
   if (args.suites.includes("tunnel")) {
     const repeat = Math.min(args.rounds, 3);
     results.tunnel = runTunnelSuite({ repeat, duration: 10, udpRate: args.udpRate }, log);
-    console.log(`\ntunnel: iperf3 between two namespaces, median of ${repeat} × 10 s; both ends and iperf3 share the 2 cores;` +
+    console.log(`\ntunnel: iperf3 between two namespaces, median of ${repeat} rounds × 10 s (each round runs every path once, in turn); both ends and iperf3 share the 2 cores;` +
       ` UDP max = as fast as the sender can (-b 0, 1400-byte datagrams, fragmented in every tunnel),` +
       ` UDP at ${args.udpRate} = that rate offered in ${FIXED_RATE_DATAGRAM}-byte datagrams\n`);
     console.log(formatTunnelTable(results.tunnel));

@@ -5,6 +5,8 @@
  * all with the interop test bed's own scripts (../shared/interop, or
  * SLUICE_INTEROP), so every peer is measured the same way.
  *
+ * Rounds: every peer once per round, in turn (see runTunnelSuite).
+ *
  * UDP twice: as fast as the sender can (the bed's "-b 0", 1400-byte
  * datagrams, which every tunnel here fragments), and at a fixed offered rate
  * (`udpRate`, through the iperf3 wrapper in iperf3-fixed-rate/) with
@@ -35,8 +37,10 @@ export interface TunnelResult {
   /** The fixed UDP rate offered (iperf3 -b). */
   udpRate: string;
   rows: TunnelRow[];
+  /** Each round's TCP Mbit/s by label (every peer once per round). */
+  rounds: Record<string, number>[];
   skipped: { label: string; reason: string }[];
-  /** Lines "THREAD side tid name cpu%" of the sluice run. */
+  /** Lines "THREAD side tid name cpu%" of sluice's median round. */
   threads: string[];
 }
 
@@ -57,50 +61,67 @@ export function interopDir(): string | null {
   return null;
 }
 
+/**
+ * Runs `repeat` rounds; each round measures every peer once (one TCP run,
+ * one UDP run, one fixed-rate UDP run), in the same order. The machine's
+ * speed drifts over minutes (bare veth: ±10% within an hour here), and a
+ * peer measured ten minutes after sluice would see another machine:
+ * interleaving gives each peer the same drift, and each round pairs sluice
+ * with every peer measured minutes apart at most.
+ */
 export function runTunnelSuite(options: { repeat: number; duration: number; udpRate: string }, log: (line: string) => void): TunnelResult {
   if (process.getuid?.() !== 0) throw new Error("the tunnel suite needs root (network namespaces, TUN devices)");
   const interop = interopDir();
   if (!interop) throw new Error("the tunnel suite needs the interop scripts: ../shared/interop next to the repository, or SLUICE_INTEROP=DIR");
   const work = mkdtempSync(join(tmpdir(), "sluice-bench-tunnel-"));
-  const results = join(work, "results.csv");
-  const env = { ...process.env, RESULTS: results, REPEAT: String(options.repeat), DURATION: String(options.duration), SLUICE_INTEROP_RUN: join(work, "run") };
+  const env = { ...process.env, REPEAT: "1", DURATION: String(options.duration), SLUICE_INTEROP_RUN: join(work, "run") };
   const skipped: TunnelResult["skipped"] = [];
   const rateWrapper = fileURLToPath(new URL("../../bench/iperf3-fixed-rate", import.meta.url));
-  let threads: string[] = [];
+  const csvs: string[] = [];
+  const threadsByRound: string[][] = [];
   try {
     // SLUICE_BENCH_PEERS=sluice,wireguard-go measures only those (while working on one).
     const only = process.env.SLUICE_BENCH_PEERS?.split(",");
-    for (const peer of PEERS.filter((p) => only === undefined || only.includes(p.label))) {
-      log(`tunnel: ${peer.label} (${options.repeat} × ${options.duration} s TCP and UDP)`);
-      const command = peer.script === "sluice"
-        ? [fileURLToPath(new URL("../../bench/tunnel-sluice.sh", import.meta.url)), interop]
-        : [join(interop, peer.script)];
-      const run = spawnSync("bash", command, { env, encoding: "utf8", maxBuffer: 1 << 24 });
-      const output = `${run.stdout}${run.stderr}`;
-      if (run.status !== 0) {
-        const reason = output.trim().split("\n").filter(Boolean).slice(-2).join(" / ") || `exit ${run.status}`;
-        skipped.push({ label: peer.label, reason });
-        log(`  skipped: ${reason}`);
-        continue;
+    let peers = PEERS.filter((p) => only === undefined || only.includes(p.label));
+    for (let round = 1; round <= options.repeat; round++) {
+      const results = join(work, `results-${round}.csv`);
+      for (const peer of peers) {
+        log(`tunnel round ${round}/${options.repeat}: ${peer.label} (${options.duration} s TCP, UDP, UDP at ${options.udpRate})`);
+        const command = peer.script === "sluice"
+          ? [fileURLToPath(new URL("../../bench/tunnel-sluice.sh", import.meta.url)), interop]
+          : [join(interop, peer.script)];
+        const run = spawnSync("bash", command, { env: { ...env, RESULTS: results }, encoding: "utf8", maxBuffer: 1 << 24 });
+        const output = `${run.stdout}${run.stderr}`;
+        if (run.status !== 0) {
+          const reason = output.trim().split("\n").filter(Boolean).slice(-2).join(" / ") || `exit ${run.status}`;
+          skipped.push({ label: peer.label, reason: `round ${round}: ${reason}` });
+          log(`  skipped from now on: ${reason}`);
+          peers = peers.filter((p) => p !== peer);
+          continue;
+        }
+        if (peer.label === "sluice") threadsByRound[round - 1] = output.split("\n").filter((line) => line.startsWith("THREAD "));
+        for (const line of output.split("\n")) if (/^\S+\s+(tcp|udp)\s+run\d/.test(line)) log(`  ${line.trim()}`);
+        const fixed = spawnSync("bash", command, {
+          // 1300-byte datagrams fit every tunnel's MTU (the bed's 1400 are fragmented by all of them).
+          env: { ...env, RESULTS: results, MODES: "udp", UDP_LEN: String(FIXED_RATE_DATAGRAM), LABEL_SUFFIX: `@${options.udpRate}`, SLUICE_UDP_RATE: options.udpRate, PATH: `${rateWrapper}:${process.env.PATH ?? ""}` },
+          encoding: "utf8", maxBuffer: 1 << 24,
+        });
+        const fixedOutput = `${fixed.stdout}${fixed.stderr}`;
+        if (fixed.status !== 0) {
+          const reason = fixedOutput.trim().split("\n").filter(Boolean).slice(-2).join(" / ") || `exit ${fixed.status}`;
+          skipped.push({ label: `${peer.label}@${options.udpRate}`, reason: `round ${round}: ${reason}` });
+          log(`  skipped: ${reason}`);
+        }
+        for (const line of fixedOutput.split("\n")) if (/^\S+\s+udp\s+run\d/.test(line)) log(`  ${line.trim()}`);
       }
-      if (peer.label === "sluice") threads = output.split("\n").filter((line) => line.startsWith("THREAD "));
-      for (const line of output.split("\n")) if (line.startsWith("SUMMARY")) log(`  ${line}`);
-      log(`tunnel: ${peer.label} (${options.repeat} × ${options.duration} s UDP at ${options.udpRate})`);
-      const fixed = spawnSync("bash", command, {
-        // 1300-byte datagrams fit every tunnel's MTU (the bed's 1400 are fragmented by all of them).
-        env: { ...env, MODES: "udp", UDP_LEN: String(FIXED_RATE_DATAGRAM), LABEL_SUFFIX: `@${options.udpRate}`, SLUICE_UDP_RATE: options.udpRate, PATH: `${rateWrapper}:${process.env.PATH ?? ""}` },
-        encoding: "utf8", maxBuffer: 1 << 24,
-      });
-      const fixedOutput = `${fixed.stdout}${fixed.stderr}`;
-      if (fixed.status !== 0) {
-        const reason = fixedOutput.trim().split("\n").filter(Boolean).slice(-2).join(" / ") || `exit ${fixed.status}`;
-        skipped.push({ label: `${peer.label}@${options.udpRate}`, reason });
-        log(`  skipped: ${reason}`);
-      }
-      for (const line of fixedOutput.split("\n")) if (line.startsWith("SUMMARY")) log(`  ${line}`);
+      csvs.push(existsSync(results) ? readFileSync(results, "utf8") : "");
     }
-    const rows = summarize(existsSync(results) ? readFileSync(results, "utf8") : "", options.udpRate);
-    return { udpRate: options.udpRate, rows, skipped, threads };
+    const { rows, rounds } = summarize(csvs, options.udpRate);
+    // Per-thread CPU of the round whose sluice TCP figure was the median one.
+    const sluiceRounds = rounds.map((r) => r.tcp.get("sluice"));
+    const medianSluice = median(sluiceRounds.filter((v): v is number => v !== undefined));
+    const threads = threadsByRound[sluiceRounds.indexOf(medianSluice)] ?? threadsByRound.find(Boolean) ?? [];
+    return { udpRate: options.udpRate, rows, rounds: rounds.map((r) => Object.fromEntries(r.tcp)), skipped, threads };
   } finally {
     rmSync(work, { recursive: true, force: true });
     try {
@@ -111,25 +132,33 @@ export function runTunnelSuite(options: { repeat: number; duration: number; udpR
   }
 }
 
-function summarize(csv: string, udpRate: string): TunnelRow[] {
+/** Medians over all rounds per peer, and each round's TCP figures (for the per-round ratios). */
+function summarize(csvs: string[], udpRate: string): { rows: TunnelRow[]; rounds: { tcp: Map<string, number> }[] } {
   const byLabel = new Map<string, { tcp: number[]; udp: number[]; fixed: number[]; loss: number[] }>();
   const suffix = `@${udpRate}`;
-  for (const line of csv.split("\n").slice(1)) {
-    const [rowLabel, mode, , mbps, detail = ""] = line.split(",");
-    if (!rowLabel || !mode || mbps === undefined) continue;
-    const fixedRate = rowLabel.endsWith(suffix);
-    const label = fixedRate ? rowLabel.slice(0, -suffix.length) : rowLabel;
-    const entry = byLabel.get(label) ?? { tcp: [], udp: [], fixed: [], loss: [] };
-    if (fixedRate) {
-      entry.fixed.push(Number(mbps));
-      const lost = /lost=([\d.]+)%/.exec(detail);
-      if (lost) entry.loss.push(Number(lost[1]));
-    } else (mode === "tcp" ? entry.tcp : entry.udp).push(Number(mbps));
-    byLabel.set(label, entry);
-  }
+  const rounds = csvs.map((csv) => {
+    const tcpOfRound = new Map<string, number>();
+    for (const line of csv.split("\n").slice(1)) {
+      const [rowLabel, mode, , mbps, detail = ""] = line.split(",");
+      if (!rowLabel || !mode || mbps === undefined) continue;
+      const fixedRate = rowLabel.endsWith(suffix);
+      const label = fixedRate ? rowLabel.slice(0, -suffix.length) : rowLabel;
+      const entry = byLabel.get(label) ?? { tcp: [], udp: [], fixed: [], loss: [] };
+      if (fixedRate) {
+        entry.fixed.push(Number(mbps));
+        const lost = /lost=([\d.]+)%/.exec(detail);
+        if (lost) entry.loss.push(Number(lost[1]));
+      } else if (mode === "tcp") {
+        entry.tcp.push(Number(mbps));
+        tcpOfRound.set(label, Number(mbps));
+      } else entry.udp.push(Number(mbps));
+      byLabel.set(label, entry);
+    }
+    return { tcp: tcpOfRound };
+  });
   const sluiceTcp = byLabel.get("sluice")?.tcp;
   const sluiceMedian = sluiceTcp?.length ? median(sluiceTcp) : null;
-  return [...byLabel].map(([label, { tcp, udp, fixed, loss }]) => {
+  const rows = [...byLabel].map(([label, { tcp, udp, fixed, loss }]): TunnelRow => {
     const tcpMbps = tcp.length ? median(tcp) : null;
     return {
       suite: "tunnel", label, tcpMbps, udpMbps: udp.length ? median(udp) : null,
@@ -137,5 +166,18 @@ function summarize(csv: string, udpRate: string): TunnelRow[] {
       sluiceTcpRatio: sluiceMedian !== null && tcpMbps ? sluiceMedian / tcpMbps : null,
       runs: tcp.length,
     };
+  });
+  return { rows, rounds };
+}
+
+/**
+ * Each round's sluice TCP figure divided by the best other tunnel's in the
+ * same round (the bare veth is no tunnel); null for a round missing either.
+ */
+export function roundRatios(result: TunnelResult): (number | null)[] {
+  return result.rounds.map((tcp) => {
+    const sluice = tcp["sluice"];
+    const peers = Object.entries(tcp).filter(([label]) => label !== "sluice" && label !== "baseline-veth").map(([, v]) => v);
+    return sluice === undefined || peers.length === 0 || Math.max(...peers) <= 0 ? null : sluice / Math.max(...peers);
   });
 }
