@@ -42,7 +42,7 @@ import { describe } from "../crypto.js";
 import { computeLayout, descriptorsAt, packetAt, espAt, HEADROOM, type EngineLayout } from "./layout.js";
 import { SlotPool } from "./slotPool.js";
 import { InOrder } from "./inOrder.js";
-import { Batch, type BatchHost } from "./batch.js";
+import { Batch, BatchArrays, type BatchHost } from "./batch.js";
 import { SaTable, SaHandle, type EngineSaParams } from "./saTable.js";
 import { EngineError } from "./errors.js";
 import { countPacket, emptyDirection, type EngineStats, type DirectionCounters } from "./stats.js";
@@ -100,6 +100,7 @@ export class Engine extends EventEmitter implements BatchHost {
   readonly #slots: SlotPool;
   readonly #freeRegions: number[] = [];
   readonly #batches: (Batch | undefined)[];
+  readonly #batchArrays: BatchArrays[];
   readonly #sas: SaTable;
   readonly #order: { seal: InOrder<Delivery>; open: InOrder<Delivery> };
   readonly #stats = { seal: emptyDirection(), open: emptyDirection(), backpressure: 0, workerFailures: 0, workerRestarts: 0 };
@@ -129,6 +130,7 @@ export class Engine extends EventEmitter implements BatchHost {
     this.#slots = new SlotPool(layout.slotCount);
     for (let r = layout.maxInFlight - 1; r >= 0; r--) this.#freeRegions.push(r);
     this.#batches = new Array<Batch | undefined>(layout.maxInFlight);
+    this.#batchArrays = Array.from({ length: layout.maxInFlight }, () => new BatchArrays(layout.batchSize));
     this.#sas = new SaTable(layout, this.bytes, this.view);
     const deliver = (delivery: Delivery): void => this.#deliver(delivery);
     this.#order = { seal: new InOrder(layout.maxInFlight, deliver), open: new InOrder(layout.maxInFlight, deliver) };
@@ -293,7 +295,7 @@ export class Engine extends EventEmitter implements BatchHost {
       this.#backpressure();
       return null;
     }
-    const batch = new Batch(this, op, region, descriptorsAt(this.layout, region), this.layout.batchSize);
+    const batch = new Batch(this, op, region, descriptorsAt(this.layout, region), this.layout.batchSize, this.#batchArrays[region]!);
     this.#batches[region] = batch;
     return batch;
   }
@@ -407,6 +409,7 @@ export class Engine extends EventEmitter implements BatchHost {
   releaseBatch(batch: Batch): void {
     for (let i = 0; i < batch.count; i++) this.#slots.release(batch.slots[i]!);
     if (!batch.submitted) for (let i = 0; i < batch.count; i++) this.#sas.settle(batch.sas[i]!, 1);
+    batch.sas.fill(undefined, 0, batch.count); // the region's next batch reuses the array: hold no SA
     this.#batches[batch.region] = undefined;
     this.#control.free(batch.region);
     this.#freeRegions.push(batch.region);
