@@ -307,6 +307,9 @@ export class Endpoint {
   }
 
   #removePeer(peer: Peer): void {
+    // Its files may be taken over by a replacement peer with the same keys: no background save may land after this.
+    peer.outReservation.close();
+    peer.inReservation.close();
     this.engine.removeSa(peer.out);
     this.engine.removeSa(peer.in);
     this.log.info({ event: "peer-removed", peer: peer.config.name }, "peer removed");
@@ -342,6 +345,8 @@ export class Endpoint {
     // peer's next IN_BLOCK packets).
     await this.engine.idle();
     for (const peer of this.#peers) {
+      peer.outReservation.close();
+      peer.inReservation.close();
       this.store.save(peer.outId, this.engine.saSeq(peer.out));
       this.store.save(peer.inId, this.engine.saSeq(peer.in));
     }

@@ -14,10 +14,19 @@
  * A clean stop writes the exact counters instead (Endpoint.stop), so a
  * planned restart skips nothing.
  *
+ * The packet path does not wait for the disk: a reservation is extended in
+ * the background (libuv's thread pool) once the counter comes within half a
+ * block of the durable bound, which leaves half a block of packets (32768
+ * inbound, over 0.1 s at the tunnel's rate) for two fsyncs to finish. Only
+ * a counter that reaches the durable bound first waits for a synchronous
+ * save. Before, each extension stopped the main thread for the fsyncs:
+ * seven times a second inbound at 2.5 Gbit/s, for milliseconds each on a
+ * disk without a write cache.
+ *
  * Files are named by direction, SPI and a fingerprint of the key, so a new
  * key starts from zero and the key itself is never written.
  */
-import { mkdirSync, openSync, writeSync, fsyncSync, closeSync, renameSync, readFileSync } from "node:fs";
+import { mkdirSync, openSync, writeSync, fsyncSync, closeSync, renameSync, readFileSync, open, write, fsync, close, unlink } from "node:fs";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
 
@@ -60,12 +69,56 @@ export class SeqStore {
       closeSync(fd);
     }
     renameSync(temporary, path);
+    this.syncDirectory();
+  }
+
+  /** fsyncs the directory: a rename in it is durable after this. */
+  syncDirectory(): void {
     const dirFd = openSync(this.dir, "r");
     try {
       fsyncSync(dirFd);
     } finally {
       closeSync(dirFd);
     }
+  }
+
+  /**
+   * save() without blocking the thread: the file is written and fsynced in
+   * the thread pool; then, on this thread, `commit()` decides whether it
+   * still replaces the current one (the rename is made here, so it is
+   * ordered with every synchronous save); then the directory is fsynced in
+   * the pool. `renamed` runs right after the rename, `done(true)` once the
+   * bound is durable; `done(false)` when it was not committed or failed.
+   */
+  saveInBackground(id: string, bound: bigint, commit: () => boolean, renamed: () => void, done: (durable: boolean) => void): void {
+    const path = join(this.dir, id);
+    const temporary = `${path}.next`;
+    const fail = (fd?: number): void => {
+      if (fd !== undefined) close(fd, () => unlink(temporary, () => done(false)));
+      else unlink(temporary, () => done(false));
+    };
+    open(temporary, "w", 0o600, (error, fd) => {
+      if (error) return fail();
+      write(fd, `${bound}\n`, (error) => {
+        if (error) return fail(fd);
+        fsync(fd, (error) => {
+          if (error) return fail(fd);
+          close(fd, (error) => {
+            if (error || !commit()) return fail();
+            try {
+              renameSync(temporary, path);
+            } catch {
+              return fail();
+            }
+            renamed();
+            open(this.dir, "r", (error, dirFd) => {
+              if (error) return done(false);
+              fsync(dirFd, (error) => close(dirFd, () => done(!error)));
+            });
+          });
+        });
+      });
+    });
   }
 }
 
@@ -74,23 +127,64 @@ export class SeqStore {
  * a number up to `next` may be used (outbound) or accepted (inbound).
  */
 export class Reservation {
+  /** Durable on disk. */
   #bound: bigint;
+  readonly #half: bigint;
+  /** The bound a background save is writing, or null. */
+  #extending: bigint | null = null;
+  /** A background save renamed its file and has not fsynced the directory yet. */
+  #renamedNotSynced = false;
+  #closed = false;
 
   constructor(private readonly store: SeqStore, private readonly id: string, private readonly block: bigint, private readonly limit: bigint) {
     this.#bound = store.load(id);
+    this.#half = block / 2n;
   }
 
-  /** The bound found on disk at start: the SA resumes above it. */
+  /** The bound found on disk at start (later: the durable one): the SA resumes above it. */
   get bound(): bigint {
     return this.#bound;
   }
 
-  /** Extends the durable bound if `next` comes within half a block of it. */
+  /**
+   * Makes sure numbers up to `next` are covered by a durable bound before
+   * they are used: at once (waiting for the disk) when `next` is past it,
+   * in the background when it is within half a block of it.
+   */
   ensure(next: bigint): void {
-    if (next + this.block / 2n <= this.#bound) return;
-    let bound = next + this.block;
-    if (bound > this.limit) bound = this.limit;
-    this.store.save(this.id, bound);
-    this.#bound = bound;
+    if (next + this.#half <= this.#bound) return;
+    let target = next + this.block;
+    if (target > this.limit) target = this.limit;
+    if (next <= this.#bound) {
+      if (this.#extending === null && target > this.#bound && !this.#closed) this.#extendInBackground(target);
+      return;
+    }
+    this.store.save(this.id, target);
+    this.#bound = target;
+  }
+
+  /**
+   * No background save may replace the file from now on (the SA is going
+   * away, or a clean stop writes exact counters next); one already renamed
+   * is made durable before this returns.
+   */
+  close(): void {
+    this.#closed = true;
+    if (this.#renamedNotSynced) this.store.syncDirectory();
+    this.#renamedNotSynced = false;
+  }
+
+  #extendInBackground(target: bigint): void {
+    this.#extending = target;
+    // A synchronous save that went further meanwhile must not be undone by this older rename.
+    const commit = (): boolean => !this.#closed && target > this.#bound;
+    const renamed = (): void => {
+      this.#renamedNotSynced = true;
+    };
+    this.store.saveInBackground(this.id, target, commit, renamed, (durable) => {
+      this.#renamedNotSynced = false;
+      this.#extending = null;
+      if (durable && target > this.#bound) this.#bound = target;
+    });
   }
 }
