@@ -281,6 +281,42 @@ describe("portable path: two endpoints in one process over loopback", () => {
   });
 });
 
+/* ------------------------------------------------------- keepalives to more peers than a batch holds */
+
+test("keepalives reach every peer, more of them than one batch's entries (70 peers, batches of 64)", async () => {
+  process.env[SECRET_VAR] = SECRET;
+  const dir = mkdtempSync(join(tmpdir(), "sluice-keepalive-"));
+  const PEERS = 70;
+  const sockets = await Promise.all(Array.from({ length: PEERS }, async () => {
+    const socket = createSocket("udp4");
+    await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
+    return socket;
+  }));
+  const heard = new Set<number>();
+  sockets.forEach((socket, i) => socket.on("message", (message) => {
+    if (message.length === 1 && message[0] === 0xff) heard.add(i);
+  }));
+  const peers = sockets.map((socket, i) => `
+[[peer]]
+name = "p${i}"
+endpoint = "127.0.0.1:${socket.address().port}"
+selectors = ["10.${100 + Math.floor(i / 200)}.${i % 200}.0/24"]
+secret_env = "${SECRET_VAR}"
+spi_out = ${0x4000 + 2 * i}
+spi_in = ${0x4001 + 2 * i}
+`).join("");
+  const config = `[local]\naddress = "127.0.0.1"\nport = ${await freePort()}\n[engine]\nworkers = 1\n[state]\ndir = "${join(dir, "state")}"\n[keepalive]\ninterval = 1\n${peers}`;
+  const endpoint = await Endpoint.start(parseConfig(config), { path: "portable", reason: "the test asks for the portable path" }, pino({ level: "silent" }));
+  try {
+    assert.equal(endpoint.engine.layout.batchSize < PEERS, true, "more peers than one batch's entries");
+    await waitUntil(() => heard.size === PEERS, `a keepalive at each of ${PEERS} peers`, 5000);
+  } finally {
+    await endpoint.stop();
+    for (const socket of sockets) socket.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 /* ------------------------------------------------------- sluice up on the portable path */
 
 describe("sluice up with SLUICE_IO=portable", { skip: existsSync(CLI) ? false : `the CLI is not compiled (no ${CLI})` }, () => {

@@ -233,15 +233,18 @@ export class Forwarder {
   sendKeepalives(): void {
     if (this.#stopped || this.#outer === undefined) return;
     const entries = this.#entries;
+    // In sends of at most a batch's worth of entries: every peer gets one, however many there are.
     let k = 0;
     for (const peer of this.peers) {
-      if (k === entries.offsets.length) break;
       entries.offsets[k] = this.#keepaliveAt;
       entries.lengths[k] = 1;
       entries.peers[k] = peer.id;
-      k++;
+      if (++k === entries.offsets.length) {
+        this.counters.keepalivesOut += this.#outer.sendKeepalives(entries, k);
+        k = 0;
+      }
     }
-    this.counters.keepalivesOut += this.#outer.sendKeepalives(entries, k);
+    if (k > 0) this.counters.keepalivesOut += this.#outer.sendKeepalives(entries, k);
   }
 
   // ---- inbound: outer port → open → inner port ----
