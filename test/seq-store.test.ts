@@ -13,102 +13,89 @@ import { Reservation, SeqStore } from "../src/endpoint/seqStore.js";
 const LIMIT = (1n << 64n) - 1n;
 const ID = "out-00001001-0123456789abcdef";
 
-function fresh(): { dir: string; store: SeqStore; onDisk: () => bigint } {
-  const dir = mkdtempSync(join(tmpdir(), "sluice-seq-"));
-  const store = new SeqStore(dir);
-  return { dir, store, onDisk: () => BigInt(readFileSync(join(dir, ID), "utf8").trim()) };
+interface Fresh {
+  dir: string;
+  store: SeqStore;
+  /** The bound in the SA's file. */
+  onDisk: () => bigint;
 }
 
-/** Waits until no background save has a file in flight. */
-async function settled(dir: string): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    if (!readdirSync(dir).some((name) => name.endsWith(".next"))) {
-      await sleep(20); // its directory fsync, after the rename
-      return;
-    }
+/** Runs `body` on a store in a new directory, removed afterwards. */
+async function inFreshStore(body: (fresh: Fresh) => void | Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-seq-"));
+  try {
+    await body({ dir, store: new SeqStore(dir), onDisk: () => BigInt(readFileSync(join(dir, ID), "utf8").trim()) });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Waits (up to 10 s) until `check` holds. */
+async function until(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 2000; i++) {
+    if (check()) return;
     await sleep(5);
   }
-  assert.fail("a background save never finished");
+  assert.fail(`timed out waiting for ${what}`);
 }
 
-test("past the durable bound: saved before ensure() returns", () => {
-  const { dir, store, onDisk } = fresh();
-  try {
-    const r = new Reservation(store, ID, 64n, LIMIT);
-    assert.equal(r.bound, 0n, "nothing on disk yet");
-    r.ensure(1n);
-    assert.equal(onDisk(), 65n);
-    assert.equal(r.bound, 65n);
-    r.ensure(200n);
-    assert.equal(onDisk(), 264n);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+/** Waits until no background save has its file in flight (written, not yet renamed or removed). */
+function settled(dir: string): Promise<void> {
+  return until(() => !readdirSync(dir).some((name) => name.endsWith(".next")), "the background save's file to be renamed or removed");
+}
 
-test("within half a block of the bound: extended in the background, durable before it is needed", async () => {
-  const { dir, store, onDisk } = fresh();
-  try {
-    const r = new Reservation(store, ID, 64n, LIMIT);
-    r.ensure(1n);
-    r.ensure(20n); // 20 + 32 <= 65: nothing to do
-    assert.equal(onDisk(), 65n);
-    r.ensure(40n); // 40 + 32 > 65, and 40 <= 65: background
-    assert.equal(onDisk(), 65n, "ensure() did not wait for the disk");
-    assert.equal(r.bound, 65n, "the bound counts as durable only once it is");
-    r.ensure(41n); // one save in flight at a time
-    await settled(dir);
-    assert.equal(onDisk(), 104n);
-    assert.equal(r.bound, 104n);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+test("past the durable bound: saved before ensure() returns", () => inFreshStore(({ store, onDisk }) => {
+  const r = new Reservation(store, ID, 64n, LIMIT);
+  assert.equal(r.bound, 0n, "nothing on disk yet");
+  r.ensure(1n);
+  assert.equal(onDisk(), 65n);
+  assert.equal(r.bound, 65n);
+  r.ensure(200n);
+  assert.equal(onDisk(), 264n);
+}));
 
-test("a synchronous save that overtook a background one is not undone by it", async () => {
-  const { dir, store, onDisk } = fresh();
-  try {
-    const r = new Reservation(store, ID, 64n, LIMIT);
-    r.ensure(1n);
-    r.ensure(40n); // background, to 104
-    r.ensure(150n); // past 65: at once, to 214
-    assert.equal(onDisk(), 214n);
-    await settled(dir);
-    assert.equal(onDisk(), 214n, "the older background save did not replace the newer bound");
-    assert.equal(r.bound, 214n);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+test("within half a block of the bound: extended in the background, durable before it is needed", () => inFreshStore(async ({ store, onDisk }) => {
+  const r = new Reservation(store, ID, 64n, LIMIT);
+  r.ensure(1n);
+  r.ensure(20n); // 20 + 32 <= 65: nothing to do
+  assert.equal(onDisk(), 65n);
+  r.ensure(40n); // 40 + 32 > 65, and 40 <= 65: background
+  assert.equal(onDisk(), 65n, "ensure() did not wait for the disk");
+  assert.equal(r.bound, 65n, "the bound counts as durable only once it is");
+  r.ensure(41n); // one save in flight at a time
+  await until(() => r.bound === 104n, "the background save to become durable");
+  assert.equal(onDisk(), 104n);
+}));
 
-test("after close(), a background save in flight does not replace the file (a clean stop's exact counter stays)", async () => {
-  const { dir, store, onDisk } = fresh();
-  try {
-    const r = new Reservation(store, ID, 64n, LIMIT);
-    r.ensure(1n);
-    r.ensure(40n); // background, to 104
-    r.close();
-    store.save(ID, 41n); // what Endpoint.stop writes: the exact counter
-    await settled(dir);
-    assert.equal(onDisk(), 41n);
-    r.ensure(50n); // closed: no new background save either
-    await settled(dir);
-    assert.equal(onDisk(), 41n);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+test("a synchronous save that overtook a background one is not undone by it", () => inFreshStore(async ({ dir, store, onDisk }) => {
+  const r = new Reservation(store, ID, 64n, LIMIT);
+  r.ensure(1n);
+  r.ensure(40n); // background, to 104
+  r.ensure(150n); // past 65: at once, to 214
+  assert.equal(onDisk(), 214n);
+  await settled(dir);
+  assert.equal(onDisk(), 214n, "the older background save did not replace the newer bound");
+  assert.equal(r.bound, 214n);
+}));
 
-test("the bound stops at the SA's limit", async () => {
-  const { dir, store, onDisk } = fresh();
-  try {
-    const r = new Reservation(store, ID, 64n, 100n);
-    r.ensure(60n);
-    assert.equal(onDisk(), 100n, "60 + 64 capped at 100");
-    r.ensure(90n); // within half a block, but nothing above the limit to reserve
-    await settled(dir);
-    assert.equal(onDisk(), 100n);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+test("after close(), a background save in flight does not replace the file (a clean stop's exact counter stays)", () => inFreshStore(async ({ dir, store, onDisk }) => {
+  const r = new Reservation(store, ID, 64n, LIMIT);
+  r.ensure(1n);
+  r.ensure(40n); // background, to 104
+  r.close();
+  store.save(ID, 41n); // what Endpoint.stop writes: the exact counter
+  await settled(dir);
+  assert.equal(onDisk(), 41n);
+  r.ensure(50n); // closed: no new background save either
+  await settled(dir);
+  assert.equal(onDisk(), 41n);
+}));
+
+test("the bound stops at the SA's limit", () => inFreshStore(async ({ dir, store, onDisk }) => {
+  const r = new Reservation(store, ID, 64n, 100n);
+  r.ensure(60n);
+  assert.equal(onDisk(), 100n, "60 + 64 capped at 100");
+  r.ensure(90n); // within half a block, but nothing above the limit to reserve
+  await settled(dir);
+  assert.equal(onDisk(), 100n);
+}));
