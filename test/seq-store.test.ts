@@ -99,3 +99,17 @@ test("the bound stops at the SA's limit", () => inFreshStore(async ({ dir, store
   await settled(dir);
   assert.equal(onDisk(), 100n);
 }));
+
+test("a replacement reservation's background save is not disturbed by a closed one's still in flight (a reload)", () => inFreshStore(async ({ dir, store, onDisk }) => {
+  const old = new Reservation(store, ID, 64n, LIMIT);
+  old.ensure(1n); // 65, at once
+  old.ensure(40n); // background, to 104
+  old.close(); // the peer is replaced: its save must not land
+  const replacement = new Reservation(store, ID, 64n, LIMIT);
+  assert.equal(replacement.bound, 65n);
+  replacement.ensure(50n); // background, to 114
+  await until(() => replacement.bound === 114n, "the replacement's background save to become durable");
+  await settled(dir);
+  assert.equal(onDisk(), 114n);
+  assert.equal(store.load(ID), 114n, "the file is whole");
+}));

@@ -34,6 +34,8 @@ export const OUT_BLOCK = 1n << 20n;
 export const IN_BLOCK = 1n << 16n;
 
 export class SeqStore {
+  #backgroundSaves = 0;
+
   constructor(readonly dir: string) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
@@ -92,7 +94,8 @@ export class SeqStore {
    */
   saveInBackground(id: string, bound: bigint, commit: () => boolean, renamed: () => void, done: (durable: boolean) => void): void {
     const path = join(this.dir, id);
-    const temporary = `${path}.next`;
+    // A name of its own: a closed reservation's save may still be writing when its replacement starts one.
+    const temporary = `${path}.${++this.#backgroundSaves}.next`;
     const fail = (fd?: number): void => {
       if (fd !== undefined) close(fd, () => unlink(temporary, () => done(false)));
       else unlink(temporary, () => done(false));
