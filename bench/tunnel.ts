@@ -117,10 +117,10 @@ export function runTunnelSuite(options: { repeat: number; duration: number; udpR
       csvs.push(existsSync(results) ? readFileSync(results, "utf8") : "");
     }
     const { rows, rounds } = summarize(csvs, options.udpRate);
-    // Per-thread CPU of the round whose sluice TCP figure was the median one.
-    const sluiceRounds = rounds.map((r) => r.tcp.get("sluice"));
-    const medianSluice = median(sluiceRounds.filter((v): v is number => v !== undefined));
-    const threads = threadsByRound[sluiceRounds.indexOf(medianSluice)] ?? threadsByRound.find(Boolean) ?? [];
+    // Per-thread CPU of the round whose sluice TCP figure was the median one (the lower middle of an even count).
+    const measured = rounds.map((r, i) => ({ i, tcp: r.tcp.get("sluice") })).filter((r) => r.tcp !== undefined && threadsByRound[r.i] !== undefined);
+    measured.sort((a, b) => a.tcp! - b.tcp!);
+    const threads = measured.length ? threadsByRound[measured[Math.floor((measured.length - 1) / 2)]!.i]! : [];
     return { udpRate: options.udpRate, rows, rounds: rounds.map((r) => Object.fromEntries(r.tcp)), skipped, threads };
   } finally {
     rmSync(work, { recursive: true, force: true });
@@ -172,12 +172,13 @@ function summarize(csvs: string[], udpRate: string): { rows: TunnelRow[]; rounds
 
 /**
  * Each round's sluice TCP figure divided by the best other tunnel's in the
- * same round (the bare veth is no tunnel); null for a round missing either.
+ * same round (the bare veth is no tunnel); null for a round missing either
+ * (a failed iperf3 run counts 0 Mbit/s: missing too).
  */
 export function roundRatios(result: TunnelResult): (number | null)[] {
   return result.rounds.map((tcp) => {
     const sluice = tcp["sluice"];
-    const peers = Object.entries(tcp).filter(([label]) => label !== "sluice" && label !== "baseline-veth").map(([, v]) => v);
-    return sluice === undefined || peers.length === 0 || Math.max(...peers) <= 0 ? null : sluice / Math.max(...peers);
+    const peers = Object.entries(tcp).filter(([label, v]) => label !== "sluice" && label !== "baseline-veth" && v > 0).map(([, v]) => v);
+    return sluice === undefined || sluice <= 0 || peers.length === 0 ? null : sluice / Math.max(...peers);
   });
 }

@@ -39,10 +39,6 @@ async function until(check: () => boolean, what: string): Promise<void> {
   assert.fail(`timed out waiting for ${what}`);
 }
 
-/** Waits until no background save has its file in flight (written, not yet renamed or removed). */
-function settled(dir: string): Promise<void> {
-  return until(() => !readdirSync(dir).some((name) => name.endsWith(".next")), "the background save's file to be renamed or removed");
-}
 
 test("past the durable bound: saved before ensure() returns", () => inFreshStore(({ store, onDisk }) => {
   const r = new Reservation(store, ID, 64n, LIMIT);
@@ -67,36 +63,37 @@ test("within half a block of the bound: extended in the background, durable befo
   assert.equal(onDisk(), 104n);
 }));
 
-test("a synchronous save that overtook a background one is not undone by it", () => inFreshStore(async ({ dir, store, onDisk }) => {
+test("a synchronous save that overtook a background one is not undone by it", () => inFreshStore(async ({ store, onDisk }) => {
   const r = new Reservation(store, ID, 64n, LIMIT);
   r.ensure(1n);
   r.ensure(40n); // background, to 104
   r.ensure(150n); // past 65: at once, to 214
   assert.equal(onDisk(), 214n);
-  await settled(dir);
+  await store.idle();
   assert.equal(onDisk(), 214n, "the older background save did not replace the newer bound");
   assert.equal(r.bound, 214n);
 }));
 
-test("after close(), a background save in flight does not replace the file (a clean stop's exact counter stays)", () => inFreshStore(async ({ dir, store, onDisk }) => {
+test("after close(), a background save in flight does not replace the file (a clean stop's exact counter stays)", () => inFreshStore(async ({ store, onDisk }) => {
   const r = new Reservation(store, ID, 64n, LIMIT);
   r.ensure(1n);
   r.ensure(40n); // background, to 104
   r.close();
   store.save(ID, 41n); // what Endpoint.stop writes: the exact counter
-  await settled(dir);
+  await store.idle();
   assert.equal(onDisk(), 41n);
-  r.ensure(50n); // closed: no new background save either
-  await settled(dir);
+  r.ensure(50n); // closed: no background save
+  r.ensure(500n); // closed: not even a synchronous one
+  await store.idle();
   assert.equal(onDisk(), 41n);
 }));
 
-test("the bound stops at the SA's limit", () => inFreshStore(async ({ dir, store, onDisk }) => {
+test("the bound stops at the SA's limit", () => inFreshStore(async ({ store, onDisk }) => {
   const r = new Reservation(store, ID, 64n, 100n);
   r.ensure(60n);
   assert.equal(onDisk(), 100n, "60 + 64 capped at 100");
   r.ensure(90n); // within half a block, but nothing above the limit to reserve
-  await settled(dir);
+  await store.idle();
   assert.equal(onDisk(), 100n);
 }));
 
@@ -109,7 +106,8 @@ test("a replacement reservation's background save is not disturbed by a closed o
   assert.equal(replacement.bound, 65n);
   replacement.ensure(50n); // background, to 114
   await until(() => replacement.bound === 114n, "the replacement's background save to become durable");
-  await settled(dir);
+  await store.idle();
   assert.equal(onDisk(), 114n);
   assert.equal(store.load(ID), 114n, "the file is whole");
+  assert.deepEqual(readdirSync(dir).filter((name) => name !== ID), [], "no temporary file left behind");
 }));

@@ -198,10 +198,11 @@ long tso_next(tso_state *s, uint8_t *out, size_t capacity) {
   size_t total = s->headers + piece;
   if (total > capacity) return -1;
   const uint8_t *in = s->packet;
-  /* Nothing is read back from `out`: its cache lines were last written by a
-   * worker on the other core, so stores to them wait for ownership and a
-   * load of a just-stored byte waits with them (measured: the sums took 15×
-   * their in-cache time). The headers are fixed in a local copy, written out
+  /* Nothing is read back from `out` (except by the fallback for headers
+   * too long for the stack): its cache lines were last written by a worker
+   * on the other core, so stores to them wait for ownership and a load of a
+   * just-stored byte waits with them (measured: the sums took 15× their
+   * in-cache time). The headers are fixed in a local copy, written out
    * whole; the payload is summed in the same pass that copies it. */
   uint8_t local[TSO_HEADERS_LOCAL];
   uint8_t *h = s->headers <= sizeof local ? local : out;

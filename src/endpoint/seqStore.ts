@@ -18,7 +18,7 @@
  * the background (libuv's thread pool) once the counter comes within half a
  * block of the durable bound, which leaves half a block of packets (32768
  * inbound, over 0.1 s at the tunnel's rate) for two fsyncs to finish. Only
- * a counter that reaches the durable bound first waits for a synchronous
+ * a counter that passes the durable bound first waits for a synchronous
  * save. Before, each extension stopped the main thread for the fsyncs:
  * seven times a second inbound at 2.5 Gbit/s, for milliseconds each on a
  * disk without a write cache.
@@ -30,11 +30,16 @@ import { mkdirSync, openSync, writeSync, fsyncSync, closeSync, renameSync, readF
 import { join } from "node:path";
 import { createHash } from "node:crypto";
 
+/** Background saves started in this process: each writes a temporary file of its own. */
+let backgroundSaves = 0;
+
 export const OUT_BLOCK = 1n << 20n;
 export const IN_BLOCK = 1n << 16n;
 
 export class SeqStore {
-  #backgroundSaves = 0;
+  /** Background saves not finished yet, and who waits for none to be left. */
+  #inFlight = 0;
+  #idleWaiters: (() => void)[] = [];
 
   constructor(readonly dir: string) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -92,13 +97,24 @@ export class SeqStore {
    * the pool. `renamed` runs right after the rename, `done(true)` once the
    * bound is durable; `done(false)` when it was not committed or failed.
    */
+  /** Resolves once no background save is in flight (tests; a shutdown that wants the disk quiet). */
+  idle(): Promise<void> {
+    if (this.#inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
   saveInBackground(id: string, bound: bigint, commit: () => boolean, renamed: () => void, done: (durable: boolean) => void): void {
     const path = join(this.dir, id);
     // A name of its own: a closed reservation's save may still be writing when its replacement starts one.
-    const temporary = `${path}.${++this.#backgroundSaves}.next`;
+    const temporary = `${path}.${process.pid}-${++backgroundSaves}.next`;
+    this.#inFlight++;
+    const finish = (durable: boolean): void => {
+      if (--this.#inFlight === 0) for (const wake of this.#idleWaiters.splice(0)) wake();
+      done(durable);
+    };
     const fail = (fd?: number): void => {
-      if (fd !== undefined) close(fd, () => unlink(temporary, () => done(false)));
-      else unlink(temporary, () => done(false));
+      if (fd !== undefined) close(fd, () => unlink(temporary, () => finish(false)));
+      else unlink(temporary, () => finish(false));
     };
     open(temporary, "w", 0o600, (error, fd) => {
       if (error) return fail();
@@ -115,8 +131,8 @@ export class SeqStore {
             }
             renamed();
             open(this.dir, "r", (error, dirFd) => {
-              if (error) return done(false);
-              fsync(dirFd, (error) => close(dirFd, () => done(!error)));
+              if (error) return finish(false);
+              fsync(dirFd, (error) => close(dirFd, () => finish(!error)));
             });
           });
         });
@@ -156,10 +172,12 @@ export class Reservation {
    */
   ensure(next: bigint): void {
     if (next + this.#half <= this.#bound) return;
+    // Closed: the file is no longer this reservation's (a replacement or a clean stop's exact save owns it).
+    if (this.#closed) return;
     let target = next + this.block;
     if (target > this.limit) target = this.limit;
     if (next <= this.#bound) {
-      if (this.#extending === null && target > this.#bound && !this.#closed) this.#extendInBackground(target);
+      if (this.#extending === null && target > this.#bound) this.#extendInBackground(target);
       return;
     }
     this.store.save(this.id, target);
@@ -167,9 +185,9 @@ export class Reservation {
   }
 
   /**
-   * No background save may replace the file from now on (the SA is going
-   * away, or a clean stop writes exact counters next); one already renamed
-   * is made durable before this returns.
+   * No save of this reservation's may replace the file from now on (the SA
+   * is going away, or a clean stop writes exact counters next); one already
+   * renamed is made durable before this returns.
    */
   close(): void {
     this.#closed = true;
@@ -185,9 +203,11 @@ export class Reservation {
       this.#renamedNotSynced = true;
     };
     this.store.saveInBackground(this.id, target, commit, renamed, (durable) => {
-      this.#renamedNotSynced = false;
       this.#extending = null;
-      if (durable && target > this.#bound) this.#bound = target;
+      // A failed directory fsync leaves the rename undurable: close() syncs it then.
+      if (!durable) return;
+      this.#renamedNotSynced = false;
+      if (target > this.#bound) this.#bound = target;
     });
   }
 }

@@ -159,6 +159,7 @@ export class Batch {
 
   /** The slot packet i is in. */
   slot(i: number): number {
+    if (!(i >= 0 && i < this.count)) throw notInBatch(i, this.count);
     return this.slots[i]!;
   }
 
