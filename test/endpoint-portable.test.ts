@@ -269,7 +269,7 @@ describe("portable path: two endpoints in one process over loopback", () => {
   test("a reload changes the routes; no slot leaks", async () => {
     assert.equal(x.sendInner(ipv4("10.77.1.5", "10.78.0.1", 10, 0)), false);
     const text = loopbackConfig("x", ports, dir).replace('["10.77.2.0/24", "fd77:2::/64"]', '["10.77.2.0/24", "fd77:2::/64", "10.78.0.0/16"]');
-    x.reload(parseConfig(text));
+    await x.reload(parseConfig(text));
     const n = atY.length;
     assert.equal(x.sendInner(ipv4("10.77.1.5", "10.78.0.1", 10, 0)), true);
     await waitUntil(() => atY.length === n + 1, "a packet on the new route");
@@ -278,6 +278,68 @@ describe("portable path: two endpoints in one process over loopback", () => {
     await sleep(50);
     // All slots but the keepalive's are free again.
     for (const endpoint of [x, y]) assert.equal(endpoint.engine.freeSlots, endpoint.engine.layout.slotCount - 1);
+  });
+});
+
+/* ------------------------------------------------------- reloads */
+
+describe("portable path: reloading the peers (what SIGHUP does)", () => {
+  let dir: string;
+  let ports: { x: number; y: number };
+  let x: Endpoint;
+  let y: Endpoint;
+  const logY = new LogSink();
+  const atY: Buffer[] = [];
+  const inboundOfY = (): { seq: bigint; replays: number } => {
+    const sa = y.engine.stats().sas.find((s) => s.direction === "in")!;
+    return { seq: sa.seq, replays: sa.drops.replay ?? 0 };
+  };
+
+  before(async () => {
+    process.env[SECRET_VAR] = SECRET;
+    dir = mkdtempSync(join(tmpdir(), "sluice-reload-"));
+    ports = { x: await freePort(), y: await freePort() };
+    const path = { path: "portable" as const, reason: "the test asks for the portable path" };
+    x = await Endpoint.start(parseConfig(loopbackConfig("x", ports, dir)), path, pino({ level: "silent" }));
+    y = await Endpoint.start(parseConfig(loopbackConfig("y", ports, dir)), path, pino({}, logY), {
+      onInnerPacket: (packet) => atY.push(Buffer.from(packet)),
+    });
+  });
+
+  after(async () => {
+    await x?.stop();
+    await y?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("an unchanged peer keeps its SA; a changed one with the same keys gets new SAs that carry the counters over, so old packets stay refused", async () => {
+    for (let i = 0; i < 3; i++) assert.equal(x.sendInner(ipv4("10.77.1.5", "10.77.2.9", 16, i)), true);
+    await waitUntil(() => atY.length === 3, "x's first packets at y");
+    const before = inboundOfY();
+    assert.ok(before.seq >= 3n);
+
+    await y.reload(parseConfig(loopbackConfig("y", ports, dir)));
+    const unchanged = logY.events("reload").at(-1)!;
+    assert.deepEqual({ kept: unchanged.kept, added: unchanged.added }, { kept: ["x"], added: [] });
+
+    const changed = loopbackConfig("y", ports, dir).replace('["10.77.1.0/24", "fd77:1::/64"]', '["10.77.1.0/24", "fd77:1::/64", "10.79.0.0/16"]');
+    await y.reload(parseConfig(changed));
+    const replaced = logY.events("reload").at(-1)!;
+    assert.deepEqual({ kept: replaced.kept, added: replaced.added, removed: replaced.removed }, { kept: [], added: ["x"], removed: ["x"] });
+    assert.equal(inboundOfY().seq, before.seq, "the new inbound SA starts at the old one's top");
+
+    // A number the old SA accepted, sealed again with the same keys: refused by the new SA.
+    const keys = deriveKeys(SECRET, SPI_XY, SPI_YX);
+    const delivered = atY.length;
+    await sendDatagrams(ports.y, [sealEsp(keys, SPI_XY, before.seq, icmpEcho4("10.77.1.5", "10.77.2.9", 7, 1))]);
+    await waitUntil(() => inboundOfY().replays === 1, "the old number refused as a replay");
+    // x goes on sealing above it, and its packets still arrive.
+    assert.equal(x.sendInner(ipv4("10.77.1.5", "10.77.2.9", 16, 9)), true);
+    await waitUntil(() => atY.length === delivered + 1, "x's next packet at y");
+    assert.equal(inboundOfY().seq, before.seq + 1n);
+    // The new selector is y's policy for x now: a source in it is delivered.
+    assert.equal(x.sendInner(ipv4("10.79.0.1", "10.77.2.9", 16, 10)), true);
+    await waitUntil(() => atY.length === delivered + 2, "a packet from the new selector");
   });
 });
 

@@ -101,10 +101,13 @@ async function up(args: string[]): Promise<void> {
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGHUP", () => {
     log.info({ event: "signal", signal: "SIGHUP" }, "reloading peers");
-    try {
-      endpoint.reload(parseConfig(readFileSync(configPath, "utf8")));
-    } catch (error) {
+    const failed = (error: unknown): void => {
       log.error({ event: "reload-failed", error: error instanceof Error ? error.message : String(error) }, "reload failed; the running peers are kept");
+    };
+    try {
+      endpoint.reload(parseConfig(readFileSync(configPath, "utf8"))).catch(failed);
+    } catch (error) {
+      failed(error);
     }
   });
 }

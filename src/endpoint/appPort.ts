@@ -42,6 +42,11 @@ export class AppPort implements InnerPort {
   send(packet: Uint8Array): boolean {
     if (this.#stopped) return false;
     const host = this.host;
+    if (host.held) {
+      // A reload waits for the batches in flight to drain: nothing new goes in meanwhile.
+      host.drop("backpressure");
+      return false;
+    }
     const engine = host.engine;
     if (packet.length > engine.maxPacket) {
       host.drop("inner-too-long");

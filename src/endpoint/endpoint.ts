@@ -91,6 +91,8 @@ export class Endpoint {
   #peers: readonly Peer[] = [];
   #keepaliveTimer: NodeJS.Timeout | undefined;
   #stopped = false;
+  /** The last reload asked for (each waits for the one before). */
+  #reloads: Promise<void> = Promise.resolve();
 
   private constructor(
     /** The config in force (peers and keepalive follow reloads). */
@@ -264,8 +266,31 @@ export class Endpoint {
    * new peer gets new SAs; a removed peer's SAs are removed (their keys wiped
    * once their last packets completed). TUN routes follow the selectors.
    * Changes to [local], [tun], [engine] and [state] need a restart.
+   *
+   * Reading and sending pause until the batches in flight are delivered:
+   * a replaced peer's counters are read only once they stop moving, or its
+   * replacement (same keys) could accept again numbers that those batches
+   * accepted. That takes milliseconds; packets wait in the socket and the
+   * TUN meanwhile (sendInner returns false). Reloads run one at a time.
    */
-  reload(config: EndpointConfig): void {
+  reload(config: EndpointConfig): Promise<void> {
+    const run = this.#reloads.then(() => this.#reload(config));
+    this.#reloads = run.catch(() => undefined);
+    return run;
+  }
+
+  async #reload(config: EndpointConfig): Promise<void> {
+    if (this.#stopped) return;
+    this.forwarder.hold();
+    try {
+      await this.engine.idle();
+      if (!this.#stopped) this.#applyReload(config);
+    } finally {
+      this.forwarder.release();
+    }
+  }
+
+  #applyReload(config: EndpointConfig): void {
     for (const section of ["local", "tun", "engine", "stateDir"] as const) {
       if (JSON.stringify(config[section]) !== JSON.stringify(this.config[section])) {
         this.log.warn({ event: "reload", setting: section }, `changes to ${section} need a restart; kept the running value`);

@@ -51,6 +51,8 @@ export class Forwarder {
   #keepaliveAt = -1;
   #paused = false;
   #stopped = false;
+  /** hold() calls not yet released. */
+  #held = 0;
   /** Faults seen so far, by reason (for the bounded logging of fault()). */
   readonly #faults = new Map<string, number>();
   /** Incremented per pass over a batch, so each peer is handled once per batch without a Set. */
@@ -160,8 +162,23 @@ export class Forwarder {
     this.#inner?.pause();
   }
 
+  /** Whether a reload holds the ports (Endpoint.reload). */
+  get held(): boolean {
+    return this.#held > 0;
+  }
+
+  /** Stops both ports until release(), whatever completes meanwhile. */
+  hold(): void {
+    this.#held++;
+    this.pause();
+  }
+
+  release(): void {
+    if (--this.#held === 0) this.#resume();
+  }
+
   #resume(): void {
-    if (this.#stopped) return;
+    if (this.#stopped || this.#held > 0) return;
     this.#paused = false;
     // The outer port first: the inner one may read at once (a TUN's leftover segments).
     this.#outer?.resume();
