@@ -9,10 +9,15 @@
 //    non-ESP markers, unknown SPIs, short and oversized datagrams and replays
 //    are handled as on the native path; a reload changes the routes; no slot
 //    leaks; each endpoint says once which path it runs on and why.
-// 2. `sluice up` with SLUICE_IO=portable (no root): it starts, says so with
+// 2. Reloads (no root): an unchanged peer keeps its SA; a changed one with
+//    the same keys gets new SAs that start at the old counters, so a number
+//    accepted before stays refused.
+// 3. `sluice up` with SLUICE_IO=portable (no root): it starts, says so with
 //    the reason, warns that there is no TUN, counts opened packets it cannot
-//    deliver as "no-inner-port", and exits 0 on SIGTERM.
-// 3. (root, ip netns) a native endpoint with a TUN in namespace A and a
+//    deliver as "no-inner-port", reloads its peers on SIGHUP (a bad file is
+//    logged and changes nothing), and exits 0 on SIGTERM.
+// 4. Keepalives reach every peer, more than one batch's worth (no root).
+// 5. (root, ip netns) a native endpoint with a TUN in namespace A and a
 //    portable one in namespace B (test/fixtures/portableEcho.ts, which answers
 //    pings through sendInner): ping from A to B's inner address works, small,
 //    MTU-sized and over IPv6 too.
@@ -382,12 +387,12 @@ spi_in = ${0x4001 + 2 * i}
 /* ------------------------------------------------------- sluice up on the portable path */
 
 describe("sluice up with SLUICE_IO=portable", { skip: existsSync(CLI) ? false : `the CLI is not compiled (no ${CLI})` }, () => {
-  test("starts without a TUN, says why, counts what it cannot deliver, and exits 0 on SIGTERM", async () => {
+  test("starts without a TUN, says why, counts what it cannot deliver, reloads on SIGHUP, and exits 0 on SIGTERM", async () => {
     const dir = mkdtempSync(join(tmpdir(), "sluice-portable-cli-"));
     try {
       const metricsPort = await freePort();
       const config = join(dir, "sluice.toml");
-      writeFileSync(config, `
+      const text = `
 [local]
 address = "127.0.0.1"
 port = 0
@@ -405,7 +410,8 @@ selectors = ["10.66.2.0/24"]
 secret_env = "${SECRET_VAR}"
 spi_out = 0x4001
 spi_in = 0x4002
-`);
+`;
+      writeFileSync(config, text);
       const child = spawn(process.execPath, [CLI, "up", "-c", config, "--metrics", `127.0.0.1:${metricsPort}`], {
         cwd: ROOT, env: { ...process.env, SLUICE_IO: "portable", [SECRET_VAR]: SECRET }, stdio: ["ignore", "pipe", "pipe"],
       });
@@ -440,6 +446,25 @@ spi_in = 0x4002
         assert.equal(metrics.endpointDrops("no-inner-port"), 1, metrics.text);
         assert.equal(metrics.endpointDrops("policy"), 1, metrics.text);
         assert.equal(metrics.sa("sluice_sa_packets_total", 0x4002, "in"), 2);
+        // SIGHUP reads the file again: the unchanged peer is kept, a new one added.
+        writeFileSync(config, `${text}
+[[peer]]
+name = "near"
+endpoint = "127.0.0.1:9"
+selectors = ["10.66.3.0/24"]
+secret_env = "${SECRET_VAR}"
+spi_out = 0x4003
+spi_in = 0x4004
+`);
+        child.kill("SIGHUP");
+        const reload = await proc.waitForEvent("reload", 10000);
+        assert.deepEqual({ kept: reload.kept, added: reload.added, removed: reload.removed }, { kept: ["far"], added: ["near"], removed: [] });
+        // A config that does not parse: logged, naming the key; the running peers stay.
+        writeFileSync(config, `${text}\n[[peer]]\nname = "bad"\n`);
+        child.kill("SIGHUP");
+        const failed = await proc.waitForEvent("reload-failed", 10000);
+        assert.match(String(failed.error), /peer\[1\]/);
+        assert.equal(proc.jsonLines().filter((line) => line.event === "reload").length, 1, "the bad config was applied");
         child.kill("SIGTERM");
         const exit = await proc.exit;
         assert.deepEqual(exit, { code: 0, signal: null }, `stderr: ${proc.stderr}`);
