@@ -12,11 +12,11 @@
 // 2. Reloads (no root): an unchanged peer keeps its SA; a changed one with
 //    the same keys gets new SAs that start at the old counters, so a number
 //    accepted before stays refused.
-// 3. `sluice up` with SLUICE_IO=portable (no root): it starts, says so with
+// 3. Keepalives reach every peer, more than one batch's worth (no root).
+// 4. `sluice up` with SLUICE_IO=portable (no root): it starts, says so with
 //    the reason, warns that there is no TUN, counts opened packets it cannot
 //    deliver as "no-inner-port", reloads its peers on SIGHUP (a bad file is
 //    logged and changes nothing), and exits 0 on SIGTERM.
-// 4. Keepalives reach every peer, more than one batch's worth (no root).
 // 5. (root, ip netns) a native endpoint with a TUN in namespace A and a
 //    portable one in namespace B (test/fixtures/portableEcho.ts, which answers
 //    pings through sendInner): ping from A to B's inner address works, small,
