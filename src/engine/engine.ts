@@ -409,7 +409,8 @@ export class Engine extends EventEmitter implements BatchHost {
   releaseBatch(batch: Batch): void {
     for (let i = 0; i < batch.count; i++) this.#slots.release(batch.slots[i]!);
     if (!batch.submitted) for (let i = 0; i < batch.count; i++) this.#sas.settle(batch.sas[i]!, 1);
-    batch.sas.fill(undefined, 0, batch.count); // the region's next batch reuses the array: hold no SA
+    // The region's next batch reuses the array: hold no SA. (A loop: Array.prototype.fill is a runtime call, seen in the profile.)
+    for (let i = 0; i < batch.count; i++) batch.sas[i] = undefined;
     this.#batches[batch.region] = undefined;
     this.#control.free(batch.region);
     this.#freeRegions.push(batch.region);
