@@ -28,6 +28,8 @@ export type InnerPacketHandler = (packet: Uint8Array, peerName: string) => void;
 export class AppPort implements InnerPort {
   readonly #seal: Accumulator;
   #stopped = false;
+  /** Paused by the core (engine full, or a reload draining it): send() refuses. */
+  #paused = false;
 
   constructor(private readonly host: Forwarder, private readonly onInnerPacket: InnerPacketHandler | undefined) {
     this.#seal = new Accumulator(host.engine, "seal", (batch) => host.submitSeal(batch));
@@ -42,17 +44,12 @@ export class AppPort implements InnerPort {
   send(packet: Uint8Array): boolean {
     if (this.#stopped) return false;
     const host = this.host;
-    if (host.held) {
-      // A reload waits for the batches in flight to drain: nothing new goes in meanwhile.
-      host.drop("backpressure");
-      return false;
-    }
     const engine = host.engine;
     if (packet.length > engine.maxPacket) {
       host.drop("inner-too-long");
       return false;
     }
-    const batch = this.#seal.batch();
+    const batch = this.#paused ? null : this.#seal.batch();
     const slot = batch === null ? -1 : engine.acquireSlot();
     if (slot < 0) {
       host.drop("backpressure");
@@ -86,10 +83,17 @@ export class AppPort implements InnerPort {
     }
   }
 
-  // Nothing to read from: the application pushes, and learns of backpressure from send()'s false.
+  // Nothing to read from: the application pushes, and learns of backpressure
+  // (a full engine, or a pause by the core) from send()'s false.
   start(): void {}
-  pause(): void {}
-  resume(): void {}
+
+  pause(): void {
+    this.#paused = true;
+  }
+
+  resume(): void {
+    this.#paused = false;
+  }
 
   /** Submits what sendInner gathered; later calls return false. */
   stop(): void {

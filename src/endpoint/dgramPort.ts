@@ -8,8 +8,9 @@
  *
  * Why it differs from udpPort.ts: dgram delivers one datagram per event in
  * a Buffer of its own and cannot be paused, so each datagram is copied into
- * a slot, and when the engine has no slot or batch to spare the datagram is
- * dropped and counted ("backpressure") instead of being left in the kernel.
+ * a slot, and when the engine has no slot or batch to spare, or the core
+ * paused the ports (a reload), the datagram is dropped and counted
+ * ("backpressure") instead of being left in the kernel.
  * Sends are bounded too: beyond MAX_SEND_QUEUE datagrams waiting in libuv,
  * packets are dropped ("udp-send-full"), as the native path drops when the
  * socket buffer is full. No GSO, GRO or batching system calls: slower.
@@ -33,6 +34,8 @@ export class DgramPort implements OuterPort, PortableReceiver {
   #claimed = -1;
   /** Datagrams are taken from start() (the peers are known) until stop(). */
   #receiving = false;
+  /** Paused by the core: datagrams are dropped, as dgram cannot leave them in the kernel. */
+  #paused = false;
 
   private constructor(host: Forwarder) {
     this.#host = host;
@@ -68,9 +71,14 @@ export class DgramPort implements OuterPort, PortableReceiver {
     this.#receiving = true;
   }
 
-  // dgram reads on its own from the moment it is bound, and cannot be paused.
-  pause(): void {}
-  resume(): void {}
+  // dgram reads on its own from the moment it is bound: pausing drops instead.
+  pause(): void {
+    this.#paused = true;
+  }
+
+  resume(): void {
+    this.#paused = false;
+  }
 
   /** Submits what was gathered; later datagrams are refused. */
   stop(): void {
@@ -93,7 +101,7 @@ export class DgramPort implements OuterPort, PortableReceiver {
         host.drop("udp-truncated");
         return -1;
       }
-      const slot = this.#open.batch() === null ? -1 : engine.acquireSlot();
+      const slot = this.#paused || this.#open.batch() === null ? -1 : engine.acquireSlot();
       if (slot < 0) {
         host.drop("backpressure");
         return -1;

@@ -162,11 +162,6 @@ export class Forwarder {
     this.#inner?.pause();
   }
 
-  /** Whether a reload holds the ports (Endpoint.reload). */
-  get held(): boolean {
-    return this.#held > 0;
-  }
-
   /** Stops both ports until release(), whatever completes meanwhile. */
   hold(): void {
     this.#held++;

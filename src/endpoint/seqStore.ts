@@ -94,8 +94,9 @@ export class SeqStore {
    * the thread pool; then, on this thread, `commit()` decides whether it
    * still replaces the current one (the rename is made here, so it is
    * ordered with every synchronous save); then the directory is fsynced in
-   * the pool. `renamed` runs right after the rename, `done(true)` once the
-   * bound is durable; `done(false)` when it was not committed or failed.
+   * the pool. `done(true)` once the bound is durable; `done(false)` when it
+   * was not committed or something failed (after a commit, the rename may
+   * have happened without the directory fsync).
    */
   /** Resolves once no background save is in flight (tests; a shutdown that wants the disk quiet). */
   idle(): Promise<void> {
@@ -103,7 +104,7 @@ export class SeqStore {
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
-  saveInBackground(id: string, bound: bigint, commit: () => boolean, renamed: () => void, done: (durable: boolean) => void): void {
+  saveInBackground(id: string, bound: bigint, commit: () => boolean, done: (durable: boolean) => void): void {
     const path = join(this.dir, id);
     // A name of its own: a closed reservation's save may still be writing when its replacement starts one.
     const temporary = `${path}.${process.pid}-${++backgroundSaves}.next`;
@@ -129,7 +130,6 @@ export class SeqStore {
             } catch {
               return fail();
             }
-            renamed();
             open(this.dir, "r", (error, dirFd) => {
               if (error) return finish(false);
               fsync(dirFd, (error) => close(dirFd, () => finish(!error)));
@@ -149,9 +149,9 @@ export class Reservation {
   /** Durable on disk. */
   #bound: bigint;
   readonly #half: bigint;
-  /** The bound a background save is writing, or null. */
-  #extending: bigint | null = null;
-  /** A background save renamed its file and has not fsynced the directory yet. */
+  /** A background save is in flight (one at a time). */
+  #extending = false;
+  /** A background save was committed (renamed, or about to be) and its directory fsync has not succeeded. */
   #renamedNotSynced = false;
   #closed = false;
 
@@ -177,7 +177,7 @@ export class Reservation {
     let target = next + this.block;
     if (target > this.limit) target = this.limit;
     if (next <= this.#bound) {
-      if (this.#extending === null && target > this.#bound) this.#extendInBackground(target);
+      if (!this.#extending && target > this.#bound) this.#extendInBackground(target);
       return;
     }
     this.store.save(this.id, target);
@@ -196,14 +196,15 @@ export class Reservation {
   }
 
   #extendInBackground(target: bigint): void {
-    this.#extending = target;
+    this.#extending = true;
     // A synchronous save that went further meanwhile must not be undone by this older rename.
-    const commit = (): boolean => !this.#closed && target > this.#bound;
-    const renamed = (): void => {
+    const commit = (): boolean => {
+      if (this.#closed || target <= this.#bound) return false;
       this.#renamedNotSynced = true;
+      return true;
     };
-    this.store.saveInBackground(this.id, target, commit, renamed, (durable) => {
-      this.#extending = null;
+    this.store.saveInBackground(this.id, target, commit, (durable) => {
+      this.#extending = false;
       // A failed directory fsync leaves the rename undurable: close() syncs it then.
       if (!durable) return;
       this.#renamedNotSynced = false;

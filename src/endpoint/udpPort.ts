@@ -49,6 +49,8 @@ export class NativeUdpPort implements OuterPort {
     copyLengths: new Int32Array(GRO_PACKETS),
     copies: 0,
   };
+  /** One GSO send's entries, copied to the front (a subarray per send would allocate two views). */
+  readonly #gsoRun = { offsets: new Int32Array(GSO_MAX_SEGMENTS), lengths: new Int32Array(GSO_MAX_SEGMENTS) };
   readonly #readiness: Readiness;
   #closed = false;
   // Bound once: a readiness callback allocates nothing.
@@ -165,9 +167,14 @@ export class NativeUdpPort implements OuterPort {
       if (j - i >= 2) {
         if (singles > 0) singles = this.#flushSingles(entries, singles);
         const peer = host.peerById[peerId]!;
+        const run = this.#gsoRun;
+        for (let k = i; k < j; k++) {
+          run.offsets[k - i] = offsets[k]!;
+          run.lengths[k - i] = lengths[k]!;
+        }
         let sent = 0;
         try {
-          sent = this.io.udpSendGso(this.fd, host.engine.bytes, offsets.subarray(i, j), lengths.subarray(i, j), j - i, peer.address, size);
+          sent = this.io.udpSendGso(this.fd, host.engine.bytes, run.offsets, run.lengths, j - i, peer.address, size);
         } catch (error) {
           host.log.warn({ event: "udp-gso-error", error: String(error) }, "GSO send failed; sending packet by packet from now on");
           this.gso = false;
