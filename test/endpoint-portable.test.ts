@@ -28,33 +28,15 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { pino, type DestinationStream } from "pino";
+import { pino } from "pino";
 import { parseConfig } from "../src/endpoint/config.js";
 import { Endpoint } from "../src/endpoint/endpoint.js";
 import type { NativeIo } from "../src/io/native.js";
 import { CLI, ROOT, Metrics, missingRequirements, Proc, SECRET_ENV, sleep, TwoEndpoints } from "./fixtures/twoEndpoints.js";
 import { deriveKeys, icmpEcho4, sealEsp } from "./fixtures/espForge.js";
+import { LogSink, waitUntil } from "./fixtures/observe.js";
 
 const REASON_ENV = "SLUICE_IO=portable asks for the portable path";
-
-/** JSON log lines, collected (a pino destination). */
-class LogSink implements DestinationStream {
-  readonly lines: Record<string, unknown>[] = [];
-  write(line: string): void {
-    this.lines.push(JSON.parse(line) as Record<string, unknown>);
-  }
-  events(event: string): Record<string, unknown>[] {
-    return this.lines.filter((line) => line.event === event);
-  }
-}
-
-async function waitUntil(check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 /** A UDP port free right now on 127.0.0.1. */
 async function freePort(): Promise<number> {

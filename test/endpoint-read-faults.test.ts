@@ -30,7 +30,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, describe, test, type TestContext } from "node:test";
-import { pino, type DestinationStream } from "pino";
+import { pino } from "pino";
 import { createEngine, type Engine } from "../src/engine/engine.js";
 import { ADDRESS_BYTES, encodeAddress } from "../src/io/address.js";
 import { loadNativeIo, nativeIoUnavailableReason, type NativeIo } from "../src/io/native.js";
@@ -45,6 +45,7 @@ import { NativeUdpPort } from "../src/endpoint/udpPort.js";
 import { InboundSa } from "../src/esp.js";
 import { deriveKeys, icmpEcho4, sealEsp } from "./fixtures/espForge.js";
 import { runChildInNamespace, tunDeviceSkip, useNamespace } from "./fixtures/netns.js";
+import { LogSink, waitUntil } from "./fixtures/observe.js";
 
 const SELF = fileURLToPath(import.meta.url);
 const SECRET_VAR = "SLUICE_READ_FAULTS_SECRET";
@@ -106,17 +107,6 @@ class FaultyIo {
   }
 }
 
-/** pino's output as parsed lines. */
-class LogSink implements DestinationStream {
-  readonly lines: Record<string, unknown>[] = [];
-  write(line: string): void {
-    this.lines.push(JSON.parse(line) as Record<string, unknown>);
-  }
-  events(event: string): Record<string, unknown>[] {
-    return this.lines.filter((line) => line.event === event);
-  }
-}
-
 /** The inner side as a stub: collects (copies of) what the forwarder writes. */
 class InnerSink implements InnerPort {
   readonly packets: Buffer[] = [];
@@ -155,14 +145,6 @@ class OuterSink implements OuterPort {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function waitUntil(check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(5);
-  }
 }
 
 function configText(stateDir: string, tunName = "sluice-rf0"): string {

@@ -7,8 +7,8 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { Reservation, SeqStore } from "../src/endpoint/seqStore.js";
+import { waitUntil } from "./fixtures/observe.js";
 
 const LIMIT = (1n << 64n) - 1n;
 const ID = "out-00001001-0123456789abcdef";
@@ -30,14 +30,6 @@ async function inFreshStore(body: (fresh: Fresh) => void | Promise<void>): Promi
   }
 }
 
-/** Waits (up to 10 s) until `check` holds. */
-async function until(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 2000; i++) {
-    if (check()) return;
-    await sleep(5);
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
 
 
 test("past the durable bound: saved before ensure() returns", () => inFreshStore(({ store, onDisk }) => {
@@ -59,7 +51,7 @@ test("within half a block of the bound: extended in the background, durable befo
   assert.equal(onDisk(), 65n, "ensure() did not wait for the disk");
   assert.equal(r.bound, 65n, "the bound counts as durable only once it is");
   r.ensure(41n); // one save in flight at a time
-  await until(() => r.bound === 104n, "the background save to become durable");
+  await waitUntil(() => r.bound === 104n, "the background save to become durable", 10000);
   assert.equal(onDisk(), 104n);
 }));
 
@@ -105,7 +97,7 @@ test("a replacement reservation's background save is not disturbed by a closed o
   const replacement = new Reservation(store, ID, 64n, LIMIT);
   assert.equal(replacement.bound, 65n);
   replacement.ensure(50n); // background, to 114
-  await until(() => replacement.bound === 114n, "the replacement's background save to become durable");
+  await waitUntil(() => replacement.bound === 114n, "the replacement's background save to become durable", 10000);
   await store.idle();
   assert.equal(onDisk(), 114n);
   assert.equal(store.load(ID), 114n, "the file is whole");
