@@ -564,6 +564,25 @@ function coalesce(packets: Uint8Array[], shared = true): Coalesced {
   return { packets: r.packets, output: out.subarray(0, r.length), placed };
 }
 
+/**
+ * The 65535-byte cap of one write: `count` packets whose last carries `left`
+ * payload bytes make a group of exactly 65535 bytes; with one byte more the
+ * last is left out. `runOf(last)` makes the packets' specs.
+ */
+function assertFillsExactly<S>(
+  name: string, count: number, left: number, runOf: (last: number) => S[], build: (spec: S) => Uint8Array,
+  assertGroupOf: (got: Coalesced, packets: Uint8Array[], specs: S[], take: number, what: string) => void,
+): void {
+  const exact = runOf(left);
+  const exactPackets = exact.map(build);
+  const whole = coalesce(exactPackets);
+  assertGroupOf(whole, exactPackets, exact, count, `${name}: exactly 65535 bytes`);
+  assert.equal(whole.output.length, VNET + 65535);
+  const over = runOf(left + 1);
+  const overPackets = over.map(build);
+  assertGroupOf(coalesce(overPackets), overPackets, over, count - 1, `${name}: 65536 bytes`);
+}
+
 /* ================================================================ tests */
 
 const rng = new Rng(SEED);
@@ -1164,15 +1183,7 @@ if (CHILD === "1" || CHILD === "udp") {
 
         // Exactly 65535 bytes: 43 × 1489 and a last one of the bytes left; one byte more does not fit.
         const headers = v6 ? 72 : 52;
-        const left = 65535 - headers - 43 * 1489;
-        const exact = run(v6, 44, 1489, left);
-        const exactPackets = exact.map(buildTcp);
-        const whole = coalesce(exactPackets);
-        assertGroup(whole, exactPackets, exact, 44, `${name}: exactly 65535 bytes`);
-        assert.equal(whole.output.length, VNET + 65535);
-        const over = run(v6, 44, 1489, left + 1);
-        const overPackets = over.map(buildTcp);
-        assertGroup(coalesce(overPackets), overPackets, over, 43, `${name}: 65536 bytes`);
+        assertFillsExactly(name, 44, 65535 - headers - 43 * 1489, (last) => run(v6, 44, 1489, last), buildTcp, assertGroup);
       }
     });
 
@@ -1376,14 +1387,7 @@ if (CHILD === "1" || CHILD === "udp") {
         const headers = v6 ? 48 : 28;
         const left = 65535 - headers - 44 * 1472;
         assert.equal(left, v6 ? 719 : 739);
-        const exact = udpRun(v6, 45, 1472, left);
-        const exactPackets = exact.map(buildUdp);
-        const whole = coalesce(exactPackets);
-        assertUdpGroup(whole, exactPackets, exact, 45, `${name}: exactly 65535 bytes`);
-        assert.equal(whole.output.length, VNET + 65535);
-        const over = udpRun(v6, 45, 1472, left + 1);
-        const overPackets = over.map(buildUdp);
-        assertUdpGroup(coalesce(overPackets), overPackets, over, 44, `${name}: 65536 bytes`);
+        assertFillsExactly(name, 45, left, (last) => udpRun(v6, 45, 1472, last), buildUdp, assertUdpGroup);
       }
     });
 
@@ -1674,7 +1678,6 @@ interface DeviceReport {
   ms: number[];
 }
 
-
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -1684,6 +1687,28 @@ function ipText(bytes: number[]): string {
   const words: string[] = [];
   for (let i = 0; i < 16; i += 2) words.push(((bytes[i]! << 8) | bytes[i + 1]!).toString(16));
   return words.join(":");
+}
+
+/** Opens a TUN with offloads (asserting the kernel granted them), gives it `local` and `mtu`, and brings it up. */
+function openOffloadTun(native: NativeIo, name: string, v6: boolean, local: number[], mtu: number): ReturnType<NativeIo["tunOpen"]> {
+  const tun = native.tunOpen(name, { offload: true });
+  assert.equal(tun.offload, true, "the kernel granted the offloads");
+  const ip = (...args: string[]): void => {
+    execFileSync("ip", args, { stdio: ["ignore", "ignore", "inherit"] });
+  };
+  if (!v6) {
+    try {
+      // No IPv6 chatter (router solicitations) on an IPv4 test device.
+      writeFileSync(`/proc/sys/net/ipv6/conf/${name}/disable_ipv6`, "1");
+    } catch {
+      /* the callers cope with stray packets */
+    }
+    ip("addr", "add", `${ipText(local)}/24`, "dev", name);
+  } else {
+    ip("-6", "addr", "add", `${ipText(local)}/64`, "dev", name, "nodad");
+  }
+  ip("link", "set", "dev", name, "mtu", String(mtu), "up");
+  return tun;
 }
 
 /** The window scale a SYN asks for (RFC 7323), or 0. */
@@ -1712,23 +1737,8 @@ async function tcpThroughTun(native: NativeIo, family: 4 | 6, rng: Rng): Promise
   const local = v6 ? [0xfd, 0, 0, 0x5c, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1] : [198, 18, 0, 1];
   const remote = v6 ? [0xfd, 0, 0, 0x5c, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2] : [198, 18, 0, 2];
 
-  const tun = native.tunOpen(name, { offload: true });
-  assert.equal(tun.offload, true, "the kernel granted the offloads");
+  const tun = openOffloadTun(native, name, v6, local, MTU);
   assert.deepEqual(native.tunOffloadStats(tun.fd), { reads: 0, superPackets: 0, segments: 0, checksums: 0, malformed: 0, writes: 0, groups: 0, coalesced: 0, refused: 0 });
-  const ip = (...args: string[]): void => {
-    execFileSync("ip", args, { stdio: ["ignore", "ignore", "inherit"] });
-  };
-  if (!v6) {
-    try {
-      writeFileSync(`/proc/sys/net/ipv6/conf/${name}/disable_ipv6`, "1");
-    } catch {
-      /* the filters below cope */
-    }
-    ip("addr", "add", `${ipText(local)}/24`, "dev", name);
-  } else {
-    ip("-6", "addr", "add", `${ipText(local)}/64`, "dev", name, "nodad");
-  }
-  ip("link", "set", "dev", name, "mtu", String(MTU), "up");
 
   const SLOT = 2048, BATCH = 64;
   const buffer = new SharedArrayBuffer(2 * BATCH * SLOT);
@@ -1995,22 +2005,7 @@ async function udpThroughTun(native: NativeIo, family: 4 | 6, rng: Rng): Promise
   const remoteText = v6 ? "fd00:5d::2" : "198.18.2.2"; // as the socket reports it
   const SPORT = 40000 + family;
 
-  const tun = native.tunOpen(name, { offload: true });
-  assert.equal(tun.offload, true, "the kernel granted the offloads");
-  const ip = (...args: string[]): void => {
-    execFileSync("ip", args, { stdio: ["ignore", "ignore", "inherit"] });
-  };
-  if (!v6) {
-    try {
-      writeFileSync(`/proc/sys/net/ipv6/conf/${name}/disable_ipv6`, "1");
-    } catch {
-      /* nothing reads the TUN here */
-    }
-    ip("addr", "add", `${ipText(local)}/24`, "dev", name);
-  } else {
-    ip("-6", "addr", "add", `${ipText(local)}/64`, "dev", name, "nodad");
-  }
-  ip("link", "set", "dev", name, "mtu", "1500", "up");
+  const tun = openOffloadTun(native, name, v6, local, 1500);
 
   // A run of up to 65 datagrams waits in the socket until this process reads it: room for them (rmem_max permitting).
   const socket = createSocket({ type: v6 ? "udp6" : "udp4", recvBufferSize: 1 << 20 });
