@@ -13,9 +13,9 @@
 // key, the input and the output the caller names. Row r of block j is
 // `ks[4 * j + r]`, i.e. keystream byte 64 * j + 16 * r.
 
-import { r0, r1, r2, r3, r4, h0, h1, h2, h3, h4, polySetAccumulator } from "./poly1305";
+import { r0, r1, r2, r3, h0, h1, h2, h3, h4, polySetAccumulator } from "./poly1305";
 
-const M: u64 = 0x3ffffff;
+const W: u64 = 0xffffffff;
 
 // Rotations by 16 and 8 as i8x16.swizzle with a constant index vector, not
 // i8x16.shuffle: V8 (11.3) emits a shuffle's pattern as an immediate that it
@@ -94,30 +94,29 @@ export function keystreamGroup(key: usize, n0: u32, n1: u32, n2: u32, counter: u
   let x12 = ctr, x13 = m0, x14 = m1, x15 = m2;
 
   // Poly1305 state on locals; see polyBlocks for the arithmetic.
-  const q0 = r0, q1 = r1, q2 = r2, q3 = r3, q4 = r4;
-  const s1 = q1 * 5, s2 = q2 * 5, s3 = q3 * 5, s4 = q4 * 5;
+  const q0 = r0, q1 = r1, q2 = r2, q3 = r3;
+  const s1 = q1 + (q1 >> 2), s2 = q2 + (q2 >> 2), s3 = q3 + (q3 >> 2);
   let a0 = h0, a1 = h1, a2 = h2, a3 = h3, a4 = h4;
 
   for (let i = 0; i < 10; i++) {
     for (let b = 0; b < 2 && mac < macEnd; b++) {
-      const lo = load<u64>(mac), hi = load<u64>(mac, 8);
-      a0 += lo & M;
-      a1 += (lo >> 26) & M;
-      a2 += ((lo >> 52) | (hi << 12)) & M;
-      a3 += (hi >> 14) & M;
-      a4 += (hi >> 40) | (1 << 24);
-      const d0 = a0 * q0 + a1 * s4 + a2 * s3 + a3 * s2 + a4 * s1;
-      let d1 = a0 * q1 + a1 * q0 + a2 * s4 + a3 * s3 + a4 * s2;
-      let d2 = a0 * q2 + a1 * q1 + a2 * q0 + a3 * s4 + a4 * s3;
-      let d3 = a0 * q3 + a1 * q2 + a2 * q1 + a3 * q0 + a4 * s4;
-      let d4 = a0 * q4 + a1 * q3 + a2 * q2 + a3 * q1 + a4 * q0;
-      let c = d0 >> 26; a0 = d0 & M;
-      d1 += c; c = d1 >> 26; a1 = d1 & M;
-      d2 += c; c = d2 >> 26; a2 = d2 & M;
-      d3 += c; c = d3 >> 26; a3 = d3 & M;
-      d4 += c; c = d4 >> 26; a4 = d4 & M;
-      a0 += c * 5; c = a0 >> 26; a0 &= M;
-      a1 += c;
+      a0 += <u64>load<u32>(mac);
+      a1 += <u64>load<u32>(mac, 4);
+      a2 += <u64>load<u32>(mac, 8);
+      a3 += <u64>load<u32>(mac, 12);
+      a4 += 1;
+      const d0 = a0 * q0 + a1 * s3 + a2 * s2 + a3 * s1;
+      let d1 = a0 * q1 + a1 * q0 + a2 * s3 + a3 * s2 + a4 * s1;
+      let d2 = a0 * q2 + a1 * q1 + a2 * q0 + a3 * s3 + a4 * s2;
+      let d3 = a0 * q3 + a1 * q2 + a2 * q1 + a3 * q0 + a4 * s3;
+      let d4 = a4 * q0;
+      d1 += d0 >> 32; a0 = d0 & W;
+      d2 += d1 >> 32; a1 = d1 & W;
+      d3 += d2 >> 32; a2 = d2 & W;
+      d4 += d3 >> 32; a3 = d3 & W;
+      a4 = d4 & 3;
+      a0 += (d4 >> 2) * 5;
+      a1 += a0 >> 32; a0 &= W;
       mac += 16;
     }
       // column rounds (§2.3: QUARTERROUND(0, 4, 8, 12) …)

@@ -1,33 +1,39 @@
-// Poly1305 (RFC 8439 §2.5) with 26-bit limbs.
+// Poly1305 (RFC 8439 §2.5) in radix 2^32.
 //
-// Design: WASM has a 64×64→64 multiply but no 128-bit product, so the
-// accumulator h and the key r are split into five 26-bit limbs ("donna-32"):
-// every limb product fits in 52 bits and a sum of five in 55, leaving room
-// for lazy carries. `polyBlocks` is the straightforward one-block-at-a-time
-// loop, the readable reference; `polyBlocks2x` (poly1305x2.ts) carries two
-// blocks per step in SIMD and is checked against it by the tests.
+// Design: WASM has a 64×64→64 multiply but no 128-bit product. The
+// accumulator h is four 32-bit limbs plus a small fifth (bits 128 and up),
+// and the key r four 32-bit limbs. Clamping (§2.5.1) leaves every r limb
+// below 2^28 and r1…r3 multiples of 4, so a limb product stays below 2^61
+// and a sum of five below 2^64: no 128-bit arithmetic is needed. A product
+// that lands at 2^128 or beyond wraps around: 2^130 ≡ 5 (mod p), so
+// r_j · 2^128 ≡ (r_j / 4) · 5 = r_j + (r_j >> 2) =: s_j for j ≥ 1.
+// One block costs 20 multiplies and the message words are added as loaded;
+// radix 2^26 ("donna-32", what this file used before) needs 25 and a
+// shift-and-mask split of every block, and the multiplier is the port the
+// stitched ChaCha20 rounds compete for (chacha20.ts, keystreamGroup).
+//
+// Limb invariant between blocks: h0, h2, h3 < 2^32, h1 < 2^32 + 2, h4 < 4.
+// With a message block added each is below 2^33 + 2 (h4 ≤ 4), which keeps
+// every column sum below 2^63.3 (see blockMultiply's bounds).
 //
 // State lives in module globals: per instance, hence per thread, even though
 // every worker shares linear memory. One MAC computation at a time per thread:
 // polyInit, then polyBlocks / polyWords in message order, then polyFinish.
 
-const M: u64 = 0x3ffffff;
+const W: u64 = 0xffffffff;
 
-// Key r (clamped, §2.5.1), its multiples by 5, the pad s, and accumulator h.
-export let r0: u64 = 0; export let r1: u64 = 0; export let r2: u64 = 0; export let r3: u64 = 0; export let r4: u64 = 0;
+// Key r (clamped, §2.5.1), the pad s, and accumulator h.
+export let r0: u64 = 0; export let r1: u64 = 0; export let r2: u64 = 0; export let r3: u64 = 0;
 export let h0: u64 = 0; export let h1: u64 = 0; export let h2: u64 = 0; export let h3: u64 = 0; export let h4: u64 = 0;
 let pad0: u64 = 0, pad1: u64 = 0; // s as two little-endian 64-bit halves
 
 /** §2.5: r from the first 16 key bytes (clamped), s from the last 16; h = 0. */
 export function polyInit(rLo: u64, rHi: u64, sLo: u64, sHi: u64): void {
-  // Clamping (§2.5.1) then splitting into 26-bit limbs.
-  rLo &= 0x0ffffffc0fffffff;
-  rHi &= 0x0ffffffc0ffffffc;
-  r0 = rLo & M;
-  r1 = (rLo >> 26) & M;
-  r2 = ((rLo >> 52) | (rHi << 12)) & M;
-  r3 = (rHi >> 14) & M;
-  r4 = (rHi >> 40) & M;
+  // Clamping (§2.5.1): 0x0ffffffc0ffffffc0ffffffc0fffffff.
+  r0 = rLo & 0x0fffffff;
+  r1 = (rLo >> 32) & 0x0ffffffc;
+  r2 = rHi & 0x0ffffffc;
+  r3 = (rHi >> 32) & 0x0ffffffc;
   pad0 = sLo;
   pad1 = sHi;
   h0 = 0; h1 = 0; h2 = 0; h3 = 0; h4 = 0;
@@ -35,32 +41,36 @@ export function polyInit(rLo: u64, rHi: u64, sLo: u64, sHi: u64): void {
 
 /**
  * Absorbs one 16-byte block given as two little-endian 64-bit halves, with
- * `hibit` = 1 << 24 for a full block (the appended 0x01 byte of §2.5 lands at
- * bit 128, i.e. bit 24 of limb 4) and 0 for a final block already padded.
+ * `hibit` = 1 for a full block (the appended 0x01 byte of §2.5 is bit 128,
+ * i.e. bit 0 of h4) and 0 for a final block already padded.
  */
 // @ts-ignore: decorator
 @inline function absorb(lo: u64, hi: u64, hibit: u64): void {
-  let a0 = h0 + (lo & M);
-  let a1 = h1 + ((lo >> 26) & M);
-  let a2 = h2 + (((lo >> 52) | (hi << 12)) & M);
-  let a3 = h3 + ((hi >> 14) & M);
-  let a4 = h4 + ((hi >> 40) | hibit);
-  const s1 = r1 * 5, s2 = r2 * 5, s3 = r3 * 5, s4 = r4 * 5;
-  // h = h * r mod 2^130 - 5: limb k collects a_i * r_j with i + j = k, and
-  // the terms with i + j >= 5 wrap around multiplied by 5 (2^130 ≡ 5).
-  const d0 = a0 * r0 + a1 * s4 + a2 * s3 + a3 * s2 + a4 * s1;
-  let d1 = a0 * r1 + a1 * r0 + a2 * s4 + a3 * s3 + a4 * s2;
-  let d2 = a0 * r2 + a1 * r1 + a2 * r0 + a3 * s4 + a4 * s3;
-  let d3 = a0 * r3 + a1 * r2 + a2 * r1 + a3 * r0 + a4 * s4;
-  let d4 = a0 * r4 + a1 * r3 + a2 * r2 + a3 * r1 + a4 * r0;
-  // Partial carry: limbs end below 2^26 except h1, which may exceed it a bit.
-  let c = d0 >> 26; a0 = d0 & M;
-  d1 += c; c = d1 >> 26; a1 = d1 & M;
-  d2 += c; c = d2 >> 26; a2 = d2 & M;
-  d3 += c; c = d3 >> 26; a3 = d3 & M;
-  d4 += c; c = d4 >> 26; a4 = d4 & M;
-  a0 += c * 5; c = a0 >> 26; a0 &= M;
-  a1 += c;
+  let a0 = h0 + (lo & W);
+  let a1 = h1 + (lo >> 32);
+  let a2 = h2 + (hi & W);
+  let a3 = h3 + (hi >> 32);
+  let a4 = h4 + hibit;
+  const k0 = r0, k1 = r1, k2 = r2, k3 = r3;
+  const s1 = k1 + (k1 >> 2), s2 = k2 + (k2 >> 2), s3 = k3 + (k3 >> 2);
+  // h = h · r mod 2^130 − 5. Column k collects a_i · r_j with i + j = k;
+  // i + j ≥ 4 wraps to column i + j − 4 with s_j for r_j. a4 · r0 stays in
+  // column 4. Bounds (a_i < 2^33 + 2, r_j < 2^28, s_j < 1.25 · 2^28):
+  // d0 < 4.75 · 2^61, d1…d3 < 5 · 2^61 plus a carry below 2^32.
+  const d0 = a0 * k0 + a1 * s3 + a2 * s2 + a3 * s1;
+  let d1 = a0 * k1 + a1 * k0 + a2 * s3 + a3 * s2 + a4 * s1;
+  let d2 = a0 * k2 + a1 * k1 + a2 * k0 + a3 * s3 + a4 * s2;
+  let d3 = a0 * k3 + a1 * k2 + a2 * k1 + a3 * k0 + a4 * s3;
+  let d4 = a4 * k0;
+  // Carry up to column 4, keep its two low bits (bits 128, 129), fold the
+  // rest (multiples of 2^130) into column 0 times 5, and carry that once.
+  d1 += d0 >> 32; a0 = d0 & W;
+  d2 += d1 >> 32; a1 = d1 & W;
+  d3 += d2 >> 32; a2 = d2 & W;
+  d4 += d3 >> 32; a3 = d3 & W;
+  a4 = d4 & 3;
+  a0 += (d4 >> 2) * 5;
+  a1 += a0 >> 32; a0 &= W;
   h0 = a0; h1 = a1; h2 = a2; h3 = a3; h4 = a4;
 }
 
@@ -73,30 +83,29 @@ export function polyInit(rLo: u64, rHi: u64, sLo: u64, sHi: u64): void {
 /** Absorbs len / 16 full blocks from m (len a multiple of 16). */
 export function polyBlocks(m: usize, len: usize): void {
   // The same arithmetic as absorb(), on locals: globals would be reloaded
-  // every block, and r * 5 recomputed with them.
+  // every block, and s recomputed with them. keystreamGroup has a third copy.
   const end = m + len;
-  const k0 = r0, k1 = r1, k2 = r2, k3 = r3, k4 = r4;
-  const s1 = k1 * 5, s2 = k2 * 5, s3 = k3 * 5, s4 = k4 * 5;
+  const k0 = r0, k1 = r1, k2 = r2, k3 = r3;
+  const s1 = k1 + (k1 >> 2), s2 = k2 + (k2 >> 2), s3 = k3 + (k3 >> 2);
   let a0 = h0, a1 = h1, a2 = h2, a3 = h3, a4 = h4;
   while (m < end) {
-    const lo = load<u64>(m), hi = load<u64>(m, 8);
-    a0 += lo & M;
-    a1 += (lo >> 26) & M;
-    a2 += ((lo >> 52) | (hi << 12)) & M;
-    a3 += (hi >> 14) & M;
-    a4 += (hi >> 40) | (1 << 24);
-    const d0 = a0 * k0 + a1 * s4 + a2 * s3 + a3 * s2 + a4 * s1;
-    let d1 = a0 * k1 + a1 * k0 + a2 * s4 + a3 * s3 + a4 * s2;
-    let d2 = a0 * k2 + a1 * k1 + a2 * k0 + a3 * s4 + a4 * s3;
-    let d3 = a0 * k3 + a1 * k2 + a2 * k1 + a3 * k0 + a4 * s4;
-    let d4 = a0 * k4 + a1 * k3 + a2 * k2 + a3 * k1 + a4 * k0;
-    let c = d0 >> 26; a0 = d0 & M;
-    d1 += c; c = d1 >> 26; a1 = d1 & M;
-    d2 += c; c = d2 >> 26; a2 = d2 & M;
-    d3 += c; c = d3 >> 26; a3 = d3 & M;
-    d4 += c; c = d4 >> 26; a4 = d4 & M;
-    a0 += c * 5; c = a0 >> 26; a0 &= M;
-    a1 += c;
+    a0 += <u64>load<u32>(m);
+    a1 += <u64>load<u32>(m, 4);
+    a2 += <u64>load<u32>(m, 8);
+    a3 += <u64>load<u32>(m, 12);
+    a4 += 1;
+    const d0 = a0 * k0 + a1 * s3 + a2 * s2 + a3 * s1;
+    let d1 = a0 * k1 + a1 * k0 + a2 * s3 + a3 * s2 + a4 * s1;
+    let d2 = a0 * k2 + a1 * k1 + a2 * k0 + a3 * s3 + a4 * s2;
+    let d3 = a0 * k3 + a1 * k2 + a2 * k1 + a3 * k0 + a4 * s3;
+    let d4 = a4 * k0;
+    d1 += d0 >> 32; a0 = d0 & W;
+    d2 += d1 >> 32; a1 = d1 & W;
+    d3 += d2 >> 32; a2 = d2 & W;
+    d4 += d3 >> 32; a3 = d3 & W;
+    a4 = d4 & 3;
+    a0 += (d4 >> 2) * 5;
+    a1 += a0 >> 32; a0 &= W;
     m += 16;
   }
   h0 = a0; h1 = a1; h2 = a2; h3 = a3; h4 = a4;
@@ -104,7 +113,7 @@ export function polyBlocks(m: usize, len: usize): void {
 
 /** Absorbs one full block given as four little-endian words (AAD, lengths). */
 export function polyWords(w0: u32, w1: u32, w2: u32, w3: u32): void {
-  absorb(<u64>w0 | (<u64>w1 << 32), <u64>w2 | (<u64>w3 << 32), 1 << 24);
+  absorb(<u64>w0 | (<u64>w1 << 32), <u64>w2 | (<u64>w3 << 32), 1);
 }
 
 /**
@@ -120,7 +129,7 @@ export function polyTail(m: usize, n: usize, zeroPad: bool): void {
     else hi |= b << ((i - 8) << 3);
   }
   if (zeroPad) {
-    absorb(lo, hi, 1 << 24);
+    absorb(lo, hi, 1);
   } else {
     if (n < 8) lo |= <u64>1 << (n << 3);
     else hi |= <u64>1 << ((n - 8) << 3);
@@ -145,36 +154,33 @@ export let tagHi: u64 = 0;
  * Branch-free: the final subtraction of p is selected with a mask.
  */
 export function polyFinish(): void {
+  // Carry fully (only h1 can exceed 32 bits). Then h4 <= 4, so
+  // h < 2^130 + 2^128 < 2p and one conditional subtraction of p suffices.
   let a0 = h0, a1 = h1, a2 = h2, a3 = h3, a4 = h4;
-  let c = a1 >> 26; a1 &= M;
-  a2 += c; c = a2 >> 26; a2 &= M;
-  a3 += c; c = a3 >> 26; a3 &= M;
-  a4 += c; c = a4 >> 26; a4 &= M;
-  a0 += c * 5; c = a0 >> 26; a0 &= M;
-  a1 += c;
+  a2 += a1 >> 32; a1 &= W;
+  a3 += a2 >> 32; a2 &= W;
+  a4 += a3 >> 32; a3 &= W;
 
-  // g = h + 5 - 2^130; use g when it did not go negative, i.e. h >= p.
-  let g0 = a0 + 5; c = g0 >> 26; g0 &= M;
-  let g1 = a1 + c; c = g1 >> 26; g1 &= M;
-  let g2 = a2 + c; c = g2 >> 26; g2 &= M;
-  let g3 = a3 + c; c = g3 >> 26; g3 &= M;
-  let g4 = a4 + c - (1 << 26);
-  const useG = (g4 >> 63) - 1; // all ones when g4 >= 0
+  // g = h + 5 − 2^130; use g when it did not go negative, i.e. h >= p.
+  let g0 = a0 + 5;
+  let g1 = a1 + (g0 >> 32); g0 &= W;
+  let g2 = a2 + (g1 >> 32); g1 &= W;
+  let g3 = a3 + (g2 >> 32); g2 &= W;
+  const g4 = a4 + (g3 >> 32); g3 &= W;
+  const useG = 0 - (g4 >> 2); // all ones when g4 >= 4, i.e. g >= 2^130
   const useH = ~useG;
   a0 = (a0 & useH) | (g0 & useG);
   a1 = (a1 & useH) | (g1 & useG);
   a2 = (a2 & useH) | (g2 & useG);
   a3 = (a3 & useH) | (g3 & useG);
-  a4 = (a4 & useH) | (g4 & useG);
 
-  // Back to 2 × 64 bits (mod 2^128), then add s.
-  const lo = a0 | (a1 << 26) | (a2 << 52);
-  const hi = (a2 >> 12) | (a3 << 14) | (a4 << 40);
+  // h mod 2^128, plus s (mod 2^128).
+  const lo = a0 | (a1 << 32);
+  const hi = a2 | (a3 << 32);
   const sumLo = lo + pad0;
   const carry: u64 = sumLo < lo ? 1 : 0;
-  const sumHi = hi + pad1 + carry;
   tagLo = sumLo;
-  tagHi = sumHi;
+  tagHi = hi + pad1 + carry;
 }
 
 /** Writes the last tag as 16 bytes at out. */
