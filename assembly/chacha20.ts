@@ -13,7 +13,7 @@
 // key, the input and the output the caller names. Row r of block j is
 // `ks[4 * j + r]`, i.e. keystream byte 64 * j + 16 * r.
 
-import { r0, r1, r2, r3, h0, h1, h2, h3, h4, polySetAccumulator } from "./poly1305";
+import { r0, r1, r2, r3, s1, s2, s3, h0, h1, h2, h3, h4, polySetAccumulator } from "./poly1305";
 
 const W: u64 = 0xffffffff;
 
@@ -95,7 +95,7 @@ export function keystreamGroup(key: usize, n0: u32, n1: u32, n2: u32, counter: u
 
   // Poly1305 state on locals; see polyBlocks for the arithmetic.
   const q0 = r0, q1 = r1, q2 = r2, q3 = r3;
-  const s1 = q1 + (q1 >> 2), s2 = q2 + (q2 >> 2), s3 = q3 + (q3 >> 2);
+  const w1 = s1, w2 = s2, w3 = s3;
   let a0 = h0, a1 = h1, a2 = h2, a3 = h3, a4 = h4;
 
   for (let i = 0; i < 10; i++) {
@@ -105,10 +105,10 @@ export function keystreamGroup(key: usize, n0: u32, n1: u32, n2: u32, counter: u
       a2 += <u64>load<u32>(mac, 8);
       a3 += <u64>load<u32>(mac, 12);
       a4 += 1;
-      const d0 = a0 * q0 + a1 * s3 + a2 * s2 + a3 * s1;
-      let d1 = a0 * q1 + a1 * q0 + a2 * s3 + a3 * s2 + a4 * s1;
-      let d2 = a0 * q2 + a1 * q1 + a2 * q0 + a3 * s3 + a4 * s2;
-      let d3 = a0 * q3 + a1 * q2 + a2 * q1 + a3 * q0 + a4 * s3;
+      const d0 = a0 * q0 + a1 * w3 + a2 * w2 + a3 * w1;
+      let d1 = a0 * q1 + a1 * q0 + a2 * w3 + a3 * w2 + a4 * w1;
+      let d2 = a0 * q2 + a1 * q1 + a2 * q0 + a3 * w3 + a4 * w2;
+      let d3 = a0 * q3 + a1 * q2 + a2 * q1 + a3 * q0 + a4 * w3;
       let d4 = a4 * q0;
       d1 += d0 >> 32; a0 = d0 & W;
       d2 += d1 >> 32; a1 = d1 & W;

@@ -22,8 +22,11 @@
 
 const W: u64 = 0xffffffff;
 
-// Key r (clamped, §2.5.1), the pad s, and accumulator h.
+// Key r (clamped, §2.5.1), its wrap-around multiples, the pad s, and accumulator h.
 export let r0: u64 = 0; export let r1: u64 = 0; export let r2: u64 = 0; export let r3: u64 = 0;
+// s_j = r_j + (r_j >> 2), computed once per key here: as locals derived from
+// r, V8 (11.3) sinks them into the block loop and recomputes them per block.
+export let s1: u64 = 0; export let s2: u64 = 0; export let s3: u64 = 0;
 export let h0: u64 = 0; export let h1: u64 = 0; export let h2: u64 = 0; export let h3: u64 = 0; export let h4: u64 = 0;
 let pad0: u64 = 0, pad1: u64 = 0; // s as two little-endian 64-bit halves
 
@@ -34,6 +37,9 @@ export function polyInit(rLo: u64, rHi: u64, sLo: u64, sHi: u64): void {
   r1 = (rLo >> 32) & 0x0ffffffc;
   r2 = rHi & 0x0ffffffc;
   r3 = (rHi >> 32) & 0x0ffffffc;
+  s1 = r1 + (r1 >> 2);
+  s2 = r2 + (r2 >> 2);
+  s3 = r3 + (r3 >> 2);
   pad0 = sLo;
   pad1 = sHi;
   h0 = 0; h1 = 0; h2 = 0; h3 = 0; h4 = 0;
@@ -52,15 +58,15 @@ export function polyInit(rLo: u64, rHi: u64, sLo: u64, sHi: u64): void {
   let a3 = h3 + (hi >> 32);
   let a4 = h4 + hibit;
   const k0 = r0, k1 = r1, k2 = r2, k3 = r3;
-  const s1 = k1 + (k1 >> 2), s2 = k2 + (k2 >> 2), s3 = k3 + (k3 >> 2);
+  const w1 = s1, w2 = s2, w3 = s3;
   // h = h · r mod 2^130 − 5. Column k collects a_i · r_j with i + j = k;
-  // i + j ≥ 4 wraps to column i + j − 4 with s_j for r_j. a4 · r0 stays in
+  // i + j ≥ 4 wraps to column i + j − 4 with s_j (w_j here) for r_j. a4 · r0 stays in
   // column 4. Bounds (a_i < 2^33 + 2, r_j < 2^28, s_j < 1.25 · 2^28):
   // d0 < 4.75 · 2^61, d1…d3 < 5 · 2^61 plus a carry below 2^32.
-  const d0 = a0 * k0 + a1 * s3 + a2 * s2 + a3 * s1;
-  let d1 = a0 * k1 + a1 * k0 + a2 * s3 + a3 * s2 + a4 * s1;
-  let d2 = a0 * k2 + a1 * k1 + a2 * k0 + a3 * s3 + a4 * s2;
-  let d3 = a0 * k3 + a1 * k2 + a2 * k1 + a3 * k0 + a4 * s3;
+  const d0 = a0 * k0 + a1 * w3 + a2 * w2 + a3 * w1;
+  let d1 = a0 * k1 + a1 * k0 + a2 * w3 + a3 * w2 + a4 * w1;
+  let d2 = a0 * k2 + a1 * k1 + a2 * k0 + a3 * w3 + a4 * w2;
+  let d3 = a0 * k3 + a1 * k2 + a2 * k1 + a3 * k0 + a4 * w3;
   let d4 = a4 * k0;
   // Carry up to column 4, keep its two low bits (bits 128, 129), fold the
   // rest (multiples of 2^130) into column 0 times 5, and carry that once.
@@ -86,7 +92,7 @@ export function polyBlocks(m: usize, len: usize): void {
   // every block, and s recomputed with them. keystreamGroup has a third copy.
   const end = m + len;
   const k0 = r0, k1 = r1, k2 = r2, k3 = r3;
-  const s1 = k1 + (k1 >> 2), s2 = k2 + (k2 >> 2), s3 = k3 + (k3 >> 2);
+  const w1 = s1, w2 = s2, w3 = s3;
   let a0 = h0, a1 = h1, a2 = h2, a3 = h3, a4 = h4;
   while (m < end) {
     a0 += <u64>load<u32>(m);
@@ -94,10 +100,10 @@ export function polyBlocks(m: usize, len: usize): void {
     a2 += <u64>load<u32>(m, 8);
     a3 += <u64>load<u32>(m, 12);
     a4 += 1;
-    const d0 = a0 * k0 + a1 * s3 + a2 * s2 + a3 * s1;
-    let d1 = a0 * k1 + a1 * k0 + a2 * s3 + a3 * s2 + a4 * s1;
-    let d2 = a0 * k2 + a1 * k1 + a2 * k0 + a3 * s3 + a4 * s2;
-    let d3 = a0 * k3 + a1 * k2 + a2 * k1 + a3 * k0 + a4 * s3;
+    const d0 = a0 * k0 + a1 * w3 + a2 * w2 + a3 * w1;
+    let d1 = a0 * k1 + a1 * k0 + a2 * w3 + a3 * w2 + a4 * w1;
+    let d2 = a0 * k2 + a1 * k1 + a2 * k0 + a3 * w3 + a4 * w2;
+    let d3 = a0 * k3 + a1 * k2 + a2 * k1 + a3 * k0 + a4 * w3;
     let d4 = a4 * k0;
     d1 += d0 >> 32; a0 = d0 & W;
     d2 += d1 >> 32; a1 = d1 & W;
