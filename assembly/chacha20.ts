@@ -13,7 +13,7 @@
 // key, the input and the output the caller names. Row r of block j is
 // `ks[4 * j + r]`, i.e. keystream byte 64 * j + 16 * r.
 
-import { r0, r1, r2, r3, s1, s2, s3, h0, h1, h2, h3, h4, polySetAccumulator } from "./poly1305";
+import { r0, r1, r2, r3, wrap1, wrap2, wrap3, h0, h1, h2, h3, h4, polySetAccumulator } from "./poly1305";
 
 const W: u64 = 0xffffffff;
 
@@ -95,7 +95,7 @@ export function keystreamGroup(key: usize, n0: u32, n1: u32, n2: u32, counter: u
 
   // Poly1305 state on locals; see polyBlocks for the arithmetic.
   const q0 = r0, q1 = r1, q2 = r2, q3 = r3;
-  const w1 = s1, w2 = s2, w3 = s3;
+  const w1 = wrap1, w2 = wrap2, w3 = wrap3;
   let a0 = h0, a1 = h1, a2 = h2, a3 = h3, a4 = h4;
 
   for (let i = 0; i < 10; i++) {

@@ -6,7 +6,7 @@
 // below 2^28 and r1…r3 multiples of 4, so a limb product stays below 2^61
 // and a sum of five below 2^64: no 128-bit arithmetic is needed. A product
 // that lands at 2^128 or beyond wraps around: 2^130 ≡ 5 (mod p), so
-// r_j · 2^128 ≡ (r_j / 4) · 5 = r_j + (r_j >> 2) =: s_j for j ≥ 1.
+// r_j · 2^128 ≡ (r_j / 4) · 5 = r_j + (r_j >> 2) =: wrap_j for j ≥ 1.
 // One block costs 20 multiplies and the message words are added as loaded;
 // radix 2^26 ("donna-32", what this file used before) needs 25 and a
 // shift-and-mask split of every block, and the multiplier is the port the
@@ -14,7 +14,7 @@
 //
 // Limb invariant between blocks: h0, h2, h3 < 2^32, h1 < 2^32 + 2, h4 < 4.
 // With a message block added each is below 2^33 + 2 (h4 ≤ 4), which keeps
-// every column sum below 2^63.3 (see blockMultiply's bounds).
+// every column sum below 2^63.3 (see the bounds in absorb).
 //
 // State lives in module globals: per instance, hence per thread, even though
 // every worker shares linear memory. One MAC computation at a time per thread:
@@ -24,9 +24,9 @@ const W: u64 = 0xffffffff;
 
 // Key r (clamped, §2.5.1), its wrap-around multiples, the pad s, and accumulator h.
 export let r0: u64 = 0; export let r1: u64 = 0; export let r2: u64 = 0; export let r3: u64 = 0;
-// s_j = r_j + (r_j >> 2), computed once per key here: as locals derived from
-// r, V8 (11.3) sinks them into the block loop and recomputes them per block.
-export let s1: u64 = 0; export let s2: u64 = 0; export let s3: u64 = 0;
+// wrap_j = r_j + (r_j >> 2), computed once per key here: as locals derived
+// from r, V8 (11.3) sinks them into the block loop and recomputes them per block.
+export let wrap1: u64 = 0; export let wrap2: u64 = 0; export let wrap3: u64 = 0;
 export let h0: u64 = 0; export let h1: u64 = 0; export let h2: u64 = 0; export let h3: u64 = 0; export let h4: u64 = 0;
 let pad0: u64 = 0, pad1: u64 = 0; // s as two little-endian 64-bit halves
 
@@ -37,9 +37,9 @@ export function polyInit(rLo: u64, rHi: u64, sLo: u64, sHi: u64): void {
   r1 = (rLo >> 32) & 0x0ffffffc;
   r2 = rHi & 0x0ffffffc;
   r3 = (rHi >> 32) & 0x0ffffffc;
-  s1 = r1 + (r1 >> 2);
-  s2 = r2 + (r2 >> 2);
-  s3 = r3 + (r3 >> 2);
+  wrap1 = r1 + (r1 >> 2);
+  wrap2 = r2 + (r2 >> 2);
+  wrap3 = r3 + (r3 >> 2);
   pad0 = sLo;
   pad1 = sHi;
   h0 = 0; h1 = 0; h2 = 0; h3 = 0; h4 = 0;
@@ -58,11 +58,12 @@ export function polyInit(rLo: u64, rHi: u64, sLo: u64, sHi: u64): void {
   let a3 = h3 + (hi >> 32);
   let a4 = h4 + hibit;
   const k0 = r0, k1 = r1, k2 = r2, k3 = r3;
-  const w1 = s1, w2 = s2, w3 = s3;
+  const w1 = wrap1, w2 = wrap2, w3 = wrap3;
   // h = h · r mod 2^130 − 5. Column k collects a_i · r_j with i + j = k;
-  // i + j ≥ 4 wraps to column i + j − 4 with s_j (w_j here) for r_j. a4 · r0 stays in
-  // column 4. Bounds (a_i < 2^33 + 2, r_j < 2^28, s_j < 1.25 · 2^28):
-  // d0 < 4.75 · 2^61, d1…d3 < 5 · 2^61 plus a carry below 2^32.
+  // i + j ≥ 4 wraps to column i + j − 4 with wrap_j (w_j here) for r_j.
+  // a4 · r0 stays in column 4. Bounds (a_i < 2^33 + 2, r_j < 2^28,
+  // w_j < 1.25 · 2^28): d0 < 4.75 · 2^61, d1…d3 < 5 · 2^61 plus a carry
+  // below 2^32, all below 2^64.
   const d0 = a0 * k0 + a1 * w3 + a2 * w2 + a3 * w1;
   let d1 = a0 * k1 + a1 * k0 + a2 * w3 + a3 * w2 + a4 * w1;
   let d2 = a0 * k2 + a1 * k1 + a2 * k0 + a3 * w3 + a4 * w2;
@@ -92,7 +93,7 @@ export function polyBlocks(m: usize, len: usize): void {
   // every block, and s recomputed with them. keystreamGroup has a third copy.
   const end = m + len;
   const k0 = r0, k1 = r1, k2 = r2, k3 = r3;
-  const w1 = s1, w2 = s2, w3 = s3;
+  const w1 = wrap1, w2 = wrap2, w3 = wrap3;
   let a0 = h0, a1 = h1, a2 = h2, a3 = h3, a4 = h4;
   while (m < end) {
     a0 += <u64>load<u32>(m);

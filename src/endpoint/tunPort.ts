@@ -136,15 +136,34 @@ export class TunPort implements InnerPort {
     }
   }
 
+  /**
+   * Writes opened packets to the device. A packet the kernel refuses costs
+   * only itself: the addon stops at it (it throws when that is the first
+   * packet of a call, else returns how many went before it), so the next
+   * call starts there, and its throw counts that one packet as
+   * `tun-write-error`. A call that writes nothing without an error is a full
+   * device (EAGAIN): the rest is dropped as `tun-write-full`.
+   */
   write(entries: Entries, count: number): void {
-    let written = 0;
-    try {
-      written = this.io.tunWriteBatch(this.fd, this.#host!.engine.bytes, entries.offsets, entries.lengths, count);
-    } catch (error) {
-      this.#host!.ioError("tun-write-error", error, count);
-      return;
+    const bytes = this.#host!.engine.bytes;
+    let offsets = entries.offsets;
+    let lengths = entries.lengths;
+    let left = count;
+    for (;;) {
+      let written: number;
+      try {
+        written = this.io.tunWriteBatch(this.fd, bytes, offsets, lengths, left);
+      } catch (error) {
+        this.#host!.ioError("tun-write-error", error, 1);
+        written = 1;
+      }
+      if (written === left) return;
+      if (written === 0) return this.#host!.drop("tun-write-full", left);
+      // Only after a refusal: views on the rest (no allocation on the common path).
+      offsets = offsets.subarray(written);
+      lengths = lengths.subarray(written);
+      left -= written;
     }
-    if (written < count) this.#host!.drop("tun-write-full", count - written);
   }
 }
 

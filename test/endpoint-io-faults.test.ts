@@ -15,12 +15,16 @@
 // Only the other side of the port under test is a stub that collects what
 // reaches it.
 //
+// Writes: a TUN write the kernel refuses after some packets of a batch went
+// out must lose only the refused packet (tunPort.ts, write). The fault is the
+// addon's own behaviour, scripted: one call cut short, the next one throwing.
+//
 // Where possible the datagrams are queued in the socket before the port
 // starts, so the first read takes them all and where the throw lands (which
 // packets are lost) is exact.
 //
 // The TUN case runs in a child process (this same file, started under
-// `ip netns exec` with SLUICE_READ_FAULTS_CHILD=1), so the test runner's own
+// `ip netns exec` with SLUICE_IO_FAULTS_CHILD=1), so the test runner's own
 // process never changes namespace.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -48,7 +52,7 @@ import { runChildInNamespace, tunDeviceSkip, useNamespace } from "./fixtures/net
 import { LogSink, waitUntil } from "./fixtures/observe.js";
 
 const SELF = fileURLToPath(import.meta.url);
-const SECRET_VAR = "SLUICE_READ_FAULTS_SECRET";
+const SECRET_VAR = "SLUICE_IO_FAULTS_SECRET";
 const SECRET = "4f1c0e9a2b7d3c5e8f6a1b2c3d4e5f60718293a4b5c6d7e8f9012a3b4c5d6e7f";
 const SPI_OUT = 0x1001; // this side seals with it
 const SPI_IN = 0x2001; // the peer seals with it; this side opens
@@ -75,6 +79,7 @@ class FaultyIo {
   /** Sees every call that reached the addon, with its arguments and result. */
   onReturn: ((method: string, args: unknown[], result: unknown) => void) | undefined;
   #fault: { method: string; skip: number; afterCall: boolean } | undefined;
+  #cut: { method: string; count: number } | undefined;
 
   constructor(real: NativeIo) {
     const io: Record<string, unknown> = { ...real };
@@ -85,6 +90,12 @@ class FaultyIo {
         this.calls[name] = (this.calls[name] ?? 0) + 1;
         const fault = this.#fault;
         const hit = fault !== undefined && fault.method === name && fault.skip-- === 0;
+        if (!hit && this.#cut?.method === name) {
+          // The addon stopping at a refused packet: this call ends early, the next one throws.
+          args = [...args.slice(0, -1), this.#cut.count];
+          this.#cut = undefined;
+          this.failOnce(name as keyof NativeIo);
+        }
         if (hit) {
           this.#fault = undefined;
           this.fired++;
@@ -104,6 +115,15 @@ class FaultyIo {
 
   failOnce(method: keyof NativeIo, options: { skip?: number; afterCall?: boolean } = {}): void {
     this.#fault = { method, skip: options.skip ?? 0, afterCall: options.afterCall ?? false };
+  }
+
+  /**
+   * What the addon does when the kernel refuses a packet after `count` were
+   * written: the next call of `method` handles only `count` packets (its
+   * last argument), and the call after it throws before reaching the addon.
+   */
+  refuseAfter(method: keyof NativeIo, count: number): void {
+    this.#cut = { method, count };
   }
 }
 
@@ -233,7 +253,7 @@ interface UdpRig {
 
 async function udpRig(t: TestContext, real: NativeIo, gro: boolean): Promise<UdpRig | null> {
   process.env[SECRET_VAR] = SECRET;
-  const dir = mkdtempSync(join(tmpdir(), "sluice-read-faults-"));
+  const dir = mkdtempSync(join(tmpdir(), "sluice-io-faults-"));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const config: EndpointConfig = parseConfig(configText(dir));
   const faults = new FaultyIo(real);
@@ -296,7 +316,7 @@ function internalErrors(forwarder: Forwarder): number {
 
 const addonSkip = loadNativeIo() ? false : `native I/O addon unavailable: ${nativeIoUnavailableReason}`;
 
-if (process.env.SLUICE_READ_FAULTS_CHILD === "1") {
+if (process.env.SLUICE_IO_FAULTS_CHILD === "1") {
   await tunChild();
 } else {
   describe("native UDP port: a read loop that throws gives back every slot and batch", { skip: addonSkip }, () => {
@@ -455,11 +475,11 @@ if (process.env.SLUICE_READ_FAULTS_CHILD === "1") {
     });
   });
 
-  describe("TUN port in a network namespace: a read loop that throws gives back every slot and batch", { skip: addonSkip || tunDeviceSkip() }, () => {
+  describe("TUN port in a network namespace: a read loop that throws gives back every slot and batch; a refused write costs one packet", { skip: addonSkip || tunDeviceSkip() }, () => {
     const ns = useNamespace("sl-rf");
 
-    test("tunReadBatch throwing before and after the addon read: internal-error twice, no slot or batch lost, traffic flows", async () => {
-      const report = await runChildInNamespace<TunReport>(ns, SELF, "SLUICE_READ_FAULTS_CHILD");
+    test("tunReadBatch throwing before and after the addon read: internal-error twice, no slot or batch lost, traffic flows; a write refused mid-batch loses only that packet", async () => {
+      const report = await runChildInNamespace<TunReport>(ns, SELF, "SLUICE_IO_FAULTS_CHILD");
       const base = report.base;
       assert.deepEqual(base, { slots: ENGINE.slots - 1, batches: ENGINE.maxInFlight }, "only the keepalive slot is taken at start");
       // (a) thrown before the read: nothing taken from the device, all 3 packets sealed after.
@@ -474,6 +494,8 @@ if (process.env.SLUICE_READ_FAULTS_CHILD === "1") {
       assert.deepEqual({ lostRead: report.after.lostRead, late: report.after.late }, { lostRead: 1, late: [] }, "the faulted read took packet 10 into a slot; it was lost with the batch");
       assert.deepEqual(report.after.opened, [11, 12], "later packets flow");
       assert.equal(report.logged, 2);
+      // (c) only the refused packet is lost; the two after it are written by the next call.
+      assert.deepEqual(report.write, { replies: [20, 21, 23, 24], refused: 1, full: 0, logged: 1 }, "echo 22 refused, the rest answered");
     });
   });
 }
@@ -485,6 +507,7 @@ interface TunReport {
   base: Counts;
   before: { fired: number; internalErrors: number; counts: Counts & { pending: number }; opened: number[] };
   after: { fired: number; internalErrors: number; counts: Counts & { pending: number }; opened: number[]; lostRead: number; late: number[] };
+  write: { replies: number[]; refused: number; full: number; logged: number };
   offload: boolean;
   logged: number;
 }
@@ -501,7 +524,7 @@ async function tunChild(): Promise<void> {
     }
   }
   execFileSync("ip", ["link", "set", "lo", "up"]);
-  const dir = mkdtempSync(join(tmpdir(), "sluice-read-faults-"));
+  const dir = mkdtempSync(join(tmpdir(), "sluice-io-faults-"));
   const faults = new FaultyIo(loadNativeIo()!);
   const config = parseConfig(configText(dir));
   const tun = TunPort.open(faults.io, config);
@@ -524,14 +547,18 @@ async function tunChild(): Promise<void> {
   // What reached the outer stub, opened with the peer's inbound keys: the tags, in order.
   const far = new InboundSa({ spi: SPI_OUT, ...deriveKeys(SECRET, SPI_OUT, SPI_IN), esn: true, replayWindow: 1024 });
   let seen = 0;
-  const opened = (): number[] => {
-    const tags: number[] = [];
+  /** The inner packets that reached the outer stub since the last call, opened. */
+  const openedPackets = (): Uint8Array[] => {
+    const packets: Uint8Array[] = [];
     for (; seen < outer.packets.length; seen++) {
       const r = far.open(outer.packets[seen]!);
-      if (r.status === "ok" && r.packet![9] === 17) tags.push(r.packet![28]!);
+      if (r.status === "ok") packets.push(r.packet!);
     }
-    return tags;
+    return packets;
   };
+  const opened = (): number[] => openedPackets().filter((p) => p[9] === 17).map((p) => p[28]!);
+  /** ICMP echo replies: their sequence numbers. */
+  const echoReplies = (): number[] => openedPackets().filter((p) => p[9] === 1 && p[20] === 0).map((p) => (p[26]! << 8) | p[27]!);
   try {
     // (a) thrown before the addon reads: the packets stay in the device for the next read.
     faults.failOnce("tunReadBatch");
@@ -549,7 +576,30 @@ async function tunChild(): Promise<void> {
     const afterTags: number[] = [];
     await waitUntil(() => (afterTags.push(...opened()), afterTags.length >= 2), "2 sealed packets after the second throw");
     const after_ = { fired: faults.fired, internalErrors: internalErrors(forwarder), counts: await settledCounts(engine, base, peer), opened: afterTags, lostRead: faults.firedResults[0] as number, late };
-    const report: TunReport = { base, before, after: after_, offload: tun.offload, logged: logs.events("internal-error").length };
+    // (c) the kernel refusing one packet of a TUN write: five opened packets
+    // (echo requests to this side's address) go to tun.write as one batch;
+    // the addon writes two and refuses the third. The kernel answers what it
+    // got, through the TUN, and the answers are sealed.
+    const echoes = [20, 21, 22, 23, 24];
+    const entries: Entries = { offsets: new Int32Array(echoes.length), lengths: new Int32Array(echoes.length), peers: new Int32Array(echoes.length) };
+    const echoSlots = echoes.map((sequence, i) => {
+      const slot = engine.acquireSlot();
+      const packet = icmpEcho4(PEER_INNER, LOCAL_INNER, 0x77, sequence);
+      entries.offsets[i] = engine.packetOffset(slot);
+      entries.lengths[i] = packet.length;
+      engine.bytes.set(packet, entries.offsets[i]!);
+      return slot;
+    });
+    faults.refuseAfter("tunWriteBatch", 2);
+    tun.write(entries, echoes.length);
+    for (const slot of echoSlots) engine.releaseSlot(slot);
+    const replies: number[] = [];
+    await waitUntil(() => (replies.push(...echoReplies()), replies.length >= 4), "4 echo replies");
+    await sleep(50);
+    replies.push(...echoReplies());
+    const drops = forwarder.counters.drops;
+    const write = { replies, refused: drops["tun-write-error"] ?? 0, full: drops["tun-write-full"] ?? 0, logged: logs.events("tun-write-error").length };
+    const report: TunReport = { base, before, after: after_, write, offload: tun.offload, logged: logs.events("internal-error").length };
     process.stdout.write(`${JSON.stringify(report)}\n`);
   } finally {
     sender.close();
