@@ -31,6 +31,7 @@ import { after, before, describe, test } from "node:test";
 import { pino } from "pino";
 import { parseConfig } from "../src/endpoint/config.js";
 import { Endpoint } from "../src/endpoint/endpoint.js";
+import type { Forwarder } from "../src/endpoint/forwarder.js";
 import type { NativeIo } from "../src/io/native.js";
 import { CLI, ROOT, Metrics, missingRequirements, Proc, SECRET_ENV, sleep, TwoEndpoints } from "./fixtures/twoEndpoints.js";
 import { deriveKeys, icmpEcho4, sealEsp } from "./fixtures/espForge.js";
@@ -327,6 +328,18 @@ describe("portable path: reloading the peers (what SIGHUP does)", () => {
     // The new selector is y's policy for x now: a source in it is delivered.
     assert.equal(x.sendInner(ipv4("10.79.0.1", "10.77.2.9", 16, 10)), true);
     await waitUntil(() => atY.length === delivered + 2, "a packet from the new selector");
+
+    // Replacing the peer again and again reuses the removed peers' ids: the table does not grow per reload.
+    const forwarderOfY = (y as unknown as { forwarder: Forwarder }).forwarder;
+    const registered = forwarderOfY.peerById.length;
+    for (let i = 0; i < 6; i++) {
+      await y.reload(parseConfig(i % 2 === 0 ? loopbackConfig("y", ports, dir) : changed));
+      assert.deepEqual(logY.events("reload").at(-1)!.added, ["x"], "each of these reloads replaced the peer");
+    }
+    assert.equal(forwarderOfY.peerById.length, registered, "no new ids for replacements");
+    assert.equal(forwarderOfY.peerById.filter((peer) => peer !== undefined).length, 1, "only the configured peer is registered");
+    assert.equal(x.sendInner(ipv4("10.79.0.1", "10.77.2.9", 16, 11)), true);
+    await waitUntil(() => atY.length === delivered + 3, "x's packets still arrive after the reloads");
   });
 });
 

@@ -337,6 +337,7 @@ export class Endpoint {
     peer.inReservation.close();
     this.engine.removeSa(peer.out);
     this.engine.removeSa(peer.in);
+    this.forwarder.unregister(peer);
     this.log.info({ event: "peer-removed", peer: peer.config.name }, "peer removed");
   }
 

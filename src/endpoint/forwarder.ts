@@ -36,8 +36,10 @@ export interface EndpointCounters {
 
 export class Forwarder {
   readonly counters: EndpointCounters = { drops: {}, keepalivesIn: 0, keepalivesOut: 0, tunOffload: null, udpReceiveOverflows: null };
-  /** Every peer ever registered, by id: a packet in flight may belong to a peer a reload removed. */
-  readonly peerById: Peer[] = [];
+  /** The registered peers, by id: packets in flight name their peer by id (slotPeer, Entries). */
+  readonly peerById: (Peer | undefined)[] = [];
+  /** Ids of unregistered peers, given to the next new ones. */
+  readonly #freeIds: number[] = [];
   /** The configured peers. */
   peers: readonly Peer[] = [];
   #routes = new PrefixTable<Peer>();
@@ -81,10 +83,27 @@ export class Forwarder {
 
   // ---- peers ----
 
-  /** Gives a new peer its id (its index in peerById). */
+  /** Gives a new peer its id (its index in peerById), reusing a removed peer's. */
   register(peer: Peer): Peer {
-    peer.id = this.peerById.push(peer) - 1;
+    const id = this.#freeIds.pop();
+    if (id === undefined) {
+      peer.id = this.peerById.push(peer) - 1;
+    } else {
+      peer.id = id;
+      this.peerById[id] = peer;
+    }
     return peer;
+  }
+
+  /**
+   * Frees a removed peer's id for a later one. Only while no packet in
+   * flight can name it: the endpoint removes peers with both ports held and
+   * the engine idle (Endpoint.reload), so many reloads do not grow peerById.
+   */
+  unregister(peer: Peer): void {
+    if (this.peerById[peer.id] !== peer) return;
+    this.peerById[peer.id] = undefined;
+    this.#freeIds.push(peer.id);
   }
 
   /** Makes `peers` the configured set: routes and SPI lookup follow it. */

@@ -15,7 +15,7 @@ import type { Reservation } from "./seqStore.js";
 
 /** A peer at run time. */
 export interface Peer {
-  /** Its number in the forwarder's peerById, which in-flight packets refer to; never reused. */
+  /** Its number in the forwarder's peerById, which in-flight packets refer to; a removed peer's number is reused. */
   id: number;
   /** What identifies its settings and keys: an unchanged peer survives a reload. */
   signature: string;
