@@ -100,7 +100,8 @@ function kernelThroughput(size: number, ms: number): number {
 }
 
 async function dispatchCost(rounds: number): Promise<Omit<DispatchRow, "overhead">> {
-  const engine = await createEngine({ workers: 1, slots: 256, maxInFlight: 16 });
+  // inlineBytes 0: a 1-packet batch would otherwise run on this thread (EngineOptions.inlineBytes), and this measures the hand-off.
+  const engine = await createEngine({ workers: 1, slots: 256, maxInFlight: 16, inlineBytes: 0 });
   try {
     const sa = engine.addSa({ direction: "out", spi: 1, key: new Uint8Array(randomBytes(32)), salt: new Uint8Array(randomBytes(4)) });
     const once = (): Promise<void> => new Promise((resolve) => {
