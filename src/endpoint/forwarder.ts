@@ -311,11 +311,18 @@ export class Forwarder {
   #writeOpened(batch: Batch): void {
     const bytes = this.engine.bytes;
     const entries = this.#entries;
+    const mark = ++this.#visit;
     let k = 0;
     for (let i = 0; i < batch.count; i++) {
       if (batch.statusCode(i) !== 0) continue;
       const peerId = this.#slotPeer[batch.slot(i)]!;
       const peer = this.peerById[peerId]!;
+      if (peer.visited !== mark) {
+        // Durable before delivery (the write below): a crash now cannot make
+        // the numbers this batch accepted acceptable again.
+        peer.visited = mark;
+        peer.inReservation.ensure(this.engine.saSeq(peer.in));
+      }
       const at = batch.offset(i);
       const length = batch.length(i);
       const inner = innerAddresses(bytes, at, length);
@@ -328,16 +335,6 @@ export class Forwarder {
       entries.lengths[k] = length;
       entries.peers[k] = peerId;
       k++;
-    }
-    // Durable before delivery: a crash now cannot make these acceptable again.
-    if (k > 0) {
-      const mark = ++this.#visit;
-      for (let i = 0; i < batch.count; i++) {
-        const peer = this.peerById[this.#slotPeer[batch.slot(i)]!]!;
-        if (peer.visited === mark || batch.statusCode(i) !== 0) continue;
-        peer.visited = mark;
-        peer.inReservation.ensure(this.engine.saSeq(peer.in));
-      }
     }
     if (k > 0) this.#inner!.write(entries, k);
     batch.release();
