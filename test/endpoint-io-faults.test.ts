@@ -80,6 +80,7 @@ class FaultyIo {
   onReturn: ((method: string, args: unknown[], result: unknown) => void) | undefined;
   #fault: { method: string; skip: number; afterCall: boolean } | undefined;
   #cut: { method: string; count: number } | undefined;
+  #broken: string | undefined;
 
   constructor(real: NativeIo) {
     const io: Record<string, unknown> = { ...real };
@@ -89,6 +90,10 @@ class FaultyIo {
       io[name] = (...args: unknown[]): unknown => {
         this.calls[name] = (this.calls[name] ?? 0) + 1;
         const fault = this.#fault;
+        if (this.#broken === name) {
+          this.fired++;
+          throw new Error(`injected: ${name} (broken)`);
+        }
         const hit = fault !== undefined && fault.method === name && fault.skip-- === 0;
         if (!hit && this.#cut?.method === name) {
           // The addon stopping at a refused packet: this call ends early, the next one throws.
@@ -124,6 +129,11 @@ class FaultyIo {
    */
   refuseAfter(method: keyof NativeIo, count: number): void {
     this.#cut = { method, count };
+  }
+
+  /** Every call of `method` throws before reaching the addon, until breakAlways(undefined). */
+  breakAlways(method: keyof NativeIo | undefined): void {
+    this.#broken = method;
   }
 }
 
@@ -495,7 +505,8 @@ if (process.env.SLUICE_IO_FAULTS_CHILD === "1") {
       assert.deepEqual(report.after.opened, [11, 12], "later packets flow");
       assert.equal(report.logged, 2);
       // (c) only the refused packet is lost; the two after it are written by the next call.
-      assert.deepEqual(report.write, { replies: [20, 21, 23, 24], refused: 1, full: 0, logged: 1 }, "echo 22 refused, the rest answered");
+      assert.deepEqual(report.write, { replies: [20, 21, 23, 24], refused: 1, full: 0, logged: 1, deviceCalls: 2, deviceRefused: 5 },
+        "echo 22 refused, the rest answered; a device refusing everything costs two calls for the batch of 5");
     });
   });
 }
@@ -507,7 +518,7 @@ interface TunReport {
   base: Counts;
   before: { fired: number; internalErrors: number; counts: Counts & { pending: number }; opened: number[] };
   after: { fired: number; internalErrors: number; counts: Counts & { pending: number }; opened: number[]; lostRead: number; late: number[] };
-  write: { replies: number[]; refused: number; full: number; logged: number };
+  write: { replies: number[]; refused: number; full: number; logged: number; deviceCalls: number; deviceRefused: number };
   offload: boolean;
   logged: number;
 }
@@ -580,25 +591,35 @@ async function tunChild(): Promise<void> {
     // (echo requests to this side's address) go to tun.write as one batch;
     // the addon writes two and refuses the third. The kernel answers what it
     // got, through the TUN, and the answers are sealed.
-    const echoes = [20, 21, 22, 23, 24];
-    const entries: Entries = { offsets: new Int32Array(echoes.length), lengths: new Int32Array(echoes.length), peers: new Int32Array(echoes.length) };
-    const echoSlots = echoes.map((sequence, i) => {
-      const slot = engine.acquireSlot();
-      const packet = icmpEcho4(PEER_INNER, LOCAL_INNER, 0x77, sequence);
-      entries.offsets[i] = engine.packetOffset(slot);
-      entries.lengths[i] = packet.length;
-      engine.bytes.set(packet, entries.offsets[i]!);
-      return slot;
-    });
+    const writeEchoes = (sequences: number[]): void => {
+      const entries: Entries = { offsets: new Int32Array(sequences.length), lengths: new Int32Array(sequences.length), peers: new Int32Array(sequences.length) };
+      const slots = sequences.map((sequence, i) => {
+        const slot = engine.acquireSlot();
+        const packet = icmpEcho4(PEER_INNER, LOCAL_INNER, 0x77, sequence);
+        entries.offsets[i] = engine.packetOffset(slot);
+        entries.lengths[i] = packet.length;
+        engine.bytes.set(packet, entries.offsets[i]!);
+        return slot;
+      });
+      tun.write(entries, sequences.length);
+      for (const slot of slots) engine.releaseSlot(slot);
+    };
     faults.refuseAfter("tunWriteBatch", 2);
-    tun.write(entries, echoes.length);
-    for (const slot of echoSlots) engine.releaseSlot(slot);
+    writeEchoes([20, 21, 22, 23, 24]);
     const replies: number[] = [];
     await waitUntil(() => (replies.push(...echoReplies()), replies.length >= 4), "4 echo replies");
     await sleep(50);
     replies.push(...echoReplies());
     const drops = forwarder.counters.drops;
-    const write = { replies, refused: drops["tun-write-error"] ?? 0, full: drops["tun-write-full"] ?? 0, logged: logs.events("tun-write-error").length };
+    const refused = (): number => drops["tun-write-error"] ?? 0;
+    const write = { replies, refused: refused(), full: drops["tun-write-full"] ?? 0, logged: logs.events("tun-write-error").length, deviceCalls: 0, deviceRefused: 0 };
+    // (d) a device that refuses every write (down, gone): two tries, and the whole batch counted.
+    const callsBefore = faults.calls.tunWriteBatch ?? 0;
+    faults.breakAlways("tunWriteBatch");
+    writeEchoes([30, 31, 32, 33, 34]);
+    faults.breakAlways(undefined);
+    write.deviceCalls = (faults.calls.tunWriteBatch ?? 0) - callsBefore;
+    write.deviceRefused = refused() - write.refused;
     const report: TunReport = { base, before, after: after_, write, offload: tun.offload, logged: logs.events("internal-error").length };
     process.stdout.write(`${JSON.stringify(report)}\n`);
   } finally {

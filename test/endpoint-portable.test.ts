@@ -341,6 +341,23 @@ describe("portable path: reloading the peers (what SIGHUP does)", () => {
     assert.equal(x.sendInner(ipv4("10.79.0.1", "10.77.2.9", 16, 11)), true);
     await waitUntil(() => atY.length === delivered + 3, "x's packets still arrive after the reloads");
   });
+
+  test("a reload in the same turn as sendInner: the gathered packet is sealed before the peer's counters pass to its replacement (no number twice)", async () => {
+    const inboundOfX = (): { seq: bigint; replays: number } => {
+      const sa = x.engine.stats().sas.find((s) => s.direction === "in")!;
+      return { seq: sa.seq, replays: sa.drops.replay ?? 0 };
+    };
+    const before = inboundOfX();
+    // Gathered for the check phase; the reload (same keys, one more selector: the peer is replaced) starts in this turn.
+    assert.equal(y.sendInner(ipv4("10.77.2.9", "10.77.1.5", 16, 20)), true);
+    const reloaded = y.reload(parseConfig(loopbackConfig("y", ports, dir).replace('["10.77.1.0/24", "fd77:1::/64"]', '["10.77.1.0/24", "fd77:1::/64", "10.80.0.0/16"]')));
+    await reloaded;
+    assert.deepEqual(logY.events("reload").at(-1)!.added, ["x"], "the peer was replaced");
+    assert.equal(y.sendInner(ipv4("10.77.2.9", "10.77.1.5", 16, 21)), true);
+    // Each number once: had the first packet been sealed by the old SA after its counter passed on, x would refuse the second as a replay.
+    await waitUntil(() => inboundOfX().seq === before.seq + 2n, "both packets accepted at x");
+    assert.equal(inboundOfX().replays, before.replays);
+  });
 });
 
 /* ------------------------------------------------------- keepalives to more peers than a batch holds */

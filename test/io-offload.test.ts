@@ -1657,6 +1657,7 @@ if (CHILD === "1" || CHILD === "udp") {
           assert.equal(run.writes, run.groups + (run.written - run.coalesced), `${where}: one write per group and per lone datagram`);
         }
         assert.equal(r.runs["a bad checksum in the middle"]!.groups, 2, `IPv${family}: the spoilt datagram splits its run in two groups`);
+        assert.deepEqual(r.refusedWhileDown, { refusal: "EIO", intact: true }, `IPv${family}: a refused group write leaves its packets as they were`);
       }
     });
   });
@@ -1974,6 +1975,8 @@ interface UdpRunReport {
 
 interface UdpDeviceReport {
   runs: Record<string, UdpRunReport>;
+  /** A coalesced write to the device while it is down: the errno code thrown, and whether the packets are unchanged after it. */
+  refusedWhileDown: { refusal: string; intact: boolean };
 }
 
 /** This namespace's UDP counters (/proc/net/snmp, /proc/net/snmp6): datagrams dropped for a bad checksum or a full receive buffer. */
@@ -2088,9 +2091,24 @@ async function udpThroughTun(native: NativeIo, family: 4 | 6, rng: Rng): Promise
     for (const p of none) p[26] = p[27] = 0;
     runs["no checksums"] = await run("no checksums", none, new Set(), { writes: 1, groups: 1, coalesced: 7 });
   }
+  // A group write the kernel refuses (the device is down: EIO) leaves the
+  // group's first datagram as it was, headers included: the caller may write
+  // it again, alone, in its next call (tunPort.ts, write).
+  execFileSync("ip", ["link", "set", "dev", name, "down"], { stdio: ["ignore", "ignore", "inherit"] });
+  const group = sized(new Array<number>(5).fill(1000));
+  const offsets = Int32Array.from(group, (_, i) => i * SLOT);
+  const lengths = Int32Array.from(group, (p) => p.length);
+  group.forEach((p, i) => bytes.set(p, offsets[i]!));
+  let refusal = "nothing thrown";
+  try {
+    native.tunWriteBatch(tun.fd, buffer, offsets, lengths, group.length);
+  } catch (error) {
+    refusal = (error as NodeJS.ErrnoException).code ?? String(error);
+  }
+  const intact = group.every((p, i) => Buffer.from(bytes.subarray(offsets[i]!, offsets[i]! + p.length)).equals(p));
   socket.close();
   native.close(tun.fd);
-  return { runs };
+  return { runs, refusedWhileDown: { refusal, intact } };
 }
 
 async function deviceChild(mode: "tcp" | "udp"): Promise<void> {

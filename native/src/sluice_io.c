@@ -961,7 +961,8 @@ static size_t gro_gather(struct iovec *packets, size_t i, size_t n, bool tcp, bo
 /*
  * tunWriteBatch(fd, buffer, offsets, lengths, count) -> packets written
  * One write() per packet; stops at EAGAIN. An error on the first packet
- * throws (err.index = 0); after that the count written so far is returned.
+ * throws (err.index = 0); after that the count written so far is returned,
+ * and the failed packet is as it was (so a next call can start with it).
  * On a device opened with offload, consecutive segments of one TCP flow, or
  * datagrams of one UDP flow, go out as one super-packet write (their first
  * packet's headers are rewritten in place for it).
@@ -1005,8 +1006,12 @@ static napi_value tun_write_batch(napi_env env, napi_callback_info info) {
       continue;
     }
     if (r < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK || i > 0) break;
-      napi_value error = make_errno_error(env, d ? "writev" : "write", errno, "tunWriteBatch");
+      /* The group's first packet goes back to its own headers: the caller
+       * may write it again, alone, in its next call. */
+      int err = errno;
+      if (saved_length > 0) memcpy(s->iov[i].iov_base, saved, saved_length);
+      if (err == EAGAIN || err == EWOULDBLOCK || i > 0) break;
+      napi_value error = make_errno_error(env, d ? "writev" : "write", err, "tunWriteBatch");
       set_int(env, error, "index", 0);
       napi_throw(env, error);
       return NULL;

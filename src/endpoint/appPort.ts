@@ -87,8 +87,15 @@ export class AppPort implements InnerPort {
   // (a full engine, or a pause by the core) from send()'s false.
   start(): void {}
 
+  /**
+   * Refuses sendInner from now on and submits what it gathered: a batch
+   * held back until the check phase would escape engine.idle(), which a
+   * reload waits on before it reads and replaces a peer's counters (sealed
+   * later with the old SA, its numbers could repeat under the replacement).
+   */
   pause(): void {
     this.#paused = true;
+    this.#seal.flush();
   }
 
   resume(): void {

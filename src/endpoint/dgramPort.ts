@@ -71,9 +71,12 @@ export class DgramPort implements OuterPort, PortableReceiver {
     this.#receiving = true;
   }
 
-  // dgram reads on its own from the moment it is bound: pausing drops instead.
+  // dgram reads on its own from the moment it is bound: pausing drops
+  // instead. What was gathered is submitted now, so engine.idle() covers it
+  // (see AppPort.pause).
   pause(): void {
     this.#paused = true;
+    this.#open.flush();
   }
 
   resume(): void {

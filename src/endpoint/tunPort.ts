@@ -139,26 +139,33 @@ export class TunPort implements InnerPort {
   /**
    * Writes opened packets to the device. A packet the kernel refuses costs
    * only itself: the addon stops at it (it throws when that is the first
-   * packet of a call, else returns how many went before it), so the next
-   * call starts there, and its throw counts that one packet as
-   * `tun-write-error`. A call that writes nothing without an error is a full
-   * device (EAGAIN): the rest is dropped as `tun-write-full`.
+   * packet of a call, else returns how many went before it, with that packet
+   * as it was), so the next call starts there, and its throw counts that one
+   * packet as `tun-write-error`. Two refusals in a row mean the device
+   * itself fails (down, gone): the rest is counted alike without trying each
+   * packet. A call that writes nothing without an error is a full device
+   * (EAGAIN): the rest is dropped as `tun-write-full`.
    */
   write(entries: Entries, count: number): void {
-    const bytes = this.#host!.engine.bytes;
+    const host = this.#host!;
+    const bytes = host.engine.bytes;
     let offsets = entries.offsets;
     let lengths = entries.lengths;
     let left = count;
+    let refusedLast = false;
     for (;;) {
       let written: number;
       try {
         written = this.io.tunWriteBatch(this.fd, bytes, offsets, lengths, left);
+        refusedLast = false;
       } catch (error) {
-        this.#host!.ioError("tun-write-error", error, 1);
+        if (refusedLast) return host.ioError("tun-write-error", error, left);
+        host.ioError("tun-write-error", error, 1);
+        refusedLast = true;
         written = 1;
       }
       if (written === left) return;
-      if (written === 0) return this.#host!.drop("tun-write-full", left);
+      if (written === 0) return host.drop("tun-write-full", left);
       // Only after a refusal: views on the rest (no allocation on the common path).
       offsets = offsets.subarray(written);
       lengths = lengths.subarray(written);
