@@ -181,7 +181,11 @@ export class Forwarder {
     this.#inner?.pause();
   }
 
-  /** Stops both ports until release(), whatever completes meanwhile. */
+  /**
+   * Stops both ports until release(), whatever completes meanwhile. What
+   * they gathered is submitted by their pause(), so once engine.idle()
+   * resolves no packet taken before names a peer or an SA.
+   */
   hold(): void {
     this.#held++;
     this.pause();

@@ -36,7 +36,12 @@ export interface Entries {
 interface Port {
   /** Starts reading (the core has everything set up). */
   start(): void;
-  /** Stops reading until resume(): the engine has no slot or batch to spare. */
+  /**
+   * Stops reading until resume(): the engine has no slot or batch to spare,
+   * or a reload holds the ports. A port that gathers packets across event
+   * loop turns submits them here, so that engine.idle() covers every packet
+   * it took (Forwarder.hold).
+   */
   pause(): void;
   resume(): void;
   /** Stops reading for good and hands over what it holds; sending still works until close(). */
