@@ -16,8 +16,10 @@
 // reaches it.
 //
 // Writes: a TUN write the kernel refuses after some packets of a batch went
-// out must lose only the refused packet (tunPort.ts, write). The fault is the
-// addon's own behaviour, scripted: one call cut short, the next one throwing.
+// out must lose only the refused packet (tunPort.ts, write), and a device
+// that refuses everything must cost two calls per batch, not one per packet.
+// The faults are the addon's own behaviour, scripted: one call cut short and
+// the next one throwing; every call throwing.
 //
 // Where possible the datagrams are queued in the socket before the port
 // starts, so the first read takes them all and where the throw lands (which
