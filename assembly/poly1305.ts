@@ -90,7 +90,8 @@ export function polyInit(rLo: u64, rHi: u64, sLo: u64, sHi: u64): void {
 /** Absorbs len / 16 full blocks from m (len a multiple of 16). */
 export function polyBlocks(m: usize, len: usize): void {
   // The same arithmetic as absorb(), on locals: globals would be reloaded
-  // every block, and s recomputed with them. keystreamGroup has a third copy.
+  // every block. keystreamGroup has a third copy (AssemblyScript cannot
+  // return the five limbs from one inlined function).
   const end = m + len;
   const k0 = r0, k1 = r1, k2 = r2, k3 = r3;
   const w1 = wrap1, w2 = wrap2, w3 = wrap3;

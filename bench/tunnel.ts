@@ -93,7 +93,7 @@ export function runTunnelSuite(options: { repeat: number; duration: number; udpR
         const run = spawnSync("bash", command, { env: { ...env, RESULTS: results }, encoding: "utf8", maxBuffer: 1 << 24 });
         const output = `${run.stdout}${run.stderr}`;
         if (run.status !== 0) {
-          const reason = output.trim().split("\n").filter(Boolean).slice(-2).join(" / ") || `exit ${run.status}`;
+          const reason = failureReason(run.status, output);
           skipped.push({ label: peer.label, reason: `round ${round}: ${reason}` });
           log(`  skipped from now on: ${reason}`);
           peers = peers.filter((p) => p !== peer);
@@ -108,7 +108,7 @@ export function runTunnelSuite(options: { repeat: number; duration: number; udpR
         });
         const fixedOutput = `${fixed.stdout}${fixed.stderr}`;
         if (fixed.status !== 0) {
-          const reason = fixedOutput.trim().split("\n").filter(Boolean).slice(-2).join(" / ") || `exit ${fixed.status}`;
+          const reason = failureReason(fixed.status, fixedOutput);
           skipped.push({ label: `${peer.label}@${options.udpRate}`, reason: `round ${round}: ${reason}` });
           log(`  skipped: ${reason}`);
         }
@@ -130,6 +130,11 @@ export function runTunnelSuite(options: { repeat: number; duration: number; udpR
       // Nothing left to take down.
     }
   }
+}
+
+/** Why a bed script failed: its last two lines of output, or its exit status. */
+function failureReason(status: number | null, output: string): string {
+  return output.trim().split("\n").filter(Boolean).slice(-2).join(" / ") || `exit ${status}`;
 }
 
 /** Medians over all rounds per peer, and each round's TCP figures (for the per-round ratios). */

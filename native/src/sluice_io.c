@@ -994,22 +994,21 @@ static napi_value tun_write_batch(napi_env env, napi_callback_info info) {
     if (d) take = gro_gather(s->iov, i, n, d->tcp_gro, d->udp_gro, &header, iov, &iov_count, saved, &saved_length);
     do r = d ? writev(fd, iov, (int)iov_count) : write(fd, s->iov[i].iov_base, s->iov[i].iov_len);
     while (r < 0 && errno == EINTR);
-    if (d && r < 0 && errno == EINVAL && take > 1) {
-      /* A kernel that refuses this kind of GSO write: no UDP GSO on TUN
-       * writes (before 6.2), or the stable kernels (6.6.44, 6.10.3, …) that
-       * refused a last TCP segment shorter than gso_size. Undo the group's
-       * rewrite and write that protocol packet by packet on this device. */
-      memcpy(s->iov[i].iov_base, saved, saved_length);
-      if (header.gso_type == VIRTIO_NET_HDR_GSO_UDP_L4) d->udp_gro = false;
-      else d->tcp_gro = false;
-      d->stats.refused++;
-      continue;
-    }
     if (r < 0) {
-      /* The group's first packet goes back to its own headers: the caller
-       * may write it again, alone, in its next call. */
+      /* A refused write is undone: the group's first packet gets its own
+       * headers back, whether it is written again here or by the caller. */
       int err = errno;
       if (saved_length > 0) memcpy(s->iov[i].iov_base, saved, saved_length);
+      if (d && err == EINVAL && take > 1) {
+        /* A kernel that refuses this kind of GSO write: no UDP GSO on TUN
+         * writes (before 6.2), or the stable kernels (6.6.44, 6.10.3, …) that
+         * refused a last TCP segment shorter than gso_size. Write that
+         * protocol packet by packet on this device. */
+        if (header.gso_type == VIRTIO_NET_HDR_GSO_UDP_L4) d->udp_gro = false;
+        else d->tcp_gro = false;
+        d->stats.refused++;
+        continue;
+      }
       if (err == EAGAIN || err == EWOULDBLOCK || i > 0) break;
       napi_value error = make_errno_error(env, d ? "writev" : "write", err, "tunWriteBatch");
       set_int(env, error, "index", 0);

@@ -26,7 +26,8 @@
  * Files are named by direction, SPI and a fingerprint of the key, so a new
  * key starts from zero and the key itself is never written.
  */
-import { mkdirSync, openSync, writeSync, fsyncSync, closeSync, renameSync, readFileSync, open, write, fsync, close, unlink } from "node:fs";
+import { mkdirSync, openSync, writeSync, fsyncSync, closeSync, renameSync, readFileSync } from "node:fs";
+import { open, unlink, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
 
@@ -89,6 +90,12 @@ export class SeqStore {
     }
   }
 
+  /** Resolves once no background save is in flight (tests; a shutdown that wants the disk quiet). */
+  idle(): Promise<void> {
+    if (this.#inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
   /**
    * save() without blocking the thread: the file is written and fsynced in
    * the thread pool; then, on this thread, `commit()` decides whether it
@@ -98,46 +105,50 @@ export class SeqStore {
    * was not committed or something failed (after a commit, the rename may
    * have happened without the directory fsync).
    */
-  /** Resolves once no background save is in flight (tests; a shutdown that wants the disk quiet). */
-  idle(): Promise<void> {
-    if (this.#inFlight === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#idleWaiters.push(resolve));
-  }
-
   saveInBackground(id: string, bound: bigint, commit: () => boolean, done: (durable: boolean) => void): void {
     const path = join(this.dir, id);
     // A name of its own: a closed reservation's save may still be writing when its replacement starts one.
     const temporary = `${path}.${process.pid}-${++backgroundSaves}.next`;
     this.#inFlight++;
-    const finish = (durable: boolean): void => {
+    void this.#saveDurably(path, temporary, bound, commit).then((durable) => {
       if (--this.#inFlight === 0) for (const wake of this.#idleWaiters.splice(0)) wake();
       done(durable);
-    };
-    const fail = (fd?: number): void => {
-      if (fd !== undefined) close(fd, () => unlink(temporary, () => finish(false)));
-      else unlink(temporary, () => finish(false));
-    };
-    open(temporary, "w", 0o600, (error, fd) => {
-      if (error) return fail();
-      write(fd, `${bound}\n`, (error) => {
-        if (error) return fail(fd);
-        fsync(fd, (error) => {
-          if (error) return fail(fd);
-          close(fd, (error) => {
-            if (error || !commit()) return fail();
-            try {
-              renameSync(temporary, path);
-            } catch {
-              return fail();
-            }
-            open(this.dir, "r", (error, dirFd) => {
-              if (error) return finish(false);
-              fsync(dirFd, (error) => close(dirFd, () => finish(!error)));
-            });
-          });
-        });
-      });
     });
+  }
+
+  /** The steps of saveInBackground; false when it was not committed or a step failed (never rejects). */
+  async #saveDurably(path: string, temporary: string, bound: bigint, commit: () => boolean): Promise<boolean> {
+    let file: FileHandle | undefined;
+    try {
+      file = await open(temporary, "w", 0o600);
+      await file.writeFile(`${bound}\n`);
+      await file.sync();
+      const closing = file;
+      file = undefined;
+      await closing.close();
+      // commit() and the rename in one synchronous step: no synchronous save can come between them.
+      if (commit()) {
+        renameSync(temporary, path);
+      } else {
+        await unlink(temporary);
+        return false;
+      }
+    } catch {
+      await file?.close().catch(() => undefined);
+      await unlink(temporary).catch(() => undefined);
+      return false;
+    }
+    try {
+      const directory = await open(this.dir, "r");
+      try {
+        await directory.sync();
+      } finally {
+        await directory.close();
+      }
+      return true;
+    } catch {
+      return false;
+    }
   }
 }
 
