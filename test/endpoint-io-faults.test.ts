@@ -42,10 +42,9 @@ import { ADDRESS_BYTES, encodeAddress } from "../src/io/address.js";
 import { loadNativeIo, nativeIoUnavailableReason, type NativeIo } from "../src/io/native.js";
 import { parseConfig, type EndpointConfig, type PeerConfig } from "../src/endpoint/config.js";
 import { Forwarder } from "../src/endpoint/forwarder.js";
-import { peerKeys, peerSignature, type Peer } from "../src/endpoint/peer.js";
-import { PrefixTable } from "../src/endpoint/prefix.js";
+import { addStaticPeer, type StaticPeer } from "../src/endpoint/staticPeers.js";
 import type { Entries, InnerPort, OuterPort } from "../src/endpoint/ports.js";
-import { IN_BLOCK, OUT_BLOCK, Reservation, SeqStore } from "../src/endpoint/seqStore.js";
+import { SeqStore } from "../src/endpoint/seqStore.js";
 import { TunPort } from "../src/endpoint/tunPort.js";
 import { NativeUdpPort } from "../src/endpoint/udpPort.js";
 import { InboundSa } from "../src/esp.js";
@@ -61,7 +60,6 @@ const SPI_IN = 0x2001; // the peer seals with it; this side opens
 const LOCAL_INNER = "10.77.1.1";
 const PEER_INNER = "10.77.2.5";
 const ENGINE = { workers: 1, slots: 512, batchSize: 16, maxInFlight: 16 } as const;
-const ESN_LIMIT = 0xffffffffffffffffn;
 
 /* ------------------------------------------------------------ helpers */
 
@@ -152,7 +150,7 @@ class InnerSink implements InnerPort {
   resume(): void {}
   stop(): void {}
   close(): void {}
-  reload(): void {}
+  setRoutes(): void {}
 }
 
 /** The outer side as a stub: collects (copies of) the ESP packets the forwarder sends. */
@@ -167,6 +165,9 @@ class OuterSink implements OuterPort {
   }
   sendKeepalives(_entries: Entries, count: number): number {
     return count;
+  }
+  sendControl(): boolean {
+    return true;
   }
   start(): void {}
   pause(): void {}
@@ -200,24 +201,9 @@ spi_in = ${SPI_IN}
 `;
 }
 
-/** A peer registered in the forwarder, made the way Endpoint.#addPeer makes one (fresh state: sequence numbers from 0). */
-function addPeer(engine: Engine, forwarder: Forwarder, store: SeqStore, config: PeerConfig): Peer {
-  const keys = peerKeys(config);
-  const outId = SeqStore.id("out", config.spiOut, keys.out.key, keys.out.salt);
-  const inId = SeqStore.id("in", config.spiIn, keys.in.key, keys.in.salt);
-  const outReservation = new Reservation(store, outId, OUT_BLOCK, ESN_LIMIT);
-  const inReservation = new Reservation(store, inId, IN_BLOCK, ESN_LIMIT);
-  outReservation.ensure(outReservation.bound + 1n);
-  const out = engine.addSa({ direction: "out", spi: config.spiOut, ...keys.out, esn: config.esn, seq: outReservation.bound });
-  const inbound = engine.addSa({ direction: "in", spi: config.spiIn, ...keys.in, esn: config.esn, replayWindow: config.replayWindow, seq: inReservation.bound });
-  const address = new Uint8Array(ADDRESS_BYTES);
-  encodeAddress(address, 0, { family: 4, address: config.address, port: config.port });
-  const selectors = new PrefixTable<true>();
-  for (const prefix of config.selectors) selectors.add(prefix, true);
-  return forwarder.register({
-    id: -1, signature: peerSignature(config, outId, inId), outId, inId, config, out, in: inbound,
-    outReservation, inReservation, address, selectors, visited: 0,
-  });
+/** The config's peer in the forwarder's table, as the endpoint adds a static peer (fresh state: sequence numbers from 0). */
+function addPeer(engine: Engine, forwarder: Forwarder, store: SeqStore, config: PeerConfig): StaticPeer {
+  return addStaticPeer(forwarder.table, engine, store, config);
 }
 
 /** An ESP packet from the peer (an ICMP echo request from its selector to this side) with sequence number `seq`: 80 bytes. */
@@ -240,11 +226,11 @@ interface Counts {
 }
 
 /** Free slots and batch regions once every batch in flight completed; the SAs hold no packet. */
-async function settledCounts(engine: Engine, expected: Counts, peer: Peer): Promise<Counts & { pending: number }> {
+async function settledCounts(engine: Engine, expected: Counts, peer: StaticPeer): Promise<Counts & { pending: number }> {
   await engine.idle();
   // Completions release their batch synchronously; a short grace covers a read callback still queued.
   await waitUntil(() => engine.freeSlots === expected.slots && engine.freeBatches === expected.batches, "the engine's slots and batches to come back", 500).catch(() => {});
-  return { slots: engine.freeSlots, batches: engine.freeBatches, pending: peer.in.pending + peer.out.pending };
+  return { slots: engine.freeSlots, batches: engine.freeBatches, pending: peer.child.in.pending + peer.child.out.pending };
 }
 
 /* ---------------------------------------------------- the UDP (outer) port */
@@ -254,7 +240,7 @@ interface UdpRig {
   port: NativeUdpPort;
   engine: Engine;
   forwarder: Forwarder;
-  peer: Peer;
+  peer: StaticPeer;
   inner: InnerSink;
   logs: LogSink;
   /** Starts forwarding; returns the free slots and batches right after (the keepalive slot taken, nothing read yet). */
@@ -289,7 +275,6 @@ async function udpRig(t: TestContext, real: NativeIo, gro: boolean): Promise<Udp
   inner.engine = engine;
   port.attach(forwarder);
   const peer = addPeer(engine, forwarder, new SeqStore(dir), config.peers[0]!);
-  forwarder.setPeers([peer]);
   const sender = createSocket("udp4");
   await new Promise<void>((resolve) => sender.bind(0, "127.0.0.1", resolve));
   t.after(async () => {
@@ -315,9 +300,9 @@ async function udpRig(t: TestContext, real: NativeIo, gro: boolean): Promise<Udp
 function breakAddInbound(forwarder: Forwarder, n: number): { fired: () => boolean } {
   const original = forwarder.addInbound.bind(forwarder);
   let calls = 0;
-  forwarder.addInbound = (batch, slot, peer, length) => {
+  forwarder.addInbound = (...args) => {
     if (++calls === n) throw new Error("injected: addInbound");
-    original(batch, slot, peer, length);
+    original(...args);
   };
   return { fired: () => calls >= n };
 }
@@ -372,7 +357,7 @@ if (process.env.SLUICE_IO_FAULTS_CHILD === "1") {
       // 2 slots were in the batch, 6 were still the read's: all 8 come back, and the batch region.
       assert.deepEqual(await settledCounts(engine, base, rig.peer), { ...base, pending: 0 });
       assert.equal(inner.packets.length, 0, "the abandoned batch was not submitted");
-      assert.equal(engine.saSeq(rig.peer.in), 0n, "nothing of the abandoned read reached the replay window");
+      assert.equal(engine.saSeq(rig.peer.child.in), 0n, "nothing of the abandoned read reached the replay window");
       // The port goes on: later packets, and the lost ones sent again, all arrive.
       await rig.send(range(9, 11).map(fromPeer));
       await waitUntil(() => inner.packets.length === 3, "3 later packets at the inner stub");
@@ -435,7 +420,7 @@ if (process.env.SLUICE_IO_FAULTS_CHILD === "1") {
         await waitUntil(() => inner.packets.length >= 16, "the first batch at the inner stub");
         assert.deepEqual(await settledCounts(engine, base, rig.peer), { ...base, pending: 0 });
         assert.deepEqual(icmpSeqs(inner.packets), range(1, 16));
-        assert.equal(engine.saSeq(rig.peer.in), 16n);
+        assert.equal(engine.saSeq(rig.peer.child.in), 16n);
         // Later traffic flows, and the lost packets were never accepted (so they are accepted now).
         sendGso(rig, range(41, 80));
         await waitUntil(() => inner.packets.length === 56, "40 later packets");
@@ -548,7 +533,6 @@ async function tunChild(): Promise<void> {
   outer.engine = engine;
   tun.attach(forwarder);
   const peer = addPeer(engine, forwarder, new SeqStore(dir), config.peers[0]!);
-  forwarder.setPeers([peer]);
   // Before start: with offloads, start() reads the device at once.
   const base = { slots: engine.freeSlots - 1, batches: engine.freeBatches };
   forwarder.start(tun, outer);

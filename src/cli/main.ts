@@ -8,8 +8,9 @@
  *
  * Logs are JSON lines (pino) on stdout, never with a key in them. A bad
  * config exits with status 2 and one line naming the key and the problem; an
- * endpoint that cannot start (no /dev/net/tun, no CAP_NET_ADMIN, a port in
- * use) exits with status 1 and one line naming the cause.
+ * endpoint that cannot start (no /dev/net/tun, no CAP_NET_ADMIN, a UDP or a
+ * metrics port in use) exits with status 1 and one line naming what failed,
+ * having released what it had set up (TUN device, sockets, state).
  *
  * `up` runs on the I/O path selectIoPath() picks and the endpoint logs which
  * and why ("io-path"). On the portable path (no addon, or SLUICE_IO=portable)
@@ -22,7 +23,7 @@ import { readFileSync } from "node:fs";
 import { pino } from "pino";
 import { parseConfig, ConfigError } from "../endpoint/config.js";
 import { Endpoint } from "../endpoint/endpoint.js";
-import { renderMetrics, serveMetrics } from "../endpoint/metrics.js";
+import { serveMetrics } from "../endpoint/metrics.js";
 import { selectIoPath } from "../io/index.js";
 import { demo } from "./demo.js";
 
@@ -45,6 +46,12 @@ function version(): string {
 function fail(message: string, status = 2): never {
   process.stderr.write(`sluice: ${message}\n`);
   process.exit(status);
+}
+
+/** An error's first line: the addon's and Node's errors name the cause there (MSG_TUN_MISSING, "listen EADDRINUSE: …"). */
+function firstLine(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.split("\n")[0] ?? message;
 }
 
 async function up(args: string[]): Promise<void> {
@@ -80,14 +87,20 @@ async function up(args: string[]): Promise<void> {
   try {
     endpoint = await Endpoint.start(config, selectIoPath(), log);
   } catch (error) {
-    // One line: the addon's TUN errors already name the cause (MSG_TUN_MISSING, MSG_TUN_PERM).
-    const message = error instanceof Error ? error.message : String(error);
-    fail(`could not start: ${message.split("\n")[0]}`, 1);
+    // Endpoint.start released what it had opened before it threw.
+    fail(`could not start: ${firstLine(error)}`, 1);
   }
-  const server = metricsAt
-    ? await serveMetrics(metricsAt.host, metricsAt.port, () => renderMetrics(endpoint.engine.stats(), endpoint.counters, config.peers.map((p) => ({ name: p.name, spiOut: p.spiOut, spiIn: p.spiIn }))))
-    : undefined;
-  if (server) log.info({ event: "metrics", listen: metrics }, "serving metrics");
+  let server: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+  if (metricsAt) {
+    try {
+      server = await serveMetrics(metricsAt.host, metricsAt.port, endpoint.metrics);
+    } catch (error) {
+      // The TUN device, the socket and the exact sequence counters are released and saved by a clean stop.
+      await endpoint.stop();
+      fail(`could not start: metrics on ${metrics}: ${firstLine(error)}`, 1);
+    }
+    log.info({ event: "metrics", listen: metrics }, "serving metrics");
+  }
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
     if (stopping) return;

@@ -10,7 +10,6 @@
  * packets are counted and dropped as "no-inner-port".
  */
 import type { Forwarder } from "./forwarder.js";
-import type { EndpointConfig } from "./config.js";
 import type { Entries, InnerPort } from "./ports.js";
 import { Accumulator } from "./accumulator.js";
 
@@ -76,7 +75,7 @@ export class AppPort implements InnerPort {
     for (let i = 0; i < count; i++) {
       const at = entries.offsets[i]!;
       try {
-        callback(bytes.subarray(at, at + entries.lengths[i]!), host.peerById[entries.peers[i]!]!.config.name);
+        callback(bytes.subarray(at, at + entries.lengths[i]!), host.peerById[entries.peers[i]!]!.name);
       } catch (error) {
         host.fault("inner-callback-error", error, 1, "error", "onInnerPacket threw; the packet is dropped");
       }
@@ -110,7 +109,7 @@ export class AppPort implements InnerPort {
 
   close(): void {}
 
-  reload(_before: EndpointConfig, _after: EndpointConfig): void {
-    // No routes to follow: sendInner routes by the peers' selectors at each call.
+  setRoutes(): void {
+    // No routes to follow: sendInner routes by the table at each call.
   }
 }

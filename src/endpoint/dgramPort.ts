@@ -5,6 +5,7 @@
  *   'message' → claim (a slot) → copy → received → Forwarder.classify → addInbound
  *     → open batch (Accumulator: full, or at the end of the I/O turn) → submitOpen
  *   Forwarder (#sendSealed) → sendBatch (each packet copied out) → dgram
+ *   Forwarder.sendControl → sendBatch of one datagram (IKE) → dgram
  *
  * Why it differs from udpPort.ts: dgram delivers one datagram per event in
  * a Buffer of its own and cannot be paused, so each datagram is copied into
@@ -15,7 +16,7 @@
  * packets are dropped ("udp-send-full"), as the native path drops when the
  * socket buffer is full. No GSO, GRO or batching system calls: slower.
  */
-import { ADDRESS_BYTES } from "../io/address.js";
+import { ADDRESS_BYTES, encodeAddress, type SocketAddress } from "../io/address.js";
 import { PortableUdpSocket, type PortableReceiver } from "../io/portable.js";
 import type { EndpointConfig } from "./config.js";
 import type { Forwarder } from "./forwarder.js";
@@ -29,6 +30,8 @@ export class DgramPort implements OuterPort, PortableReceiver {
   readonly #host: Forwarder;
   readonly #open: Accumulator;
   readonly #addresses: Uint8Array;
+  /** One control datagram's send (its own arrays: it may come from inside a completion). */
+  readonly #control = { offsets: new Int32Array(1), lengths: new Int32Array(1), address: new Uint8Array(ADDRESS_BYTES) };
   #socket: PortableUdpSocket | undefined;
   /** The slot claim() handed out for the datagram that received() completes. */
   #claimed = -1;
@@ -117,17 +120,17 @@ export class DgramPort implements OuterPort, PortableReceiver {
     }
   }
 
-  received(offset: number, length: number): void {
+  received(offset: number, length: number, source: Uint8Array): void {
     const host = this.#host;
     const slot = this.#claimed;
     this.#claimed = -1;
     try {
-      const peer = host.classify(host.engine.bytes, offset, length);
-      if (peer === undefined) {
+      const child = host.classify(host.engine.bytes, offset, length, source, 0);
+      if (child === undefined) {
         host.engine.releaseSlot(slot);
         return;
       }
-      host.addInbound(this.#open.batch()!, slot, peer, length);
+      host.addInbound(this.#open.batch()!, slot, child, length, source, 0);
       this.#open.added();
     } catch (error) {
       host.internalError(error);
@@ -143,6 +146,19 @@ export class DgramPort implements OuterPort, PortableReceiver {
 
   sendKeepalives(entries: Entries, count: number): number {
     return this.#sendBatch(entries, count);
+  }
+
+  sendControl(datagram: Uint8Array, to: SocketAddress): boolean {
+    const control = this.#control;
+    try {
+      encodeAddress(control.address, 0, to);
+      control.lengths[0] = datagram.length;
+      if (this.#socket!.sendBatch(datagram, control.offsets, control.lengths, control.address, 1) === 1) return true;
+      this.#host.drop("control-send-full");
+    } catch (error) {
+      this.#host.ioError("control-send-error", error, 1);
+    }
+    return false;
   }
 
   #sendBatch(entries: Entries, count: number): number {

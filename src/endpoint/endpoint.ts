@@ -1,9 +1,12 @@
 /**
  * The VPN endpoint: plain IP packets on one side, ESP in UDP (RFC 3948) on
  * the other, the engine in between. This file is its control plane: which
- * I/O path it runs on, the peers and their SAs, SIGHUP reloads, keepalives,
- * a clean stop. What happens to each packet is forwarder.ts; moving the
- * bytes is the ports' (ports.ts).
+ * I/O path it runs on, the static peers and their SIGHUP reloads,
+ * keepalives, metrics, a clean stop, and the seam a negotiating control
+ * plane (the IKE shell) plugs into: the peer table (peerTable.ts), control
+ * datagrams both ways (sendControl, ControlHooks) and the metrics registry.
+ * What happens to each packet is forwarder.ts; moving the bytes is the
+ * ports' (ports.ts).
  *
  * It runs on either I/O path (io/index.ts, selectIoPath), and says once which
  * and why (the "io-path" log line):
@@ -18,25 +21,27 @@
  *
  * Both paths apply the same checks: longest-prefix routing (no route: a
  * counted drop, never clear text), the SPI demux, the inner-source policy,
- * sequence reservations on disk, and bounded queues (backpressure).
+ * sequence reservations on disk (static peers), and bounded queues
+ * (backpressure).
  */
 import type { Logger } from "pino";
 import { createEngine, type Engine } from "../engine/engine.js";
-import { ADDRESS_BYTES, encodeAddress, decodeAddress, formatAddress } from "../io/address.js";
+import { decodeAddress, formatAddress, type SocketAddress } from "../io/address.js";
 import type { IoPath } from "../io/index.js";
 import type { NativeIo } from "../io/native.js";
-import type { EndpointConfig, PeerConfig } from "./config.js";
-import { PrefixTable } from "./prefix.js";
-import { SeqStore, Reservation, OUT_BLOCK, IN_BLOCK } from "./seqStore.js";
-import { peerKeys, peerSignature, type LiveCounters, type Peer } from "./peer.js";
-import { Forwarder, type EndpointCounters } from "./forwarder.js";
+import type { EndpointConfig } from "./config.js";
+import { SeqStore } from "./seqStore.js";
+import { StaticPeers } from "./staticPeers.js";
+import type { PeerTable } from "./peerTable.js";
+import { Forwarder, type ControlHooks, type EndpointCounters } from "./forwarder.js";
+import { EndpointMetrics } from "./metrics.js";
 import type { InnerPort, OuterPort } from "./ports.js";
 import { TunPort } from "./tunPort.js";
 import { NativeUdpPort } from "./udpPort.js";
 import { AppPort, type InnerPacketHandler } from "./appPort.js";
 import { DgramPort } from "./dgramPort.js";
 
-export type { EndpointCounters } from "./forwarder.js";
+export type { EndpointCounters, ControlHooks } from "./forwarder.js";
 export type { InnerPacketHandler } from "./appPort.js";
 
 export interface EndpointOptions {
@@ -48,6 +53,10 @@ export interface EndpointOptions {
    * giving this is an error.
    */
   onInnerPacket?: InnerPacketHandler;
+  /** The control plane's hooks from the start (or set them later with setControlHooks). */
+  control?: ControlHooks;
+  /** Collect prom-client's default process metrics (memory, event-loop lag, GC) in the registry (default true). */
+  processMetrics?: boolean;
 }
 
 /** Which I/O path the endpoint runs on, and what it has there. */
@@ -63,9 +72,6 @@ export type EndpointIo =
  * portable one, whose single-packet ports need no reserve.
  */
 const ENGINE_SHAPE = { slots: 4096, batchSize: 64 } as const;
-
-const ESN_LIMIT = 0xffffffffffffffffn;
-const NO_ESN_LIMIT = 0xffffffffn;
 
 /**
  * A running endpoint on one I/O path (see the top of this file). Start it
@@ -87,8 +93,10 @@ const NO_ESN_LIMIT = 0xffffffffn;
  */
 export class Endpoint {
   readonly #counters: EndpointCounters;
-  /** The configured peers, as running. */
-  #peers: readonly Peer[] = [];
+  /** The config's peers, as running. */
+  readonly #static: StaticPeers;
+  /** The endpoint's metrics; its registry takes the control plane's too. */
+  readonly metrics: EndpointMetrics;
   #keepaliveTimer: NodeJS.Timeout | undefined;
   #stopped = false;
   /** The last reload asked for (each waits for the one before). */
@@ -107,8 +115,13 @@ export class Endpoint {
     private readonly outer: OuterPort,
     /** The application port (portable path). */
     private readonly app: AppPort | undefined,
+    options: EndpointOptions,
   ) {
     this.#counters = forwarder.counters;
+    this.#static = new StaticPeers(forwarder.table, engine, store, log);
+    if (options.control !== undefined) forwarder.hooks = options.control;
+    this.metrics = new EndpointMetrics({ engine, table: forwarder.table, counters: () => this.counters }, { processMetrics: options.processMetrics });
+    forwarder.observeBatch = this.metrics.observeBatch;
   }
 
   /**
@@ -123,11 +136,11 @@ export class Endpoint {
     }
     const store = new SeqStore(config.stateDir);
     return path.path === "native"
-      ? Endpoint.#startNative(config, path.io, log, store)
+      ? Endpoint.#startNative(config, path.io, log, store, options)
       : Endpoint.#startPortable(config, path.reason, log, store, options);
   }
 
-  static async #startNative(config: EndpointConfig, io: NativeIo, log: Logger, store: SeqStore): Promise<Endpoint> {
+  static async #startNative(config: EndpointConfig, io: NativeIo, log: Logger, store: SeqStore, options: EndpointOptions): Promise<Endpoint> {
     const tun = TunPort.open(io, config);
     let engine: Engine | undefined;
     let udp: NativeUdpPort | undefined;
@@ -137,7 +150,7 @@ export class Endpoint {
       const forwarder = new Forwarder(engine, log);
       tun.attach(forwarder);
       udp.attach(forwarder);
-      const endpoint = new Endpoint(config, engine, { path: "native", tun: tun.name, tunOffload: tun.offload, gso: udp.gso, gro: udp.groEnabled }, log, store, forwarder, tun, udp, undefined);
+      const endpoint = new Endpoint(config, engine, { path: "native", tun: tun.name, tunOffload: tun.offload, gso: udp.gso, gro: udp.groEnabled }, log, store, forwarder, tun, udp, undefined, options);
       endpoint.#begin();
       return endpoint;
     } catch (error) {
@@ -155,7 +168,7 @@ export class Endpoint {
       const forwarder = new Forwarder(engine, log);
       const app = new AppPort(forwarder, options.onInnerPacket);
       udp = await DgramPort.open(config, forwarder);
-      const endpoint = new Endpoint(config, engine, { path: "portable", reason }, log, store, forwarder, app, udp, app);
+      const endpoint = new Endpoint(config, engine, { path: "portable", reason }, log, store, forwarder, app, udp, app, options);
       endpoint.#begin();
       return endpoint;
     } catch (error) {
@@ -167,7 +180,7 @@ export class Endpoint {
 
   /** Adds the peers, starts the ports and the keepalives, and says which path runs. */
   #begin(): void {
-    this.#setPeers(this.config.peers.map((peer) => this.#addPeer(peer)));
+    this.#static.start(this.config.peers);
     this.forwarder.start(this.inner, this.outer);
     this.#startKeepalives();
     const io = this.io;
@@ -224,40 +237,42 @@ export class Endpoint {
     return this.app.send(packet);
   }
 
+  // ---- the seam for a negotiating control plane (the IKE shell) ----
+
   /**
-   * Adds a peer's SAs to the engine. They resume above the sequence numbers
-   * reserved on disk, or, on a reload that kept the keys, where the running
-   * SAs are (`live`): a restart must skip ahead, a reload need not.
+   * The peers and their child SAs: static peers are in it too (leave those
+   * to reload). Add peers and install, retire and remove children at any
+   * time; see PeerTable.
    */
-  #addPeer(peerConfig: PeerConfig, live?: LiveCounters): Peer {
-    const keys = peerKeys(peerConfig);
-    const limit = peerConfig.esn ? ESN_LIMIT : NO_ESN_LIMIT;
-    const outId = SeqStore.id("out", peerConfig.spiOut, keys.out.key, keys.out.salt);
-    const inId = SeqStore.id("in", peerConfig.spiIn, keys.in.key, keys.in.salt);
-    const outReservation = new Reservation(this.store, outId, OUT_BLOCK, limit);
-    const inReservation = new Reservation(this.store, inId, IN_BLOCK, limit);
-    const sameKeys = live !== undefined && live.outId === outId && live.inId === inId;
-    const resumeOut = sameKeys ? live.out : outReservation.bound;
-    const resumeIn = sameKeys ? live.in : inReservation.bound;
-    // Durable before the first packet: sealing resumes above what may have been used.
-    outReservation.ensure(resumeOut + 1n);
-    const out = this.engine.addSa({ direction: "out", spi: peerConfig.spiOut, ...keys.out, esn: peerConfig.esn, seq: resumeOut });
-    const inbound = this.engine.addSa({ direction: "in", spi: peerConfig.spiIn, ...keys.in, esn: peerConfig.esn, replayWindow: peerConfig.replayWindow, seq: resumeIn });
-    for (const k of [keys.out.key, keys.in.key]) k.fill(0);
-    const address = new Uint8Array(ADDRESS_BYTES);
-    encodeAddress(address, 0, { family: peerConfig.address.includes(":") ? 6 : 4, address: peerConfig.address, port: peerConfig.port });
-    const selectors = new PrefixTable<true>();
-    for (const prefix of peerConfig.selectors) selectors.add(prefix, true);
-    const signature = peerSignature(peerConfig, outId, inId);
-    const peer = this.forwarder.register({ id: -1, signature, outId, inId, config: peerConfig, out, in: inbound, outReservation, inReservation, address, selectors, visited: 0 });
-    this.log.info({ event: "peer", peer: peerConfig.name, endpoint: `${peerConfig.address}:${peerConfig.port}`, selectors: peerConfig.selectors.map((p) => p.text), resumeOut: String(resumeOut), resumeIn: String(resumeIn) }, "peer added");
-    return peer;
+  get table(): PeerTable {
+    return this.forwarder.table;
   }
 
-  /** Makes `peers` the configured set: routes and SPI lookup follow it. */
-  #setPeers(peers: Peer[]): void {
-    this.#peers = peers;
-    this.forwarder.setPeers(peers);
+  /** Resolves once the TUN device's kernel routes follow the table's changes so far (at once on the portable path). */
+  routesSettled(): Promise<void> {
+    return this.inner.routesSettled?.() ?? Promise.resolve();
+  }
+
+  /** Sets the control plane's hooks (replacing earlier ones); see ControlHooks. */
+  setControlHooks(hooks: ControlHooks): void {
+    this.forwarder.hooks = hooks;
+  }
+
+  /**
+   * Sends one control datagram (IKE) from the endpoint's UDP port to any
+   * address, a peer or not, with the non-ESP marker (RFC 3948 §2.2) first
+   * when `options.marker` (IKE on the NAT-T port; not on port 500). Copies
+   * nothing it need not and never blocks.
+   * @returns false when it could not be sent now (socket full: counted
+   *   "control-send-full"; an error: "control-send-error"; stopped)
+   * @example
+   * ```ts
+   * endpoint.sendControl(ikeMessage, { family: 4, address: "192.0.2.7", port: 4500 }, { marker: true });
+   * ```
+   */
+  sendControl(datagram: Uint8Array, to: SocketAddress, options: { marker: boolean }): boolean {
+    if (this.#stopped) return false;
+    return this.forwarder.sendControl(datagram, to, options.marker);
   }
 
   /**
@@ -274,7 +289,10 @@ export class Endpoint {
    * TUN meanwhile (sendInner returns false). Reloads run one at a time.
    */
   reload(config: EndpointConfig): Promise<void> {
-    const run = this.#reloads.then(() => this.#reload(config));
+    const run = this.#reloads.then(async () => {
+      await this.#reload(config);
+      await this.inner.routesSettled?.();
+    });
     this.#reloads = run.catch(() => undefined);
     return run;
   }
@@ -296,52 +314,13 @@ export class Endpoint {
         this.log.warn({ event: "reload", setting: section }, `changes to ${section} need a restart; kept the running value`);
       }
     }
-    const old = new Map(this.#peers.map((peer) => [peer.config.name, peer]));
-    const next: Peer[] = [];
-    const added: string[] = [];
-    const kept: string[] = [];
-    for (const peerConfig of config.peers) {
-      const keys = peerKeys(peerConfig);
-      const signature = peerSignature(peerConfig,
-        SeqStore.id("out", peerConfig.spiOut, keys.out.key, keys.out.salt), SeqStore.id("in", peerConfig.spiIn, keys.in.key, keys.in.salt));
-      for (const k of [keys.out.key, keys.in.key]) k.fill(0);
-      const current = old.get(peerConfig.name);
-      if (current && current.signature === signature) {
-        next.push(current);
-        old.delete(peerConfig.name);
-        kept.push(peerConfig.name);
-      }
-    }
-    // Remove what is gone or changed before adding, so SPIs can be reused;
-    // a changed peer with the same keys carries its counters over.
-    const counters = new Map<string, LiveCounters>();
-    for (const peer of old.values()) {
-      counters.set(peer.config.name, { out: this.engine.saSeq(peer.out), in: this.engine.saSeq(peer.in), outId: peer.outId, inId: peer.inId });
-      this.#removePeer(peer);
-    }
-    for (const peerConfig of config.peers) {
-      if (next.some((peer) => peer.config.name === peerConfig.name)) continue;
-      next.push(this.#addPeer(peerConfig, counters.get(peerConfig.name)));
-      added.push(peerConfig.name);
-    }
-    this.#setPeers(next);
-    this.inner.reload(this.config, config);
+    const { kept, added, removed } = this.#static.apply(config.peers);
     this.config = { ...this.config, peers: config.peers, keepaliveSeconds: config.keepaliveSeconds };
     this.#startKeepalives();
-    this.log.info({ event: "reload", kept, added, removed: [...old.keys()] }, "peers reloaded");
+    this.log.info({ event: "reload", kept, added, removed }, "peers reloaded");
   }
 
-  #removePeer(peer: Peer): void {
-    // Its files may be taken over by a replacement peer with the same keys: no background save may land after this.
-    peer.outReservation.close();
-    peer.inReservation.close();
-    this.engine.removeSa(peer.out);
-    this.engine.removeSa(peer.in);
-    this.forwarder.unregister(peer);
-    this.log.info({ event: "peer-removed", peer: peer.config.name }, "peer removed");
-  }
-
-  /** RFC 3948 §2.2: a one-byte 0xFF datagram to each peer every interval, keeping NAT mappings open. */
+  /** RFC 3948 §2.2: a one-byte 0xFF datagram to each peer (with keepalive on) every interval, keeping NAT mappings open. */
   #startKeepalives(): void {
     if (this.#keepaliveTimer) clearInterval(this.#keepaliveTimer);
     this.#keepaliveTimer = undefined;
@@ -350,12 +329,12 @@ export class Endpoint {
     this.#keepaliveTimer.unref();
   }
 
-  /** The peers' current outer addresses. */
+  /** The peers' current outer addresses ("?" while unknown). */
   peerAddresses(): Record<string, string> {
     const out: Record<string, string> = {};
-    for (const peer of this.#peers) {
+    for (const peer of this.table.peers) {
       const address = decodeAddress(peer.address, 0);
-      out[peer.config.name] = address ? formatAddress(address) : "?";
+      out[peer.name] = address ? formatAddress(address) : "?";
     }
     return out;
   }
@@ -366,16 +345,8 @@ export class Endpoint {
     this.#stopped = true;
     this.forwarder.stop();
     if (this.#keepaliveTimer) clearInterval(this.#keepaliveTimer);
-    // A clean stop records the exact counters, so a restart resumes where it
-    // stopped instead of skipping a reserved block (which would refuse the
-    // peer's next IN_BLOCK packets).
     await this.engine.idle();
-    for (const peer of this.#peers) {
-      peer.outReservation.close();
-      peer.inReservation.close();
-      this.store.save(peer.outId, this.engine.saSeq(peer.out));
-      this.store.save(peer.inId, this.engine.saSeq(peer.in));
-    }
+    this.#static.saveExact();
     await this.engine.close();
     this.#readDeviceCounters();
     await this.outer.close();

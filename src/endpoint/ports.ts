@@ -18,8 +18,9 @@
  * path stays zero-copy. Entries are lent for the duration of one call; a
  * port that needs the bytes later copies them.
  */
-import type { EndpointConfig } from "./config.js";
 import type { TunOffloadStats } from "../io/native.js";
+import type { SocketAddress } from "../io/address.js";
+import type { Prefix } from "./prefix.js";
 
 /**
  * Packets handed from the core to a port: entry i is
@@ -54,8 +55,14 @@ interface Port {
 export interface InnerPort extends Port {
   /** Delivers opened packets that passed the policy check; drops are the port's to count. */
   write(entries: Entries, count: number): void;
-  /** The peers changed (SIGHUP): whatever routes packets into this port follows. */
-  reload(before: EndpointConfig, after: EndpointConfig): void;
+  /**
+   * The prefixes routed to peers changed (a child installed or removed, a
+   * reload): whatever routes packets into this port follows, without
+   * blocking (a TUN device's kernel routes are updated in the background).
+   */
+  setRoutes(prefixes: readonly Prefix[]): void;
+  /** Resolves once the routes asked for so far are in place (at once where there are none to keep). */
+  routesSettled?(): Promise<void>;
   /** A TUN device's offload counters (absent or null where there are none). */
   offloadStats?(): TunOffloadStats | null;
 }
@@ -70,6 +77,12 @@ export interface OuterPort extends Port {
   send(entries: Entries, count: number): void;
   /** Sends NAT keepalives (one-byte datagrams) to the entries' peers; returns how many were sent. */
   sendKeepalives(entries: Entries, count: number): number;
+  /**
+   * Sends one datagram (already carrying its non-ESP marker when it needs
+   * one) to any address. Never blocks: false when the socket cannot take it
+   * now (counted "control-send-full") or it failed ("control-send-error").
+   */
+  sendControl(datagram: Uint8Array, to: SocketAddress): boolean;
   /** Datagrams the kernel dropped because the socket's receive buffer was full (absent or null where unknown). */
   receiveOverflows?(): number | null;
 }

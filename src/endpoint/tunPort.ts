@@ -13,13 +13,17 @@
  *   TUN ←tunWriteBatch─ slots ← Forwarder (#writeOpened, after the policy check)
  *
  * Why it also configures the device: the TUN's addresses, MTU and the routes
- * of the peers' selectors belong to the device, and a reload changes routes.
+ * of the peers' selectors belong to the device. The config's routes are set
+ * up before the endpoint says it is up; later changes (children installed
+ * and removed, reloads) follow in the background (tunRoutes.ts).
  * The kernel behind the TUN queues or drops while reading is paused
  * (backpressure), as it would for any router.
  */
 import { execFileSync } from "node:child_process";
 import type { NativeIo, TunOffloadStats } from "../io/native.js";
 import type { EndpointConfig } from "./config.js";
+import type { Prefix } from "./prefix.js";
+import { TunRoutes } from "./tunRoutes.js";
 import type { Forwarder } from "./forwarder.js";
 import type { Entries, InnerPort } from "./ports.js";
 import { ReadScratch } from "./readScratch.js";
@@ -29,6 +33,7 @@ import type { Batch } from "../engine/batch.js";
 export class TunPort implements InnerPort {
   #host: Forwarder | undefined;
   #read: ReadScratch | undefined;
+  #routes: TunRoutes | undefined;
   readonly #readiness: Readiness;
   #closed = false;
   /** The last read filled every slot: segments of a super-packet may wait in the addon. */
@@ -52,6 +57,8 @@ export class TunPort implements InnerPort {
     readonly name: string,
     /** TSO/GRO offloads are on (see the top of this file). */
     readonly offload: boolean,
+    /** The routes configureTun set up. */
+    private readonly initialRoutes: readonly Prefix[],
   ) {
     this.#readiness = new Readiness(io, fd, this.#onTunReadable);
   }
@@ -65,7 +72,7 @@ export class TunPort implements InnerPort {
       io.close(tun.fd);
       throw error;
     }
-    return new TunPort(io, tun.fd, tun.name, tun.offload);
+    return new TunPort(io, tun.fd, tun.name, tun.offload, config.peers.flatMap((peer) => peer.selectors));
   }
 
   /** What the offloads did so far (null without offloads, or once closed). */
@@ -77,6 +84,7 @@ export class TunPort implements InnerPort {
   attach(host: Forwarder): void {
     this.#host = host;
     this.#read = new ReadScratch(Math.min(host.engine.layout.batchSize, this.io.batchMax));
+    this.#routes = new TunRoutes(this.name, host.log, this.initialRoutes);
   }
 
   start(): void {
@@ -103,11 +111,16 @@ export class TunPort implements InnerPort {
 
   close(): void {
     this.#closed = true;
+    this.#routes?.close();
     this.io.close(this.fd);
   }
 
-  reload(before: EndpointConfig, after: EndpointConfig): void {
-    updateRoutes(this.name, before, after);
+  setRoutes(prefixes: readonly Prefix[]): void {
+    this.#routes!.set(prefixes);
+  }
+
+  routesSettled(): Promise<void> {
+    return this.#routes?.settled() ?? Promise.resolve();
   }
 
   #readTun(): void {
@@ -170,21 +183,6 @@ export class TunPort implements InnerPort {
       offsets = offsets.subarray(written);
       lengths = lengths.subarray(written);
       left -= written;
-    }
-  }
-}
-
-/** Routes added for new selectors and deleted for dropped ones. */
-function updateRoutes(name: string, before: EndpointConfig, after: EndpointConfig): void {
-  const prefixes = (config: EndpointConfig): Map<string, 4 | 6> => new Map(config.peers.flatMap((p) => p.selectors.map((s) => [s.text, s.family] as const)));
-  const old = prefixes(before);
-  const now = prefixes(after);
-  for (const [text, family] of now) if (!old.has(text)) ip(`-${family}`, "route", "replace", text, "dev", name);
-  for (const [text, family] of old) if (!now.has(text)) {
-    try {
-      ip(`-${family}`, "route", "del", text, "dev", name);
-    } catch {
-      // Already gone: nothing to do.
     }
   }
 }

@@ -3,8 +3,9 @@
  * addon reads with recvmmsg and writes with sendmmsg, straight from and into
  * engine slots, with UDP GSO and GRO where the kernel has them.
  *
- *   UDP ─udpRecvBatch→ slots → Forwarder.classify → addInbound → submitOpen
+ *   UDP ─udpRecvBatch→ slots (+ source addresses) → Forwarder.classify → addInbound → submitOpen
  *   UDP ←udpSendGso / udpSendBatch─ slots ← Forwarder (#sendSealed)
+ *   UDP ←udpSendBatch─ a control datagram (IKE) ← Forwarder.sendControl
  *
  * Why GSO and GRO: the kernel's UDP/IP path costs per datagram. A run of
  * equal-sized packets to one peer (bulk TCP) leaves as one GSO send, and a
@@ -12,7 +13,7 @@
  * once. The kernel queues or drops while reading is paused (backpressure).
  */
 import type { Batch } from "../engine/batch.js";
-import { ADDRESS_BYTES } from "../io/address.js";
+import { ADDRESS_BYTES, encodeAddress, type SocketAddress } from "../io/address.js";
 import type { NativeIo } from "../io/native.js";
 import type { EndpointConfig } from "./config.js";
 import type { Forwarder } from "./forwarder.js";
@@ -37,6 +38,10 @@ export class NativeUdpPort implements OuterPort {
   #read: ReadScratch | undefined;
   /** Source addresses of a receive, destinations of a send (28-byte encoding). */
   #addresses = new Uint8Array(0);
+  /** Source addresses of a GRO receive, one per area (a super-packet comes from one source). */
+  readonly #groAddresses = new Uint8Array(GRO_AREAS * ADDRESS_BYTES);
+  /** One control datagram's send: its own arrays, as it may be sent from inside a read or a completion. */
+  readonly #control = { offsets: new Int32Array(1), lengths: new Int32Array(1), address: new Uint8Array(ADDRESS_BYTES) };
   /** Receive arrays of the GRO path (offsets of the areas in the I/O scratch). */
   readonly #groState = {
     offsets: new Int32Array(GRO_AREAS),
@@ -208,6 +213,20 @@ export class NativeUdpPort implements OuterPort {
     }
   }
 
+  sendControl(datagram: Uint8Array, to: SocketAddress): boolean {
+    const host = this.#host!;
+    const control = this.#control;
+    try {
+      encodeAddress(control.address, 0, to);
+      control.lengths[0] = datagram.length;
+      if (this.io.udpSendBatch(this.fd, datagram, control.offsets, control.lengths, control.address, 1) === 1) return true;
+      host.drop("control-send-full");
+    } catch (error) {
+      host.ioError("control-send-error", error, 1);
+    }
+    return false;
+  }
+
   sendKeepalives(entries: Entries, count: number): number {
     const peerById = this.#host!.peerById;
     for (let i = 0; i < count; i++) this.#addresses.set(peerById[entries.peers[i]!]!.address, i * ADDRESS_BYTES);
@@ -239,7 +258,7 @@ export class NativeUdpPort implements OuterPort {
       if (engine.freeSlots < GRO_PACKETS || engine.freeBatches < this.batchesPerRead) return host.pause();
       let n: number;
       try {
-        n = this.io.udpRecvBatch(this.fd, bytes, gro.offsets, GRO_AREA, gro.lengths, null, GRO_AREAS, gro.segments);
+        n = this.io.udpRecvBatch(this.fd, bytes, gro.offsets, GRO_AREA, gro.lengths, this.#groAddresses, GRO_AREAS, gro.segments);
       } catch (error) {
         host.ioError("udp-receive-error", error, 1);
         n = 0;
@@ -260,8 +279,8 @@ export class NativeUdpPort implements OuterPort {
             host.drop("udp-truncated");
             continue;
           }
-          const peer = host.classify(bytes, from, length);
-          if (peer === undefined) continue;
+          const child = host.classify(bytes, from, length, this.#groAddresses, i);
+          if (child === undefined) continue;
           if (batch === null) {
             batch = this.#building = engine.beginBatch("open");
             if (batch === null) {
@@ -278,7 +297,7 @@ export class NativeUdpPort implements OuterPort {
           gro.copyFrom[copy] = from;
           gro.copyTo[copy] = engine.espOffset(slot);
           gro.copyLengths[copy] = length;
-          host.addInbound(batch, slot, peer, length);
+          host.addInbound(batch, slot, child, length, this.#groAddresses, i);
           this.#orphan = -1;
           if (batch.full) {
             this.#copyIntoSlots();
@@ -329,12 +348,12 @@ export class NativeUdpPort implements OuterPort {
       read.releaseUnfilled(engine, n);
       for (let i = 0; i < n; i++) {
         const slot = read.slots[i]!;
-        const peer = host.classify(bytes, read.offsets[i]!, read.lengths[i]!);
-        if (peer === undefined) {
+        const child = host.classify(bytes, read.offsets[i]!, read.lengths[i]!, this.#addresses, i);
+        if (child === undefined) {
           engine.releaseSlot(slot);
           continue;
         }
-        host.addInbound(batch, slot, peer, read.lengths[i]!);
+        host.addInbound(batch, slot, child, read.lengths[i]!, this.#addresses, i);
       }
       read.handedOver();
       if (batch.count === 0) batch.release();

@@ -165,3 +165,29 @@ export function decodeAddress(from: Uint8Array, index: number): SocketAddress | 
 export function formatAddress(address: SocketAddress): string {
   return address.family === 6 ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`;
 }
+
+/**
+ * Whether entry `i` of `a` and entry `j` of `b` are the same socket address
+ * (family, port, address and, for IPv6, scope; flow info is ignored). Reads
+ * bytes in place: the receive path compares every ESP datagram's source with
+ * its peer's address, so this allocates nothing.
+ */
+export function sameAddress(a: Uint8Array, i: number, b: Uint8Array, j: number): boolean {
+  const x = i * ADDRESS_BYTES;
+  const y = j * ADDRESS_BYTES;
+  // Family and port first: they differ first when a NAT rebinds.
+  for (let k = 0; k < 4; k++) if (a[x + k] !== b[y + k]) return false;
+  const family = a[x]! | (a[x + 1]! << 8);
+  const v6 = family === AF_INET6 || (family >> 8) === AF_INET6;
+  const from = v6 ? 8 : 4;
+  const to = v6 ? ADDRESS_BYTES : 8;
+  for (let k = from; k < to; k++) if (a[x + k] !== b[y + k]) return false;
+  return true;
+}
+
+/** Copies entry `j` of `from` into entry `i` of `into` (28 bytes, no view allocated). */
+export function copyAddress(into: Uint8Array, i: number, from: Uint8Array, j: number): void {
+  const x = i * ADDRESS_BYTES;
+  const y = j * ADDRESS_BYTES;
+  for (let k = 0; k < ADDRESS_BYTES; k++) into[x + k] = from[y + k]!;
+}

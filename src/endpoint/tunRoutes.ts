@@ -1,0 +1,104 @@
+/**
+ * The kernel routes that send inner packets into the TUN device, kept equal
+ * to the prefixes the peer table routes (children's remote selectors and
+ * traps) while the endpoint runs.
+ *
+ * Why in the background: a child is installed or removed from a completion
+ * or an IKE exchange, and running `ip route` synchronously there would stop
+ * the event loop (and the packets) for a process start each time. So the
+ * wanted set is recorded at once and a single `ip -batch` process applies the
+ * difference; changes that arrive while it runs are applied by the next one,
+ * in order, coalesced: a route added and removed again meanwhile costs
+ * nothing. A route that cannot be added is logged and tried again with the
+ * next change.
+ */
+import { spawn } from "node:child_process";
+import type { Logger } from "pino";
+import type { Prefix } from "./prefix.js";
+
+export class TunRoutes {
+  /** Routes in the kernel (as far as we know), by prefix text. */
+  readonly #installed = new Map<string, Prefix>();
+  #wanted = new Map<string, Prefix>();
+  #running: Promise<void> | null = null;
+  #again = false;
+  #closed = false;
+
+  /** `initial`: the routes the device was brought up with (configured synchronously at start). */
+  constructor(private readonly device: string, private readonly log: Logger | undefined, initial: readonly Prefix[]) {
+    for (const prefix of initial) {
+      this.#installed.set(prefix.text, prefix);
+      this.#wanted.set(prefix.text, prefix);
+    }
+  }
+
+  /** Makes `prefixes` the routed set; returns at once (see settled). */
+  set(prefixes: readonly Prefix[]): void {
+    this.#wanted = new Map(prefixes.map((prefix) => [prefix.text, prefix]));
+    if (this.#running !== null) {
+      this.#again = true;
+      return;
+    }
+    if (this.#differs()) this.#running = this.#apply();
+  }
+
+  /** Resolves once the kernel has the routes asked for so far (or their change failed and was logged). */
+  async settled(): Promise<void> {
+    while (this.#running !== null) await this.#running;
+  }
+
+  /** Routes go with the device: nothing more is changed after this. */
+  close(): void {
+    this.#closed = true;
+  }
+
+  #differs(): boolean {
+    if (this.#wanted.size !== this.#installed.size) return true;
+    for (const text of this.#wanted.keys()) if (!this.#installed.has(text)) return true;
+    return false;
+  }
+
+  async #apply(): Promise<void> {
+    try {
+      do {
+        this.#again = false;
+        if (this.#closed) return;
+        const add = [...this.#wanted.values()].filter((prefix) => !this.#installed.has(prefix.text));
+        const remove = [...this.#installed.values()].filter((prefix) => !this.#wanted.has(prefix.text));
+        if (add.length === 0 && remove.length === 0) continue;
+        const line = (verb: string, prefix: Prefix): string => `route ${verb} ${prefix.text} dev ${this.device}`;
+        if ((await ipBatch([...add.map((p) => line("replace", p)), ...remove.map((p) => line("del", p))])) === null) {
+          for (const prefix of add) this.#installed.set(prefix.text, prefix);
+          for (const prefix of remove) this.#installed.delete(prefix.text);
+          continue;
+        }
+        // Some line failed: one by one, to know which. A route that would not go is gone for us (the
+        // device may have lost it already); one that would not come is tried again with the next change.
+        for (const prefix of remove) {
+          await ipBatch([line("del", prefix)]);
+          this.#installed.delete(prefix.text);
+        }
+        for (const prefix of add) {
+          const failure = await ipBatch([line("replace", prefix)]);
+          if (failure === null) this.#installed.set(prefix.text, prefix);
+          else this.log?.warn({ event: "tun-route-error", device: this.device, prefix: prefix.text, error: failure }, "could not route a prefix into the TUN device");
+        }
+      } while (this.#again);
+    } finally {
+      this.#running = null;
+    }
+  }
+}
+
+/** Runs `ip -force -batch -` with `lines`; null on success, else its error output. */
+function ipBatch(lines: string[]): Promise<string | null> {
+  return new Promise((resolve) => {
+    const child = spawn("ip", ["-force", "-batch", "-"], { stdio: ["pipe", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text));
+    child.on("error", (error) => resolve(error.message));
+    child.on("close", (code) => resolve(code === 0 ? null : stderr.trim() || `ip exited with status ${code}`));
+    child.stdin.on("error", () => {}); // a failed start is reported by "error"
+    child.stdin.end(`${lines.join("\n")}\n`);
+  });
+}
