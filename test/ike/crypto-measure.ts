@@ -4,8 +4,10 @@
 //    sizes IKE uses, interleaved (A, B, A, B …) in one process; medians.
 // 2. The cost of one IKE key exchange per group: a key pair plus one shared
 //    secret (what each side of IKE_SA_INIT or CREATE_CHILD_SA pays), medians.
+// 3. Why keyExchange.ts imports an X25519 private key as JWK: PKCS#8 DER
+//    against JWK, interleaved.
 // Absolute times are noisy on a shared machine; the ratios are what counts.
-import { randomBytes, createHmac } from "node:crypto";
+import { randomBytes, createHmac, createPrivateKey } from "node:crypto";
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha256, sha384, sha512 } from "@noble/hashes/sha2.js";
 import { prf, prfPlus, prfLength, type PrfId } from "../../src/ike/crypto/prf.js";
@@ -89,3 +91,12 @@ for (const [group, name, iterations] of groups) {
   const total = median(rounds), pair = median(keygen);
   console.log(`  ${String(group).padStart(2)} ${name.padEnd(10)} ${us(total)} µs  (key pair ${us(pair).trim()} µs, shared secret ${us(total - pair).trim()} µs)  ~${Math.round(1e9 / total)} per second per core`);
 }
+
+console.log("\nX25519 private key import (median of 15 interleaved rounds of 100)");
+const pkcs8Prefix = Buffer.from("302e020100300506032b656e04220420", "hex");
+const d = randomBytes(32);
+const [der, jwk] = interleaved(
+  () => createPrivateKey({ key: Buffer.concat([pkcs8Prefix, d]), format: "der", type: "pkcs8" }),
+  () => createPrivateKey({ key: { kty: "OKP", crv: "X25519", d: d.toString("base64url"), x: "" }, format: "jwk" }),
+  15, 100);
+console.log(`  PKCS#8 DER ${us(der)} µs  JWK ${us(jwk)} µs  DER/JWK ${(der / jwk).toFixed(1)}`);

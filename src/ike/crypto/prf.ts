@@ -6,16 +6,21 @@
  * randomness, nothing cached between calls.
  *
  * HMAC comes from node:crypto (OpenSSL). Measured against @noble/hashes' hmac
- * (interleaved in one process, median of 15 rounds of 400 calls, Node 20,
- * Zen 5; `node dist/test/ike/crypto-measure.js` repeats it):
+ * interleaved in one process (median of 15 rounds of 400 calls; Node 20, Zen 5,
+ * a shared and busy 2-core machine, so absolute times are rough; repeat with
+ * `node dist/test/ike/crypto-measure.js`):
  *
- *   prf, SHA-256, 32 B key, data 64 / 256 / 600 B:  node 1.9 / 2.2 / 2.6 µs, noble 4.6 / 7.0 / 9.5 µs
- *   prf, SHA-384, 48 B key, data 64 / 256 / 600 B:  node 3.3 / 3.6 / 3.8 µs, noble 15 / 16 / 19 µs
- *   prf, SHA-512, 64 B key, data 64 / 256 / 600 B:  node 3.7 / 3.6 / 3.9 µs, noble 14 / 18 / 19 µs
- *   prf+ 100 / 300 B, SHA-256:  node 11 / 36 µs, noble 27 / 67 µs (noble reusing the keyed state)
- *   prf+ 100 / 300 B, SHA-512:  node 12 / 29 µs, noble 34 / 72 µs
+ *   prf, SHA-256, 32 B key, data 64 / 256 / 600 B:  node 2.3 / 2.2 / 3.1 µs, noble 7.9 / 5.5 / 9.9 µs
+ *   prf, SHA-384, 48 B key, data 64 / 256 / 600 B:  node 2.6 / 2.9 / 3.3 µs, noble 9.8 / 12 / 15 µs
+ *   prf, SHA-512, 64 B key, data 64 / 256 / 600 B:  node 2.6 / 3.0 / 3.5 µs, noble 9.8 / 13 / 16 µs
+ *   prf+ (80 B seed) 100 / 300 B, SHA-256:  node 21 / 34 µs, noble 32 / 62 µs
+ *   prf+ (80 B seed) 100 / 300 B, SHA-384:  node 9.9 / 22 µs, noble 26 / 54 µs
+ *   prf+ (80 B seed) 100 / 300 B, SHA-512:  node 6.7 / 15 µs, noble 20 / 42 µs
+ *   (noble's prf+ at its best: the keyed HMAC state built once, cloned per block)
  *
- * node:crypto is 2-5x faster at every size IKE uses, so it is the one used.
+ * node:crypto is 1.5-4.6x faster at every size IKE uses in this, the
+ * quietest of six runs, and at least 1.4x faster in every run, so it is the
+ * one used.
  */
 import { createHmac } from "node:crypto";
 
