@@ -1,0 +1,86 @@
+/**
+ * A child SA as the IKE core keeps it: SPIs, algorithms and selectors, but
+ * no keys. Keys go to the shell in the child-up action at birth (to be
+ * copied into the engine and wiped) and are never needed again: a rekey
+ * draws fresh ones from SK_d (RFC 7296 §2.17).
+ */
+import type { IkeSa } from "./ikeSa.js";
+import { deriveChildKeys } from "./keySchedule.js";
+import { describeEsp, type EspAlgorithms } from "./proposals.js";
+import { formatSelector, selectorPrefixes, type Selector } from "./trafficSelectors.js";
+
+export interface ChildSa {
+  id: number;
+  /** Ours: the peer puts it in the ESP packets it sends us. */
+  inboundSpi: number;
+  /** The peer's: we put it in the ESP packets we send. */
+  outboundSpi: number;
+  algorithms: EspAlgorithms;
+  localTs: Selector[];
+  remoteTs: Selector[];
+  createdAt: number;
+}
+
+export interface NewChild {
+  inboundSpi: number;
+  outboundSpi: number;
+  algorithms: EspAlgorithms;
+  localTs: Selector[];
+  remoteTs: Selector[];
+  /** The nonces of the exchange that made it (IKE_AUTH: the IKE SA's). */
+  ni: Uint8Array;
+  nr: Uint8Array;
+  /** g^ir of a PFS exchange. */
+  sharedSecret?: Uint8Array;
+}
+
+/**
+ * Derives the child's keys (§2.17), records it in its IKE SA and hands it to
+ * the shell (child-up) — before the response that completes the exchange is
+ * sent, so the inbound SA exists when the peer's first packet arrives.
+ */
+export function establishChild(sa: IkeSa, spec: NewChild, now: number): ChildSa {
+  const keys = deriveChildKeys(sa.algorithms!.prf, sa.keys!.skD, spec.algorithms.cipher, spec.ni, spec.nr, spec.sharedSecret);
+  const initiator = sa.role === "initiator";
+  const inbound = initiator ? keys.responderToInitiator : keys.initiatorToResponder;
+  const outbound = initiator ? keys.initiatorToResponder : keys.responderToInitiator;
+  const child: ChildSa = {
+    id: sa.core.nextChildId(),
+    inboundSpi: spec.inboundSpi,
+    outboundSpi: spec.outboundSpi,
+    algorithms: spec.algorithms,
+    localTs: spec.localTs,
+    remoteTs: spec.remoteTs,
+    createdAt: now,
+  };
+  sa.children.push(child);
+  sa.pendingSpis.delete(spec.inboundSpi);
+  sa.core.emit({
+    type: "child-up",
+    child: {
+      childId: child.id,
+      ikeSaId: sa.id,
+      peerName: sa.peerName,
+      inbound: { spi: spec.inboundSpi, ...inbound },
+      outbound: { spi: spec.outboundSpi, ...outbound },
+      cipher: spec.algorithms.cipher,
+      esn: spec.algorithms.esn,
+      localPrefixes: spec.localTs.flatMap(selectorPrefixes),
+      remotePrefixes: spec.remoteTs.flatMap(selectorPrefixes),
+      remote: { ...sa.remote },
+      keepalive: sa.natLocal,
+    },
+  });
+  sa.core.log("info", "child-up", `CHILD_SA ${sa.peerName}{${child.id}} established with SPIs ${hex32(child.inboundSpi)}_i ${hex32(child.outboundSpi)}_o and TS ${child.localTs.map(formatSelector).join(" ")} === ${child.remoteTs.map(formatSelector).join(" ")}`, {
+    ...sa.logFields,
+    child: child.id,
+    spiIn: hex32(child.inboundSpi),
+    spiOut: hex32(child.outboundSpi),
+    esp: describeEsp(child.algorithms),
+  });
+  return child;
+}
+
+export function hex32(spi: number): string {
+  return spi.toString(16).padStart(8, "0");
+}

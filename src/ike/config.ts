@@ -1,0 +1,71 @@
+/**
+ * What the IKE core is told: its peers and its timing. The endpoint's TOML
+ * parser (src/endpoint/config.ts) builds these; tests build them directly.
+ *
+ * Why PSKs are a function: a key is read when an exchange needs it and
+ * wiped right after, so it does not sit in the core's memory for the life of
+ * the process; and a peer with a wildcard remote ID looks the secret up by
+ * the ID the initiator presented (a secrets file with one line per client).
+ */
+import type { Identity, IdentityPattern } from "./identity.js";
+import type { Endpoint } from "./natDetection.js";
+import type { EspProposal, IkeProposal } from "./proposals.js";
+import type { Selector } from "./trafficSelectors.js";
+
+export type StartAction = "start" | "trap" | "none";
+export type DpdAction = "clear" | "restart";
+
+export interface IkePeerConfig {
+  /** Unique; logs, status and the control socket name peers by it. */
+  name: string;
+  /** Where to initiate to (IKE port, usually 500). Absent: a responder that accepts any address. */
+  remote?: Endpoint;
+  /** The peer's NAT-T port to float to (RFC 7296 §2.23; 4500). */
+  remoteNatTPort: number;
+  localId: Identity;
+  remoteId: IdentityPattern;
+  /**
+   * The PSK for the remote ID presented (undefined: an initiator that has not
+   * seen one yet and expects a pattern), or undefined when there is none.
+   * Returns a fresh copy: the core wipes it after use.
+   */
+  psk(remoteId: Identity | undefined): Uint8Array | undefined;
+  ikeProposals: IkeProposal[];
+  espProposals: EspProposal[];
+  /** Our side's traffic selectors (TSi as initiator, TSr as responder). */
+  localTs: Selector[];
+  /** The peer's side. */
+  remoteTs: Selector[];
+  start: StartAction;
+  /** Liveness check after this long without traffic from the peer; 0 = off. */
+  dpdMs: number;
+  dpdAction: DpdAction;
+}
+
+export interface RetransmitPolicy {
+  /** First timeout (strongSwan: 4 s). */
+  timeoutMs: number;
+  /** Each timeout is the previous one times this (strongSwan: 1.8). */
+  base: number;
+  /** Retransmissions before giving up (strongSwan: 5). */
+  tries: number;
+}
+
+export interface IkeCoreOptions {
+  peers: readonly IkePeerConfig[];
+  /** Cryptographic randomness: SPIs, nonces, private keys. The only source the core uses. */
+  random(length: number): Uint8Array;
+  retransmit?: Partial<RetransmitPolicy>;
+  /** A responder's half-open IKE SA is forgotten after this long (strongSwan: 30 s). */
+  halfOpenTimeoutMs?: number;
+  /** After a refused (re)connect of a `start` or `restart` peer, the next try waits this long. */
+  retryDelayMs?: number;
+  /** Whether an inbound ESP SPI is taken already (static SAs in the same engine). */
+  spiInUse?(spi: number): boolean;
+  /** When the data plane last opened a packet from any of these child SAs (inbound SPIs), for liveness. */
+  lastInbound?(inboundSpis: readonly number[]): number | undefined;
+}
+
+export const DEFAULT_RETRANSMIT: RetransmitPolicy = { timeoutMs: 4000, base: 1.8, tries: 5 };
+export const DEFAULT_HALF_OPEN_TIMEOUT_MS = 30_000;
+export const DEFAULT_RETRY_DELAY_MS = 30_000;

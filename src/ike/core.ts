@@ -1,0 +1,571 @@
+/**
+ * The IKEv2 core (RFC 7296), sans-I/O: bytes and the time in; datagrams to
+ * send, child SAs to install or remove, and log events out; the next timer
+ * on request. It owns no socket, no clock and no randomness but what it is
+ * handed, so every exchange, refusal, retransmission and timeout runs in
+ * one process in tests, with two cores talking to each other.
+ *
+ * @example A shell's loop (see src/endpoint/ikeShell.ts for the real one).
+ * ```ts
+ * const core = new IkeCore({ peers, random: (n) => crypto.getRandomValues(new Uint8Array(n)) });
+ * run(core.start(Date.now()));
+ * socket.on("message", (datagram, from) => run(core.receive(datagram, { local, remote: from, natT }, Date.now())));
+ * // after every call: arm one timer for core.nextTimer(), and on it run(core.timeout(Date.now()))
+ * ```
+ *
+ * How messages find their SA: our SPI (SPIr for a responder, SPIi for an
+ * initiator) is the key; a new IKE_SA_INIT request is recognised by SPIi
+ * and source address, so its retransmissions get the cached answer.
+ * Everything that fails to parse, authenticate or fit the message-ID window
+ * is dropped and counted by reason (counters.drops), never thrown.
+ */
+import type { IkeAction } from "./actions.js";
+import { DEFAULT_HALF_OPEN_TIMEOUT_MS, DEFAULT_RETRANSMIT, DEFAULT_RETRY_DELAY_MS, type IkeCoreOptions, type IkePeerConfig, type RetransmitPolicy } from "./config.js";
+import { Exchange, nameOf } from "./constants.js";
+import { ParseError, equalBytes, spiHex } from "./codec/bytes.js";
+import { decodeMessage, fromInitiator, isResponse } from "./codec/message.js";
+import type { ChildSa } from "./childSa.js";
+import { hex32 } from "./childSa.js";
+import { DeadlineQueue } from "./deadlines.js";
+import { formatIdentity } from "./identity.js";
+import { IkeSa, type Answer, type IkeSaState, type Path } from "./ikeSa.js";
+import type { Endpoint } from "./natDetection.js";
+import { describeEsp, describeIke } from "./proposals.js";
+import { formatSelector } from "./trafficSelectors.js";
+import { initiate, respondInit } from "./exchanges/ikeSaInit.js";
+import { answerAuth } from "./exchanges/ikeAuth.js";
+import { answerInformational, sendIkeDelete, sendLivenessCheck } from "./exchanges/informational.js";
+import { answerCreateChild } from "./exchanges/createChildSa.js";
+import type { IkePayload } from "./codec/payloads.js";
+
+/** What the core has counted; read at scrape time (metrics) and by `sluice status`. */
+export interface IkeCounters {
+  /** Messages dropped, by reason ("bad-icv", "truncated", "message-id-out-of-window", …). */
+  drops: Record<string, number>;
+  retransmits: number;
+  /** Retransmitted requests answered from the response cache. */
+  cachedResponses: number;
+  handshakesCompleted: number;
+  /** Failed handshakes by reason (the notify, or what went wrong). */
+  handshakesFailed: Record<string, number>;
+}
+
+/** One IKE SA for `sluice status`. */
+export interface IkeSaStatus {
+  id: number;
+  peer: string;
+  role: "initiator" | "responder";
+  state: IkeSaState;
+  spiI: string;
+  spiR: string;
+  local: string;
+  remote: string;
+  natT: boolean;
+  natLocal: boolean;
+  natRemote: boolean;
+  localId?: string;
+  remoteId?: string;
+  ike?: string;
+  createdAt: number;
+  establishedAt?: number;
+  lastRttMs?: number;
+  children: { id: number; spiIn: string; spiOut: string; esp: string; localTs: string[]; remoteTs: string[]; createdAt: number }[];
+}
+
+/** Our side: the bound address and the two ports. */
+export interface LocalPorts {
+  /** The bound address; a wildcard ("0.0.0.0", "::") when bound to all. */
+  address: string;
+  ikePort: number;
+  natTPort: number;
+  /**
+   * With a wildcard bind: this host's addresses. NAT detection (§2.23) asks
+   * whether the address the peer sent to is ours; any of them is.
+   */
+  addresses?(): readonly string[];
+}
+
+export class IkeCore {
+  readonly counters: IkeCounters = { drops: {}, retransmits: 0, cachedResponses: 0, handshakesCompleted: 0, handshakesFailed: {} };
+  readonly retransmit: RetransmitPolicy;
+  readonly halfOpenTimeoutMs: number;
+  readonly random: (length: number) => Uint8Array;
+  /** The time of the call in progress (handlers read it). */
+  now = 0;
+  #peers = new Map<string, IkePeerConfig>();
+  readonly #bySpi = new Map<bigint, IkeSa>();
+  /** Half-open responder SAs by SPIi and source: retransmitted IKE_SA_INIT requests find their answer. */
+  readonly #byInit = new Map<string, IkeSa>();
+  readonly #deadlines = new DeadlineQueue<IkeSa>();
+  /** Peers to connect again at a time (a `start` or `restart` peer whose attempt was refused). */
+  readonly #reconnects = new Map<string, number>();
+  readonly #childSpis = new Set<number>();
+  #actions: IkeAction[] = [];
+  #nextSaId = 1;
+  #nextChildId = 1;
+  readonly #retryDelayMs: number;
+
+  constructor(private readonly options: IkeCoreOptions & { local?: LocalPorts }) {
+    this.random = options.random;
+    this.retransmit = { ...DEFAULT_RETRANSMIT, ...options.retransmit };
+    this.halfOpenTimeoutMs = options.halfOpenTimeoutMs ?? DEFAULT_HALF_OPEN_TIMEOUT_MS;
+    this.#retryDelayMs = options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS;
+    for (const peer of options.peers) this.#peers.set(peer.name, peer);
+  }
+
+  // ---------------------------------------------------------------- entry points
+
+  /** Initiates every `start` peer. */
+  start(now: number): IkeAction[] {
+    return this.#run(now, () => {
+      for (const peer of this.#peers.values()) if (peer.start === "start") this.#initiate(peer, true);
+    });
+  }
+
+  /** A datagram from `path.remote` (the NAT-T marker already stripped). Never throws for what the datagram holds. */
+  receive(datagram: Uint8Array, path: Path, now: number): IkeAction[] {
+    return this.#run(now, () => {
+      try {
+        this.#receive(datagram, path);
+      } catch (error) {
+        // A bug must cost one message, not the daemon (the hostile-input tests look for these).
+        this.drop("internal-error");
+        this.log("warn", "ike-internal-error", `IKE message dropped by an internal error: ${error instanceof Error ? error.message : String(error)}`, { remote: `${path.remote.address}:${path.remote.port}` });
+      }
+    });
+  }
+
+  /** The clock reached nextTimer(): retransmissions, expiries, liveness checks, reconnects. */
+  timeout(now: number): IkeAction[] {
+    return this.#run(now, () => {
+      for (let sa = this.#deadlines.popDue(now); sa !== undefined; sa = this.#deadlines.popDue(now)) this.#onTimer(sa);
+      for (const [name, at] of this.#reconnects) {
+        if (at > now) continue;
+        this.#reconnects.delete(name);
+        const peer = this.#peers.get(name);
+        if (peer && !this.#hasSa(name)) this.#initiate(peer, true);
+      }
+    });
+  }
+
+  /** When timeout() should next be called (ms, the clock of the calls), or undefined. */
+  nextTimer(): number | undefined {
+    let at = this.#deadlines.peek();
+    for (const t of this.#reconnects.values()) if (at === undefined || t < at) at = t;
+    return at;
+  }
+
+  /**
+   * Connects to a peer now (`sluice initiate`, a trap's first packet).
+   * Nothing happens when an IKE SA with it exists or is being made.
+   */
+  initiate(name: string, now: number, autoRetry = false): IkeAction[] {
+    return this.#run(now, () => {
+      const peer = this.#peers.get(name);
+      if (peer === undefined) return this.log("warn", "initiate-unknown", `no peer named ${name}`, { peer: name });
+      if (peer.remote === undefined) return this.log("warn", "initiate-no-endpoint", `${name} has no endpoint to initiate to`, { peer: name });
+      if (this.#hasSa(name)) return;
+      this.#initiate(peer, autoRetry);
+    });
+  }
+
+  /** Deletes every IKE SA with a peer (`sluice terminate`). */
+  terminate(name: string, now: number): IkeAction[] {
+    return this.#run(now, () => {
+      this.#reconnects.delete(name);
+      for (const sa of this.#sasOf(name)) this.terminateSa(sa, "terminated by the operator");
+    });
+  }
+
+  /**
+   * SIGHUP: the new peer list. A peer whose `signature` is unchanged keeps its
+   * SAs; a changed or removed one's SAs are deleted; new `start` peers connect.
+   */
+  setPeers(peers: readonly (IkePeerConfig & { signature: string })[], now: number): IkeAction[] {
+    return this.#run(now, () => {
+      const old = this.#peers as Map<string, IkePeerConfig & { signature?: string }>;
+      const next = new Map(peers.map((p) => [p.name, p]));
+      for (const [name, before] of old) {
+        const after = next.get(name);
+        if (after !== undefined && after.signature === before.signature) {
+          for (const sa of this.#sasOf(name)) sa.peer = after;
+          continue;
+        }
+        this.#reconnects.delete(name);
+        for (const sa of this.#sasOf(name)) this.terminateSa(sa, after ? "peer config changed" : "peer removed from the config");
+      }
+      this.#peers = next;
+      for (const peer of peers) if (peer.start === "start" && !this.#hasSa(peer.name)) this.#initiate(peer, true);
+    });
+  }
+
+  /** Clean shutdown: a Delete to every established peer (not waited for), and every SA forgotten. */
+  shutdown(now: number): IkeAction[] {
+    return this.#run(now, () => {
+      this.#reconnects.clear();
+      for (const sa of [...this.#bySpi.values()]) {
+        if (sa.state === "established") sendIkeDelete(sa, now);
+        this.removeSa(sa, "shutting down");
+      }
+    });
+  }
+
+  /** Every IKE SA, for status. */
+  list(): IkeSaStatus[] {
+    return [...this.#bySpi.values()].map((sa) => ({
+      id: sa.id,
+      peer: sa.peerName,
+      role: sa.role,
+      state: sa.state,
+      spiI: spiHex(sa.spiI),
+      spiR: spiHex(sa.spiR),
+      local: `${sa.local.address}:${sa.local.port}`,
+      remote: `${sa.remote.address}:${sa.remote.port}`,
+      natT: sa.natT,
+      natLocal: sa.natLocal,
+      natRemote: sa.natRemote,
+      localId: sa.localId && formatIdentity(sa.localId),
+      remoteId: sa.remoteId && formatIdentity(sa.remoteId),
+      ike: sa.algorithms && describeIke(sa.algorithms),
+      createdAt: sa.createdAt,
+      establishedAt: sa.establishedAt,
+      lastRttMs: sa.lastRttMs,
+      children: sa.children.map((c) => ({
+        id: c.id, spiIn: hex32(c.inboundSpi), spiOut: hex32(c.outboundSpi), esp: describeEsp(c.algorithms),
+        localTs: c.localTs.map(formatSelector), remoteTs: c.remoteTs.map(formatSelector), createdAt: c.createdAt,
+      })),
+    }));
+  }
+
+  /** IKE SAs by state, for metrics. */
+  countByState(): Record<IkeSaState, number> {
+    const counts: Record<IkeSaState, number> = { connecting: 0, "half-open": 0, authenticating: 0, established: 0, deleting: 0, closed: 0 };
+    for (const sa of this.#bySpi.values()) counts[sa.state]++;
+    return counts;
+  }
+
+  get peers(): IkePeerConfig[] {
+    return [...this.#peers.values()];
+  }
+
+  // ---------------------------------------------------------------- dispatch
+
+  #run(now: number, work: () => void): IkeAction[] {
+    this.now = now;
+    this.#actions = [];
+    work();
+    const actions = this.#actions;
+    this.#actions = [];
+    return actions;
+  }
+
+  #receive(datagram: Uint8Array, path: Path): void {
+    let message;
+    try {
+      message = decodeMessage(datagram);
+    } catch (error) {
+      if (error instanceof ParseError) return this.drop(error.reason);
+      throw error;
+    }
+    const header = message.header;
+    if (header.exchange === Exchange.IKE_SA_INIT) {
+      if (isResponse(header)) {
+        const sa = this.#bySpi.get(header.spiI);
+        if (sa === undefined || sa.role !== "initiator" || sa.state !== "connecting" || fromInitiator(header)) return this.drop("unknown-spi");
+        sa.receiveInitResponse(message, path, this.now);
+        return this.#reschedule(sa);
+      }
+      if (!fromInitiator(header) || header.spiR !== 0n || header.messageId !== 0) return this.drop("invalid-syntax");
+      const existing = this.#byInit.get(initKey(header.spiI, path.remote));
+      if (existing !== undefined) {
+        // A retransmission of a request we answered (§2.1), or a new request reusing the SPI: only the first is answered again.
+        if (existing.initRequest !== undefined && equalBytes(existing.initRequest, datagram)) existing.resendInitResponse();
+        else this.drop("duplicate-spi");
+        return;
+      }
+      return respondInit(this, message, path, this.now);
+    }
+    // The original initiator sets the I flag (§3.1): if it is set we are the responder, whose SPI is SPIr.
+    const ourSpi = fromInitiator(header) ? header.spiR : header.spiI;
+    const sa = this.#bySpi.get(ourSpi);
+    if (sa === undefined || sa.spiI !== header.spiI || sa.spiR !== header.spiR || (sa.role === "responder") !== fromInitiator(header)) {
+      return this.drop("unknown-spi");
+    }
+    sa.receive(message, path, this.now, (target, exchange, payloads) => this.#answer(target, exchange, payloads));
+    if (sa.state !== "closed") this.#reschedule(sa);
+  }
+
+  #answer(sa: IkeSa, exchange: number, payloads: IkePayload[]): Answer | undefined {
+    switch (exchange) {
+      case Exchange.IKE_AUTH:
+        return answerAuth(sa, payloads);
+      case Exchange.INFORMATIONAL:
+        return answerInformational(sa, payloads);
+      case Exchange.CREATE_CHILD_SA:
+        return answerCreateChild(sa, payloads);
+      default:
+        this.drop("unknown-exchange", sa);
+        return undefined;
+    }
+  }
+
+  #onTimer(sa: IkeSa): void {
+    if (sa.state === "closed") return;
+    const now = this.now;
+    switch (sa.onTimer(now)) {
+      case "dead": {
+        const what = nameOf(Exchange, sa.outstandingExchange ?? 0);
+        const reason = `no answer to ${what} after ${this.retransmit.tries} retransmissions`;
+        if (sa.state === "established" || sa.state === "deleting") {
+          const action = sa.state === "deleting" ? "clear" : sa.peer?.dpdAction ?? "clear";
+          this.log("warn", "peer-dead", `${sa.peerName} is unreachable (${reason}); ${action === "restart" ? "clearing its SAs and connecting again" : "clearing its SAs"}`, { ...sa.logFields, action });
+          const restart = action === "restart" && sa.peer?.remote !== undefined;
+          const peer = sa.peer;
+          this.removeSa(sa, "peer unreachable");
+          if (restart && peer) this.#initiate(peer, true);
+        } else {
+          this.fail(sa, "TIMEOUT", reason);
+        }
+        return;
+      }
+      case "expired":
+        this.drop("half-open-expired", sa);
+        this.removeSa(sa, "half-open IKE_SA expired", "debug");
+        return;
+      case "liveness": {
+        sa.livenessAt = undefined;
+        const peer = sa.peer!;
+        const dataPlane = this.options.lastInbound?.(sa.children.map((c) => c.inboundSpi));
+        if (dataPlane !== undefined && dataPlane > sa.lastInboundAt) sa.lastInboundAt = dataPlane;
+        if (sa.lastInboundAt + peer.dpdMs > now) break;
+        if (!sa.busy) sendLivenessCheck(sa, now);
+        break;
+      }
+    }
+    this.#reschedule(sa);
+  }
+
+  /** Recomputes an SA's liveness deadline and re-arms its timer. */
+  #reschedule(sa: IkeSa): void {
+    if (sa.state === "closed") return this.#deadlines.schedule(sa, undefined);
+    const dpd = sa.peer?.dpdMs ?? 0;
+    sa.livenessAt = sa.state === "established" && dpd > 0 && !sa.busy ? sa.lastInboundAt + dpd : undefined;
+    this.#deadlines.schedule(sa, sa.nextDeadline());
+  }
+
+  // ---------------------------------------------------------------- for SAs and exchanges
+
+  emit(action: IkeAction): void {
+    this.#actions.push(action);
+  }
+
+  send(datagram: Uint8Array, remote: Endpoint, natT: boolean): void {
+    this.#actions.push({ type: "send", datagram, remote: { ...remote }, natT });
+  }
+
+  log(level: "debug" | "info" | "warn", event: string, message: string, fields: Record<string, string | number | boolean | undefined>): void {
+    this.#actions.push({ type: "log", level, event, message, fields });
+  }
+
+  /** A message dropped: counted by reason; logged at debug level (a flood must not flood the log). */
+  drop(reason: string, sa?: IkeSa): void {
+    this.counters.drops[reason] = (this.counters.drops[reason] ?? 0) + 1;
+    this.log("debug", "ike-drop", `IKE message dropped: ${reason}`, sa ? { ...sa.logFields, reason } : { reason });
+  }
+
+  /** A stateless refusal of an IKE_SA_INIT request. */
+  refused(reason: string, detail: string, fields: Record<string, string>): void {
+    this.counters.handshakesFailed[reason] = (this.counters.handshakesFailed[reason] ?? 0) + 1;
+    this.log("warn", "ike-refused", `IKE_SA_INIT refused with ${reason}: ${detail}`, { ...fields, reason });
+  }
+
+  newSa(role: "initiator" | "responder", spiI: bigint, local: Endpoint, remote: Endpoint, now: number): IkeSa {
+    const sa = new IkeSa(this, this.#nextSaId++, role, spiI, local, remote, now);
+    if (role === "initiator") this.#bySpi.set(spiI, sa);
+    return sa;
+  }
+
+  /** A responder's SA is findable by its SPI and, while half-open, by the request that made it. */
+  indexHalfOpen(sa: IkeSa): void {
+    this.#bySpi.set(sa.spiR, sa);
+    this.#byInit.set(initKey(sa.spiI, sa.remote), sa);
+    this.#reschedule(sa);
+  }
+
+  /** A fresh 64-bit IKE SPI, never zero, not in use. */
+  newIkeSpi(): bigint {
+    for (;;) {
+      const bytes = this.random(8);
+      const spi = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0);
+      if (spi !== 0n && !this.#bySpi.has(spi)) return spi;
+    }
+  }
+
+  /** A fresh inbound ESP SPI (≥ 256, RFC 4303 §2.1), reserved for `sa` until a child takes it or the SA closes. */
+  allocateChildSpi(sa: IkeSa): number {
+    for (;;) {
+      const bytes = this.random(4);
+      const spi = new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0);
+      if (spi < 256 || this.#childSpis.has(spi) || this.options.spiInUse?.(spi)) continue;
+      this.#childSpis.add(spi);
+      sa.pendingSpis.add(spi);
+      return spi;
+    }
+  }
+
+  nextChildId(): number {
+    return this.#nextChildId++;
+  }
+
+  localFor(natT: boolean): Endpoint {
+    const local = this.options.local;
+    return { address: local?.address ?? "0.0.0.0", port: natT ? local?.natTPort ?? 4500 : local?.ikePort ?? 500 };
+  }
+
+  /** The endpoints a peer may have addressed us at: `local`, or with a wildcard bind each of this host's addresses. */
+  localCandidates(local: Endpoint): Endpoint[] {
+    const wildcard = local.address === "0.0.0.0" || local.address === "::";
+    const addresses = wildcard ? this.options.local?.addresses?.() : undefined;
+    return addresses ? addresses.map((address) => ({ address, port: local.port })) : [local];
+  }
+
+  /**
+   * The data plane saw the peer's ESP arrive, authenticated, from another
+   * address (NAT rebinding): IKE follows, so liveness checks and deletes
+   * reach it (the issue's "learned from authenticated packets, IKE and ESP").
+   */
+  updateRemote(ikeSaId: number, remote: Endpoint, now: number): IkeAction[] {
+    return this.#run(now, () => {
+      for (const sa of this.#bySpi.values()) {
+        if (sa.id !== ikeSaId || sa.state !== "established") continue;
+        if (sa.remote.address === remote.address && sa.remote.port === remote.port) return;
+        sa.remote = { ...remote };
+        this.log("info", "peer-address", `${sa.peerName} moved to ${remote.address}:${remote.port} (seen on ESP)`, sa.logFields);
+      }
+    });
+  }
+
+  candidatesFor(remote: Endpoint): IkePeerConfig[] {
+    const peers = [...this.#peers.values()];
+    const exact = peers.filter((p) => p.remote?.address === remote.address);
+    return [...exact, ...peers.filter((p) => p.remote === undefined)];
+  }
+
+  hasEstablished(name: string): boolean {
+    return this.#sasOf(name).some((sa) => sa.state === "established");
+  }
+
+  /** IKE_AUTH completed (either role). */
+  established(sa: IkeSa): void {
+    sa.state = "established";
+    sa.establishedAt = this.now;
+    sa.expiresAt = undefined;
+    this.#byInit.delete(initKey(sa.spiI, sa.remote));
+    this.#reconnects.delete(sa.peerName);
+    this.counters.handshakesCompleted++;
+    this.log("info", "ike-up", `IKE_SA ${sa.peerName}[${sa.id}] established between ${sa.localId ? formatIdentity(sa.localId) : "?"} and ${sa.remoteId ? formatIdentity(sa.remoteId) : "?"} (${describeIke(sa.algorithms!)})`, {
+      ...sa.logFields, localId: sa.localId && formatIdentity(sa.localId), remoteId: sa.remoteId && formatIdentity(sa.remoteId), ike: describeIke(sa.algorithms!), role: sa.role,
+    });
+  }
+
+  /** The first child SA was refused; the IKE SA stands (§1.2). */
+  childFailed(sa: IkeSa, reason: string, detail: string): void {
+    this.log("warn", "child-failed", `${sa.peerName}: child SA not established: ${detail}`, { ...sa.logFields, reason });
+  }
+
+  /** A handshake failed: counted by reason, logged, the SA forgotten, and a `start`/`restart` peer tried again later. */
+  fail(sa: IkeSa, reason: string, detail: string): void {
+    this.counters.handshakesFailed[reason] = (this.counters.handshakesFailed[reason] ?? 0) + 1;
+    this.log("warn", "ike-failed", `IKE_SA ${sa.peerName}[${sa.id}] failed: ${detail}`, { ...sa.logFields, reason, remoteId: sa.remoteId && formatIdentity(sa.remoteId) });
+    const retry = sa.autoRetry && sa.peer !== undefined ? sa.peer : undefined;
+    this.removeSa(sa, reason, "debug");
+    if (retry) {
+      // A timeout is its own pacing (the retransmissions took minutes); a refusal waits.
+      if (reason === "TIMEOUT") this.#initiate(retry, true);
+      else this.#reconnects.set(retry.name, this.now + this.#retryDelayMs);
+    }
+  }
+
+  /** Deletes an IKE SA the regular way: children leave the data plane now, the SA when the Delete is answered. */
+  terminateSa(sa: IkeSa, reason: string): void {
+    if (sa.state !== "established") return this.removeSa(sa, reason);
+    for (const child of [...sa.children]) this.removeChild(sa, child, reason);
+    sa.state = "deleting";
+    this.log("info", "ike-deleting", `deleting IKE_SA ${sa.peerName}[${sa.id}]: ${reason}`, { ...sa.logFields, reason });
+    sendIkeDelete(sa, this.now);
+    this.#reschedule(sa);
+  }
+
+  /** Removes a child SA from its IKE SA and the data plane. */
+  removeChild(sa: IkeSa, child: ChildSa, reason: string): void {
+    const at = sa.children.indexOf(child);
+    if (at < 0) return;
+    sa.children.splice(at, 1);
+    this.#childSpis.delete(child.inboundSpi);
+    this.emit({ type: "child-down", childId: child.id, ikeSaId: sa.id, peerName: sa.peerName, reason });
+    this.log("info", "child-down", `CHILD_SA ${sa.peerName}{${child.id}} with SPIs ${hex32(child.inboundSpi)}_i ${hex32(child.outboundSpi)}_o removed: ${reason}`, { ...sa.logFields, child: child.id, reason });
+  }
+
+  /** Forgets an IKE SA and its children at once (no message sent). */
+  removeSa(sa: IkeSa, reason: string, level: "debug" | "info" = "info"): void {
+    if (sa.state === "closed") return;
+    const wasUp = sa.state === "established" || sa.state === "deleting";
+    for (const child of [...sa.children]) this.removeChild(sa, child, reason);
+    for (const spi of sa.pendingSpis) this.#childSpis.delete(spi);
+    sa.pendingSpis.clear();
+    if (this.#bySpi.get(sa.ourSpi) === sa) this.#bySpi.delete(sa.ourSpi);
+    if (this.#byInit.get(initKey(sa.spiI, sa.remote)) === sa) this.#byInit.delete(initKey(sa.spiI, sa.remote));
+    sa.close();
+    this.#deadlines.schedule(sa, undefined);
+    this.log(wasUp ? "info" : level, "ike-down", `IKE_SA ${sa.peerName}[${sa.id}] closed: ${reason}`, { ...sa.logFields, reason });
+  }
+
+  /** INITIAL_CONTACT (§3.10.1): the peer lost its state; our other SAs with that identity are stale. */
+  initialContact(sa: IkeSa): void {
+    for (const other of this.#bySpi.values()) {
+      if (other === sa || other.peer !== sa.peer || other.remoteId === undefined || sa.remoteId === undefined) continue;
+      if (formatIdentity(other.remoteId) !== formatIdentity(sa.remoteId)) continue;
+      this.removeSa(other, "replaced (INITIAL_CONTACT)");
+    }
+  }
+
+  noteRetransmit(sa: IkeSa, exchange: number, count: number): void {
+    this.counters.retransmits++;
+    this.log("info", "ike-retransmit", `retransmit ${count} of ${nameOf(Exchange, exchange)} to ${sa.remote.address}:${sa.remote.port}`, { ...sa.logFields, exchange: nameOf(Exchange, exchange), count });
+  }
+
+  noteCachedResponse(sa: IkeSa): void {
+    this.counters.cachedResponses++;
+    this.log("debug", "ike-cached-response", "retransmitted request answered from the cache", sa.logFields);
+  }
+
+  noteLivenessRtt(sa: IkeSa, rttMs: number): void {
+    sa.lastRttMs = rttMs;
+    this.emit({ type: "liveness", ikeSaId: sa.id, peerName: sa.peerName, rttMs });
+  }
+
+  /** The peer's address changed on an authenticated message: ESP follows it. */
+  noteAddress(sa: IkeSa): void {
+    this.emit({ type: "address", ikeSaId: sa.id, peerName: sa.peerName, remote: { ...sa.remote } });
+    this.log("info", "peer-address", `${sa.peerName} moved to ${sa.remote.address}:${sa.remote.port}`, sa.logFields);
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  #initiate(peer: IkePeerConfig, autoRetry: boolean): void {
+    const sa = initiate(this, peer, this.now, autoRetry);
+    if (sa.state !== "closed") this.#reschedule(sa);
+  }
+
+  #sasOf(name: string): IkeSa[] {
+    return [...this.#bySpi.values()].filter((sa) => sa.peer?.name === name);
+  }
+
+  #hasSa(name: string): boolean {
+    return this.#sasOf(name).some((sa) => sa.state !== "closed" && sa.state !== "deleting");
+  }
+}
+
+function initKey(spiI: bigint, remote: Endpoint): string {
+  return `${spiI}|${remote.address}|${remote.port}`;
+}

@@ -1,0 +1,372 @@
+/**
+ * One IKE SA: its state, its keys, and the reliable exchange of RFC 7296
+ * §2.1–§2.3 that every exchange rides on.
+ *
+ *   requests we send:     one outstanding (window size 1), the rest queued;
+ *                         retransmitted with exponential backoff, the same
+ *                         bytes each time; given up after `tries`
+ *   requests we receive:  processed once, in message-ID order; the response
+ *                         is cached, and a retransmitted request (the ID
+ *                         before the expected one, ICV verified) gets the
+ *                         cached bytes again, never a second processing
+ *
+ * What each exchange means lives in exchanges/; this file only moves
+ * messages, keeps the windows and the timers, and knows which messages may
+ * change state: none that fail the ICV, and no unencrypted one once keys
+ * exist.
+ */
+import type { IkeCore } from "./core.js";
+import type { IkePeerConfig } from "./config.js";
+import { Exchange, Flag } from "./constants.js";
+import { encodeMessage, isResponse, openSk, type DecodedMessage, type HeaderFields } from "./codec/message.js";
+import type { IkePayload } from "./codec/payloads.js";
+import { ParseError, spiHex } from "./codec/bytes.js";
+import type { Identity } from "./identity.js";
+import type { KeyExchange } from "./crypto/keyExchange.js";
+import type { IkeAlgorithms } from "./proposals.js";
+import { wipeIkeKeys, type IkeKeys } from "./keySchedule.js";
+import type { Endpoint } from "./natDetection.js";
+import { SkCipher } from "./sk.js";
+import type { ChildSa } from "./childSa.js";
+
+export type IkeSaState =
+  /** Initiator: IKE_SA_INIT sent. */
+  | "connecting"
+  /** Responder: IKE_SA_INIT answered, waiting for IKE_AUTH (half-open). */
+  | "half-open"
+  /** Initiator: IKE_AUTH sent. */
+  | "authenticating"
+  | "established"
+  /** A Delete for the IKE SA sent; waiting for its answer. */
+  | "deleting"
+  | "closed";
+
+/** Where a datagram came from or goes to. */
+export interface Path {
+  local: Endpoint;
+  remote: Endpoint;
+  /** On the NAT-T port, behind the non-ESP marker. */
+  natT: boolean;
+}
+
+type ResponseHandler = (payloads: IkePayload[], message: DecodedMessage) => void;
+
+interface Request {
+  exchange: number;
+  payloads: IkePayload[];
+  onResponse: ResponseHandler;
+  /** For the liveness histogram: a DPD request. */
+  liveness?: boolean;
+}
+
+interface Outstanding extends Request {
+  messageId: number;
+  datagram: Uint8Array;
+  natT: boolean;
+  firstSentAt: number;
+  retransmits: number;
+  deadline: number;
+}
+
+/** What a request handler answers: the response's payloads, and what to do once it is sent. */
+export interface Answer {
+  payloads: IkePayload[];
+  after?: () => void;
+}
+
+export class IkeSa {
+  state: IkeSaState;
+  /** The matched peer config (a responder knows it only after IKE_AUTH). */
+  peer: IkePeerConfig | undefined;
+  /** A responder's peers that the source address allows, before IDi picks one. */
+  candidates: IkePeerConfig[] = [];
+  spiR = 0n;
+  natT = false;
+  /** A NAT in front of us (the peer's DESTINATION hash did not match): we send keepalives. */
+  natLocal = false;
+  /** A NAT in front of the peer. */
+  natRemote = false;
+  algorithms: IkeAlgorithms | undefined;
+  ni: Uint8Array | undefined;
+  nr: Uint8Array | undefined;
+  keyExchange: KeyExchange | undefined;
+  keys: IkeKeys | undefined;
+  /** The IKE_SA_INIT request and response exactly as sent (RealMessage1/2 of §2.15). */
+  initRequest: Uint8Array | undefined;
+  initResponse: Uint8Array | undefined;
+  localId: Identity | undefined;
+  remoteId: Identity | undefined;
+  readonly children: ChildSa[] = [];
+  /** Inbound SPIs reserved for child SAs being negotiated (released when the SA closes). */
+  readonly pendingSpis = new Set<number>();
+  establishedAt: number | undefined;
+  /** Last authenticated message from the peer. */
+  lastInboundAt: number;
+  /** The last liveness round trip, ms. */
+  lastRttMs: number | undefined;
+  /** A responder's half-open SA is forgotten at this time. */
+  expiresAt: number | undefined;
+  /** When the next liveness check is due (dpd), if enabled and established. */
+  livenessAt: number | undefined;
+  /** An attempt made for a `start` or `restart` peer: it is retried when it fails. */
+  autoRetry = false;
+  /** Bumped whenever a deadline changes: stale timer entries are ignored (core.ts). */
+  timerStamp = 0;
+  timerLive = false;
+  #out: SkCipher | undefined;
+  #in: SkCipher | undefined;
+  #nextMessageId = 0;
+  #outstanding: Outstanding | undefined;
+  readonly #queue: Request[] = [];
+  #expectedRequestId = 0;
+  #cachedResponse: { messageId: number; datagram: Uint8Array } | undefined;
+
+  constructor(
+    readonly core: IkeCore,
+    readonly id: number,
+    readonly role: "initiator" | "responder",
+    readonly spiI: bigint,
+    public local: Endpoint,
+    public remote: Endpoint,
+    readonly createdAt: number,
+  ) {
+    this.state = role === "initiator" ? "connecting" : "half-open";
+    this.lastInboundAt = createdAt;
+  }
+
+  /** Our SPI: how messages to us are found. */
+  get ourSpi(): bigint {
+    return this.role === "initiator" ? this.spiI : this.spiR;
+  }
+
+  get peerName(): string {
+    return this.peer?.name ?? this.candidates[0]?.name ?? "?";
+  }
+
+  /** Log fields that identify this SA (never a key or a nonce). */
+  get logFields(): Record<string, string | number | undefined> {
+    return {
+      peer: this.peerName,
+      ikeSa: this.id,
+      spiI: spiHex(this.spiI),
+      spiR: spiHex(this.spiR),
+      remote: `${this.remote.address}:${this.remote.port}`,
+    };
+  }
+
+  /** Installs the keys and the SK ciphers (after IKE_SA_INIT). */
+  setKeys(keys: IkeKeys): void {
+    this.keys = keys;
+    const ours = this.role === "initiator" ? keys.skEi : keys.skEr;
+    const theirs = this.role === "initiator" ? keys.skEr : keys.skEi;
+    this.#out = new SkCipher(this.algorithms!.cipher.id, ours);
+    this.#in = new SkCipher(this.algorithms!.cipher.id, theirs);
+  }
+
+  get hasKeys(): boolean {
+    return this.#out !== undefined;
+  }
+
+  #header(exchange: number, messageId: number, response: boolean): HeaderFields {
+    return {
+      spiI: this.spiI,
+      spiR: this.spiR,
+      exchange,
+      flags: (this.role === "initiator" ? Flag.INITIATOR : 0) | (response ? Flag.RESPONSE : 0),
+      messageId,
+    };
+  }
+
+  // ---------------------------------------------------------------- requests we send
+
+  /**
+   * IKE_SA_INIT goes out in the clear and is message 0. A retry (cookie,
+   * INVALID_KE_PAYLOAD) replaces the outstanding request with a new one of
+   * the same ID (§2.6, §1.2).
+   */
+  sendInit(payloads: IkePayload[], onResponse: ResponseHandler, now: number): Uint8Array {
+    const datagram = encodeMessage(this.#header(Exchange.IKE_SA_INIT, 0, false), payloads);
+    this.#nextMessageId = 1;
+    this.#transmitNew({ exchange: Exchange.IKE_SA_INIT, payloads, onResponse }, 0, datagram, now);
+    return datagram;
+  }
+
+  /** Queues an encrypted request; it goes out when the one before it is answered. */
+  request(exchange: number, payloads: IkePayload[], onResponse: ResponseHandler, now: number, liveness = false): void {
+    this.#queue.push({ exchange, payloads, onResponse, liveness });
+    this.#sendNext(now);
+  }
+
+  get busy(): boolean {
+    return this.#outstanding !== undefined || this.#queue.length > 0;
+  }
+
+  #sendNext(now: number): void {
+    if (this.#outstanding !== undefined || this.state === "closed") return;
+    const next = this.#queue.shift();
+    if (next === undefined) return;
+    const messageId = this.#nextMessageId++;
+    const datagram = encodeMessage(this.#header(next.exchange, messageId, false), [], { payloads: next.payloads, sealer: this.#out! });
+    this.#transmitNew(next, messageId, datagram, now);
+  }
+
+  #transmitNew(request: Request, messageId: number, datagram: Uint8Array, now: number): void {
+    const policy = this.core.retransmit;
+    this.#outstanding = { ...request, messageId, datagram, natT: this.natT, firstSentAt: now, retransmits: 0, deadline: now + policy.timeoutMs };
+    this.core.send(datagram, this.remote, this.natT);
+  }
+
+  /** §2.1: the retransmission timer of the outstanding request. Returns false when the peer is given up on. */
+  #retransmit(now: number): boolean {
+    const out = this.#outstanding!;
+    const policy = this.core.retransmit;
+    if (out.retransmits >= policy.tries) return false;
+    out.retransmits++;
+    out.deadline = now + policy.timeoutMs * policy.base ** out.retransmits;
+    this.core.noteRetransmit(this, out.exchange, out.retransmits);
+    this.core.send(out.datagram, this.remote, this.natT);
+    return true;
+  }
+
+  // ---------------------------------------------------------------- receiving
+
+  /**
+   * A message for this SA (its SPIs matched). Decrypts, checks message IDs,
+   * and hands requests to `answer` and responses to the outstanding
+   * request's handler. Drops are counted by reason.
+   */
+  receive(message: DecodedMessage, path: Path, now: number, answer: (sa: IkeSa, exchange: number, payloads: IkePayload[], path: Path) => Answer | undefined): void {
+    const header = message.header;
+    if (isResponse(header)) {
+      const out = this.#outstanding;
+      if (out === undefined || header.messageId !== out.messageId || header.exchange !== out.exchange) {
+        return this.core.drop("unexpected-response", this);
+      }
+      const payloads = this.#decrypt(message);
+      if (payloads === null) return;
+      this.#authenticated(path, now);
+      this.#outstanding = undefined;
+      if (out.liveness && out.retransmits === 0) this.core.noteLivenessRtt(this, now - out.firstSentAt);
+      out.onResponse(payloads, message);
+      this.#sendNext(now);
+      return;
+    }
+    if (!this.hasKeys) return this.core.drop("unexpected-request", this);
+    const id = header.messageId;
+    if (this.#cachedResponse !== undefined && id === this.#cachedResponse.messageId) {
+      // A retransmitted request: answered from the cache once its ICV verifies (§2.1).
+      if (this.#decrypt(message) === null) return;
+      this.core.noteCachedResponse(this);
+      this.core.send(this.#cachedResponse.datagram, this.remote, this.natT);
+      return;
+    }
+    if (id !== this.#expectedRequestId) return this.core.drop("message-id-out-of-window", this);
+    const payloads = this.#decrypt(message);
+    if (payloads === null) return;
+    this.#expectedRequestId++;
+    this.#authenticated(path, now);
+    const result = answer(this, header.exchange, payloads, path);
+    if (result === undefined) return;
+    const datagram = encodeMessage(this.#header(header.exchange, id, true), [], { payloads: result.payloads, sealer: this.#out! });
+    this.#cachedResponse = { messageId: id, datagram };
+    this.core.send(datagram, this.remote, this.natT);
+    result.after?.();
+  }
+
+  /** The inner payloads, or null (counted) when the ICV fails or the plaintext does not parse. */
+  #decrypt(message: DecodedMessage): IkePayload[] | null {
+    if (message.sk === undefined || this.#in === undefined) {
+      this.core.drop("not-encrypted", this);
+      return null;
+    }
+    try {
+      const payloads = openSk(message, this.#in);
+      if (payloads === null) this.core.drop("bad-icv", this);
+      return payloads;
+    } catch (error) {
+      this.core.drop(error instanceof ParseError ? error.reason : "invalid-syntax", this);
+      return null;
+    }
+  }
+
+  /**
+   * An authenticated message: the peer is alive, and where it came from is
+   * where it is (§2.23: behind a NAT its address and port may change; only
+   * an authenticated message may move the SA).
+   */
+  #authenticated(path: Path, now: number): void {
+    this.lastInboundAt = now;
+    if (path.natT && !this.natT) this.natT = true;
+    if (path.remote.address !== this.remote.address || path.remote.port !== this.remote.port) {
+      const moved = this.state === "established" || this.state === "deleting";
+      this.remote = path.remote;
+      if (moved) this.core.noteAddress(this);
+    }
+    this.local = path.local;
+  }
+
+  /** An IKE_SA_INIT response: the handler of the outstanding IKE_SA_INIT request (unencrypted by nature). */
+  receiveInitResponse(message: DecodedMessage, path: Path, now: number): void {
+    const out = this.#outstanding;
+    if (out === undefined || out.exchange !== Exchange.IKE_SA_INIT || message.header.messageId !== 0) return this.core.drop("unexpected-response", this);
+    this.#outstanding = undefined;
+    this.lastInboundAt = now;
+    this.remote = path.remote;
+    this.local = path.local;
+    out.onResponse(message.payloads, message);
+  }
+
+  /** A responder's IKE_SA_INIT response, kept to answer retransmitted requests. */
+  cacheInitResponse(datagram: Uint8Array): void {
+    this.#cachedResponse = { messageId: 0, datagram };
+    this.#expectedRequestId = 1;
+  }
+
+  resendInitResponse(): void {
+    if (this.#cachedResponse?.messageId === 0) {
+      this.core.noteCachedResponse(this);
+      this.core.send(this.#cachedResponse.datagram, this.remote, this.natT);
+    }
+  }
+
+  // ---------------------------------------------------------------- timers
+
+  /** The earliest time this SA needs the clock. */
+  nextDeadline(): number | undefined {
+    let at = this.#outstanding?.deadline;
+    for (const t of [this.expiresAt, this.livenessAt]) if (t !== undefined && (at === undefined || t < at)) at = t;
+    return at;
+  }
+
+  /**
+   * The clock reached a deadline. Returns "dead" when the peer did not
+   * answer the last retransmission, "expired" when a half-open SA timed out.
+   */
+  onTimer(now: number): "dead" | "expired" | "liveness" | undefined {
+    if (this.#outstanding !== undefined && now >= this.#outstanding.deadline && !this.#retransmit(now)) return "dead";
+    if (this.expiresAt !== undefined && now >= this.expiresAt) return "expired";
+    if (this.livenessAt !== undefined && now >= this.livenessAt) return "liveness";
+    return undefined;
+  }
+
+  /** What the outstanding request is (for the reason a dead peer is logged with). */
+  get outstandingExchange(): number | undefined {
+    return this.#outstanding?.exchange;
+  }
+
+  /** Forgets keys and pending work; the SA answers nothing more. */
+  close(): void {
+    this.state = "closed";
+    this.#outstanding = undefined;
+    this.#queue.length = 0;
+    this.#cachedResponse = undefined;
+    this.keyExchange?.wipe();
+    this.keyExchange = undefined;
+    if (this.keys) wipeIkeKeys(this.keys);
+    this.#out?.wipe();
+    this.#in?.wipe();
+    for (const nonce of [this.ni, this.nr]) nonce?.fill(0);
+    this.expiresAt = undefined;
+    this.livenessAt = undefined;
+  }
+}
