@@ -3,6 +3,7 @@
  * The `sluice` command.
  *
  *   sluice up -c sluice.toml [--metrics HOST:PORT]   run the VPN endpoint
+ *   sluice status | initiate NAME | terminate NAME   ask a running endpoint (its control socket)
  *   sluice demo                                      two endpoints between two namespaces
  *   sluice version
  *
@@ -24,14 +25,20 @@ import { pino } from "pino";
 import { parseConfig, ConfigError } from "../endpoint/config.js";
 import { Endpoint } from "../endpoint/endpoint.js";
 import { serveMetrics } from "../endpoint/metrics.js";
+import { serveControl } from "../endpoint/controlSocket.js";
 import { selectIoPath } from "../io/index.js";
 import { demo } from "./demo.js";
+import { control } from "./control.js";
 
 const USAGE = `usage: sluice <command>
 
 commands:
   up -c FILE [--metrics HOST:PORT]   run the endpoint: a TUN device, ESP in UDP (RFC 3948)
                                      (SLUICE_IO=portable: node:dgram and no TUN device)
+  status [--json]                    the running endpoint's IKE and child SAs (as swanctl --list-sas)
+  initiate NAME                      negotiate with IKE peer NAME now; waits for its child SA
+  terminate NAME                     delete the IKE SAs with peer NAME
+                                     (these three take -s SOCKET or -c FILE; default: the one /run/sluice/*.sock)
   demo                               (root) two endpoints in two network namespaces: ping, iperf3, counters
   version                            print the version
   help                               this text
@@ -101,12 +108,28 @@ async function up(args: string[]): Promise<void> {
     }
     log.info({ event: "metrics", listen: metrics }, "serving metrics");
   }
+  let controlServer: Awaited<ReturnType<typeof serveControl>> | undefined;
+  const socket = config.control.socket;
+  if (socket !== null) {
+    try {
+      controlServer = await serveControl(socket, endpoint);
+      log.info({ event: "control", socket }, "control socket ready");
+    } catch (error) {
+      if (config.control.explicit) {
+        server?.close();
+        await endpoint.stop();
+        fail(`could not start: control socket ${socket}: ${firstLine(error)}`, 1);
+      }
+      log.warn({ event: "control", socket, error: firstLine(error) }, `no control socket (the default ${socket} is not available: set [control] socket)`);
+    }
+  }
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
     if (stopping) return;
     stopping = true;
     log.info({ event: "signal", signal }, "shutting down");
     server?.close();
+    controlServer?.close();
     await endpoint.stop();
     process.exit(0);
   };
@@ -129,6 +152,15 @@ const [command = "help", ...rest] = process.argv.slice(2);
 switch (command) {
   case "up":
     await up(rest);
+    break;
+  case "status":
+  case "initiate":
+  case "terminate":
+    try {
+      process.exit(await control(command, rest));
+    } catch (error) {
+      fail(firstLine(error), 1);
+    }
     break;
   case "demo":
     process.exit(await demo());

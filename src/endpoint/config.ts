@@ -27,11 +27,12 @@
  * ```
  */
 import { parse as parseToml } from "smol-toml";
-import { isIP } from "node:net";
 import { parsePrefix, type Prefix } from "./prefix.js";
+import { ConfigError, address, bool, hostPort, int, keySource, known, str, table, type KeySource, type Table } from "./configValues.js";
+import { ikePeerEntry, ikeSettings, type IkePeerEntry, type IkeSettings } from "./ikeConfig.js";
 
-/** Where key material comes from: a file or an environment variable. */
-export type KeySource = { file: string } | { env: string };
+export { ConfigError, type KeySource } from "./configValues.js";
+export type { IkePeerEntry, IkeSettings } from "./ikeConfig.js";
 
 export interface SaConfig {
   spi: number;
@@ -61,75 +62,18 @@ export interface EndpointConfig {
   engine: { workers?: number };
   stateDir: string;
   keepaliveSeconds: number;
+  /** Peers with static keys. */
   peers: PeerConfig[];
-}
-
-/** A configuration error; `key` is the dotted path of the offending setting. */
-export class ConfigError extends Error {
-  constructor(readonly key: string, problem: string) {
-    super(`${key}: ${problem}`);
-    this.name = "ConfigError";
-  }
-}
-
-type Table = Record<string, unknown>;
-
-function table(value: unknown, key: string): Table {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new ConfigError(key, "must be a table");
-  return value as Table;
-}
-
-function known(t: Table, key: string, allowed: string[]): void {
-  for (const name of Object.keys(t)) {
-    if (!allowed.includes(name)) throw new ConfigError(key ? `${key}.${name}` : name, `unknown setting (allowed: ${allowed.join(", ")})`);
-  }
-}
-
-function str(t: Table, name: string, key: string, fallback?: string): string {
-  const value = t[name] ?? fallback;
-  if (typeof value !== "string" || value === "") throw new ConfigError(`${key}${name}`, value === undefined ? "is required" : "must be a non-empty string");
-  return value;
-}
-
-function int(t: Table, name: string, key: string, min: number, max: number, fallback?: number): number {
-  const value = t[name] ?? fallback;
-  if (value === undefined) throw new ConfigError(`${key}${name}`, "is required");
-  const n = typeof value === "bigint" ? Number(value) : value;
-  if (typeof n !== "number" || !Number.isInteger(n) || n < min || n > max) {
-    throw new ConfigError(`${key}${name}`, `must be an integer from ${min} to ${max}, got ${typeof n === "number" ? n : typeof value}`);
-  }
-  return n;
-}
-
-function bool(t: Table, name: string, key: string, fallback: boolean): boolean {
-  const value = t[name] ?? fallback;
-  if (typeof value !== "boolean") throw new ConfigError(`${key}${name}`, "must be true or false");
-  return value;
-}
-
-function address(value: string, key: string): string {
-  if (isIP(value) === 0) throw new ConfigError(key, `"${value}" is not an IP address`);
-  return value;
-}
-
-/** "192.0.2.1:4500" or "[2001:db8::1]:4500". */
-function hostPort(value: string, key: string): { address: string; port: number } {
-  const match = /^\[([^\]]+)\]:(\d+)$/.exec(value) ?? /^([^:]+):(\d+)$/.exec(value);
-  if (!match) throw new ConfigError(key, `"${value}" must be ADDRESS:PORT, with [brackets] around an IPv6 address`);
-  const port = Number(match[2]);
-  if (port < 1 || port > 65535) throw new ConfigError(key, `port ${port} is out of range`);
-  return { address: address(match[1]!, key), port };
-}
-
-function keySource(t: Table, base: string, key: string, required: boolean): KeySource | undefined {
-  const file = t[`${base}_file`];
-  const env = t[`${base}_env`];
-  if (t[base] !== undefined) throw new ConfigError(`${key}${base}`, `keys are never inline: use ${base}_file or ${base}_env`);
-  if (file !== undefined && env !== undefined) throw new ConfigError(`${key}${base}_file`, `give ${base}_file or ${base}_env, not both`);
-  if (file !== undefined) return { file: str(t, `${base}_file`, key) };
-  if (env !== undefined) return { env: str(t, `${base}_env`, key) };
-  if (required) throw new ConfigError(`${key}${base}_file`, `is required (or ${base}_env)`);
-  return undefined;
+  /** Peers whose SAs IKEv2 negotiates (a [[peer]] with [peer.ike]). */
+  ikePeers: IkePeerEntry[];
+  ike: IkeSettings;
+  /**
+   * The control socket of `sluice status` / `initiate` / `terminate`: the
+   * `[control] socket` path (null: `socket = false`, none), or by default
+   * /run/sluice/TUN.sock (`explicit` false: a default that is taken, say by a
+   * second endpoint in another namespace, is skipped with a warning).
+   */
+  control: { socket: string | null; explicit: boolean };
 }
 
 function saConfig(value: unknown, key: string): SaConfig {
@@ -138,8 +82,7 @@ function saConfig(value: unknown, key: string): SaConfig {
   return { spi: int(t, "spi", `${key}.`, 256, 0xffffffff), keymat: keySource(t, "keymat", `${key}.`, true)! };
 }
 
-function peerConfig(value: unknown, key: string): PeerConfig {
-  const t = table(value, key);
+function peerConfig(t: Table, key: string): PeerConfig {
   known(t, key, ["name", "endpoint", "selectors", "esn", "replay_window", "secret", "secret_file", "secret_env", "spi_out", "spi_in", "out", "in"]);
   const k = `${key}.`;
   const { address: peerAddress, port } = hostPort(str(t, "endpoint", k), `${k}endpoint`);
@@ -187,7 +130,7 @@ export function parseConfig(text: string): EndpointConfig {
   } catch (error) {
     throw new ConfigError("(file)", `not valid TOML: ${(error as Error).message.split("\n")[0]}`);
   }
-  known(root, "", ["local", "tun", "engine", "state", "keepalive", "peer"]);
+  known(root, "", ["local", "tun", "engine", "state", "keepalive", "ike", "control", "peer"]);
   const local = table(root.local ?? {}, "local");
   known(local, "local", ["address", "port"]);
   const tun = table(root.tun ?? {}, "tun");
@@ -198,6 +141,8 @@ export function parseConfig(text: string): EndpointConfig {
   known(state, "state", ["dir"]);
   const keepalive = table(root.keepalive ?? {}, "keepalive");
   known(keepalive, "keepalive", ["interval"]);
+  const control = table(root.control ?? {}, "control");
+  known(control, "control", ["socket"]);
   const rawAddresses = tun.addresses ?? [];
   if (!Array.isArray(rawAddresses)) throw new ConfigError("tun.addresses", "must be a list like [\"10.0.0.1/24\"]");
   const addresses = rawAddresses.map((text, i) => {
@@ -209,6 +154,16 @@ export function parseConfig(text: string): EndpointConfig {
   });
   const peers = root.peer;
   if (!Array.isArray(peers) || peers.length === 0) throw new ConfigError("peer", "at least one [[peer]] is required");
+  const staticPeers: PeerConfig[] = [];
+  const ikePeers: IkePeerEntry[] = [];
+  /** Each peer's key ("peer[3]"), by the peer. */
+  const keyOf = new Map<PeerConfig | IkePeerEntry, string>();
+  peers.forEach((value, i) => {
+    const key = `peer[${i}]`;
+    const t = table(value, key);
+    const peer = t.ike === undefined ? staticPeers[staticPeers.push(peerConfig(t, key)) - 1]! : ikePeers[ikePeers.push(ikePeerEntry(t, key)) - 1]!;
+    keyOf.set(peer, key);
+  });
   const localAddress = address(str(local, "address", "local.", "0.0.0.0"), "local.address");
   const config: EndpointConfig = {
     local: { address: localAddress, port: int(local, "port", "local.", 0, 65535, 4500) },
@@ -216,17 +171,30 @@ export function parseConfig(text: string): EndpointConfig {
     engine: engine.workers === undefined ? {} : { workers: int(engine, "workers", "engine.", 1, 64) },
     stateDir: str(state, "dir", "state.", "/var/lib/sluice"),
     keepaliveSeconds: int(keepalive, "interval", "keepalive.", 0, 3600, 20),
-    peers: peers.map((peer, i) => peerConfig(peer, `peer[${i}]`)),
+    peers: staticPeers,
+    ikePeers,
+    ike: ikeSettings(root.ike),
+    control: control.socket === false ? { socket: null, explicit: true }
+      : control.socket === undefined ? { socket: `/run/sluice/${str(tun, "name", "tun.", "sluice0")}.sock`, explicit: false }
+        : { socket: str(control, "socket", "control."), explicit: true },
   };
   if (config.tun.name.length > 15) throw new ConfigError("tun.name", "must be at most 15 characters (IFNAMSIZ)");
   const spis = new Map<number, string>();
-  config.peers.forEach((peer, i) => {
+  config.peers.forEach((peer) => {
+    const key = keyOf.get(peer)!;
     for (const [which, spi] of [["spi_in", peer.spiIn], ["spi_out", peer.spiOut]] as const) {
       const seen = spis.get(spi);
-      if (seen && which === "spi_in") throw new ConfigError(`peer[${i}].${which}`, `SPI ${spi} is already used by ${seen}`);
-      spis.set(spi, `peer[${i}].${which}`);
+      if (seen && which === "spi_in") throw new ConfigError(`${key}.${which}`, `SPI ${spi} is already used by ${seen}`);
+      spis.set(spi, `${key}.${which}`);
     }
   });
+  // Reloads, logs, metrics and the control socket name peers: one name, one peer.
+  const names = new Map<string, string>();
+  for (const [peer, key] of keyOf) {
+    const seen = names.get(peer.name);
+    if (seen) throw new ConfigError(`${key}.name`, `"${peer.name}" is already the name of ${seen}`);
+    names.set(peer.name, key);
+  }
   return config;
 }
 

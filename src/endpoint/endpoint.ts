@@ -40,6 +40,8 @@ import { TunPort } from "./tunPort.js";
 import { NativeUdpPort } from "./udpPort.js";
 import { AppPort, type InnerPacketHandler } from "./appPort.js";
 import { DgramPort } from "./dgramPort.js";
+import { IkeShell, ikePeerConfig } from "./ikeShell.js";
+import type { ControlAnswer } from "./controlSocket.js";
 
 export type { EndpointCounters, ControlHooks } from "./forwarder.js";
 export type { InnerPacketHandler } from "./appPort.js";
@@ -101,6 +103,9 @@ export class Endpoint {
   #stopped = false;
   /** The last reload asked for (each waits for the one before). */
   #reloads: Promise<void> = Promise.resolve();
+  /** The IKE shell, when the config has IKE peers. */
+  #ike: IkeShell | undefined;
+  #stopping: Promise<void> | undefined;
 
   private constructor(
     /** The config in force (peers and keepalive follow reloads). */
@@ -152,7 +157,7 @@ export class Endpoint {
       udp.attach(forwarder);
       const endpoint = new Endpoint(config, engine, { path: "native", tun: tun.name, tunOffload: tun.offload, gso: udp.gso, gro: udp.groEnabled }, log, store, forwarder, tun, udp, undefined, options);
       endpoint.#begin();
-      return endpoint;
+      return await endpoint.#startIke();
     } catch (error) {
       if (engine) await engine.close();
       udp?.close();
@@ -170,12 +175,24 @@ export class Endpoint {
       udp = await DgramPort.open(config, forwarder);
       const endpoint = new Endpoint(config, engine, { path: "portable", reason }, log, store, forwarder, app, udp, app, options);
       endpoint.#begin();
-      return endpoint;
+      return await endpoint.#startIke();
     } catch (error) {
       await udp?.close();
       await engine.close();
       throw error;
     }
+  }
+
+  /** Starts the IKE shell when there are IKE peers; if it cannot start, everything set up so far is released. */
+  async #startIke(): Promise<this> {
+    if (this.config.ikePeers.length === 0) return this;
+    try {
+      this.#ike = await IkeShell.start(this, this.config, this.log);
+    } catch (error) {
+      await this.stop();
+      throw error;
+    }
+    return this;
   }
 
   /** Adds the peers, starts the ports and the keepalives, and says which path runs. */
@@ -195,7 +212,7 @@ export class Endpoint {
       }
     }
     const tun = io.path === "native" ? io.tun : null;
-    this.log.info({ event: "up", tun, udp: `${this.config.local.address}:${this.outer.port}`, peers: this.config.peers.length }, "sluice endpoint up");
+    this.log.info({ event: "up", tun, udp: `${this.config.local.address}:${this.outer.port}`, peers: this.config.peers.length, ikePeers: this.config.ikePeers.length }, "sluice endpoint up");
   }
 
   /** The endpoint's counters (drops by reason, keepalives; the TUN offloads' and the UDP socket's read now). */
@@ -291,6 +308,7 @@ export class Endpoint {
   reload(config: EndpointConfig): Promise<void> {
     const run = this.#reloads.then(async () => {
       await this.#reload(config);
+      await this.#reloadIke(config);
       await this.inner.routesSettled?.();
     });
     this.#reloads = run.catch(() => undefined);
@@ -299,6 +317,8 @@ export class Endpoint {
 
   async #reload(config: EndpointConfig): Promise<void> {
     if (this.#stopped) return;
+    // Every IKE peer's PSK must read before anything changes: a bad file fails the reload whole.
+    for (const entry of config.ikePeers) ikePeerConfig(entry);
     this.forwarder.hold();
     try {
       await this.engine.idle();
@@ -320,6 +340,35 @@ export class Endpoint {
     this.log.info({ event: "reload", kept, added, removed }, "peers reloaded");
   }
 
+  /** IKE peers follow a reload without a pause: the IKE core keeps unchanged peers' SAs (a shell starts with the first IKE peer). */
+  async #reloadIke(config: EndpointConfig): Promise<void> {
+    if (this.#stopped) return;
+    if (this.#ike !== undefined) this.#ike.reload(config);
+    else if (config.ikePeers.length > 0) this.#ike = await IkeShell.start(this, { ...this.config, ikePeers: config.ikePeers }, this.log);
+    this.config = { ...this.config, ikePeers: config.ikePeers };
+  }
+
+  // ---- control: what `sluice status`, `initiate` and `terminate` ask ----
+
+  /** Every peer with its SAs and their traffic: static peers, and IKE SAs with their children. */
+  status(): Record<string, unknown> {
+    return {
+      io: this.io,
+      staticPeers: this.#static.status(),
+      ike: this.#ike?.status() ?? [],
+    };
+  }
+
+  /** Negotiates with an IKE peer now; resolves when its child SA is up or the attempt failed. */
+  initiate(name: string): Promise<ControlAnswer> {
+    return this.#ike?.initiate(name) ?? Promise.resolve({ ok: false, error: `no IKE peer named ${name}` });
+  }
+
+  /** Deletes the IKE SAs (and child SAs) with an IKE peer. */
+  terminate(name: string): Promise<ControlAnswer> {
+    return this.#ike?.terminate(name) ?? Promise.resolve({ ok: false, error: `no IKE peer named ${name}` });
+  }
+
   /** RFC 3948 §2.2: a one-byte 0xFF datagram to each peer (with keepalive on) every interval, keeping NAT mappings open. */
   #startKeepalives(): void {
     if (this.#keepaliveTimer) clearInterval(this.#keepaliveTimer);
@@ -339,9 +388,18 @@ export class Endpoint {
     return out;
   }
 
-  /** Stops forwarding, waits for batches in flight, closes the engine (wiping keys), the socket and the TUN. */
-  async stop(): Promise<void> {
-    if (this.#stopped) return;
+  /**
+   * Sends IKE peers a DELETE, stops forwarding, waits for batches in flight,
+   * closes the engine (wiping keys), the socket and the TUN.
+   */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #stop(): Promise<void> {
+    // DELETEs to IKE peers leave through the outer port: before it stops.
+    await this.#ike?.stop();
     this.#stopped = true;
     this.forwarder.stop();
     if (this.#keepaliveTimer) clearInterval(this.#keepaliveTimer);

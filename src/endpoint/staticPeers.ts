@@ -173,6 +173,20 @@ export class StaticPeers {
     this.log.info({ event: "peer-removed", peer: running.config.name }, "peer removed");
   }
 
+  /** For `sluice status`: each static peer's address, SPIs and traffic. */
+  status(): { name: string; address: string; spiIn: string; spiOut: string; packetsIn: number; bytesIn: number; packetsOut: number; bytesOut: number }[] {
+    return this.#running.map((running) => {
+      const address = this.table.peerAddress(running.peer);
+      return {
+        name: running.config.name,
+        address: address ? `${address.address}:${address.port}` : "?",
+        spiIn: running.child.in.spi.toString(16).padStart(8, "0"),
+        spiOut: running.child.out.spi.toString(16).padStart(8, "0"),
+        ...this.table.childCounters(running.child),
+      };
+    });
+  }
+
   /**
    * A clean stop (engine idle): records the exact counters, so a restart
    * resumes where it stopped instead of skipping a reserved block (which

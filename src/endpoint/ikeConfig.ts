@@ -1,0 +1,163 @@
+/**
+ * The IKE part of `sluice.toml`: a `[[peer]]` with an `[peer.ike]` table
+ * negotiates its SAs with IKEv2 instead of taking static keys, and the
+ * `[ike]` table sets the daemon-wide timing.
+ *
+ * @example
+ * ```toml
+ * [ike]
+ * port = 500                    # IKE's port; NAT-T (and ESP) use [local].port, 4500
+ * retransmit_timeout = 4.0      # strongSwan's defaults: 4 s × 1.8^n, 5 retransmissions
+ *
+ * [[peer]]
+ * name = "site-b"
+ * endpoint = "192.168.77.2"     # port 500, floating to 4500; omit on a responder that accepts any address
+ * selectors = ["10.77.2.0/24"]  # the peer's side (TSr as initiator)
+ * local_selectors = ["10.77.1.0/24"]
+ * [peer.ike]
+ * local_id = "a.sluice.test"
+ * remote_id = "b.sluice.test"   # or a pattern: "%any", "*@example.org" (psk_file then holds "ID SECRET" lines)
+ * psk_file = "/etc/sluice/site-b.psk"   # or psk_env
+ * proposals = ["chacha20poly1305-prfsha256-x25519"]
+ * esp_proposals = ["chacha20poly1305-esn"]
+ * start = "start"               # start | trap | none
+ * dpd = 30                      # seconds; 0 = off
+ * dpd_action = "restart"        # clear | restart
+ * ```
+ *
+ * Everything is checked here, before anything starts: identities, proposal
+ * keywords (against the ciphers the data plane has), selectors, and that an
+ * action that must initiate has an endpoint to initiate to. The PSK itself
+ * is read when the endpoint starts (pskSource.ts) and at every handshake.
+ */
+import { parseIdentity, parseIdentityPattern } from "../ike/identity.js";
+import { DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS, parseEspProposal, parseIkeProposal, type Cipher } from "../ike/proposals.js";
+import type { DpdAction, StartAction } from "../ike/config.js";
+import type { Prefix } from "./prefix.js";
+import { ConfigError, address, choice, int, keySource, known, num, prefixList, str, stringList, table, type KeySource, type Table } from "./configValues.js";
+
+/** The ESP ciphers the engine runs (RFC 7634). */
+export const DATA_PLANE_CIPHERS: readonly Cipher[] = [{ id: 28, keyBits: 256 }];
+
+/** A `[[peer]]` with `[peer.ike]`. */
+export interface IkePeerEntry {
+  name: string;
+  /** Where to initiate to (IKE port); absent on a responder that accepts any address. */
+  endpoint?: { address: string; port: number };
+  /** The peer's NAT-T port (RFC 3948): 4500. */
+  natTPort: number;
+  /** The peer's side. */
+  selectors: Prefix[];
+  /** Our side. */
+  localSelectors: Prefix[];
+  replayWindow: number;
+  localId: string;
+  remoteId: string;
+  psk: KeySource;
+  proposals: string[];
+  espProposals: string[];
+  start: StartAction;
+  dpdSeconds: number;
+  dpdAction: DpdAction;
+}
+
+/** The `[ike]` table. */
+export interface IkeSettings {
+  /** The IKE port (500); the NAT-T port is [local].port. */
+  port: number;
+  retransmitTimeoutMs: number;
+  retransmitBase: number;
+  retransmitTries: number;
+  halfOpenTimeoutMs: number;
+}
+
+export const IKE_PEER_KEYS = ["name", "endpoint", "selectors", "local_selectors", "replay_window", "ike"];
+const IKE_KEYS = ["local_id", "remote_id", "psk", "psk_file", "psk_env", "proposals", "esp_proposals", "start", "dpd", "dpd_action", "nat_t_port"];
+
+/** "192.0.2.1", "192.0.2.1:500", "[2001:db8::1]:500" or "2001:db8::1": an IKE endpoint, port 500 unless given. */
+function ikeEndpoint(value: string, key: string): { address: string; port: number } {
+  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(value);
+  const v4 = /^([^:]+)(?::(\d+))?$/.exec(value);
+  const [host, portText] = bracketed ? [bracketed[1]!, bracketed[2]] : v4 ? [v4[1]!, v4[2]] : [value, undefined];
+  const port = portText === undefined ? 500 : Number(portText);
+  if (port < 1 || port > 65535) throw new ConfigError(key, `port ${port} is out of range`);
+  return { address: address(host, key), port };
+}
+
+/** A `[[peer]]` table that has an `ike` table. */
+export function ikePeerEntry(t: Table, key: string): IkePeerEntry {
+  known(t, key, IKE_PEER_KEYS);
+  const k = `${key}.`;
+  const ike = table(t.ike, `${k}ike`);
+  const ik = `${k}ike.`;
+  known(ike, `${k}ike`, IKE_KEYS);
+  const endpoint = t.endpoint === undefined ? undefined : ikeEndpoint(str(t, "endpoint", k), `${k}endpoint`);
+  const replayWindow = int(t, "replay_window", k, 64, 65536, 1024);
+  if (replayWindow % 64 !== 0) throw new ConfigError(`${k}replay_window`, `must be a multiple of 64, got ${replayWindow}`);
+  const localId = str(ike, "local_id", ik);
+  const remoteId = str(ike, "remote_id", ik);
+  try {
+    parseIdentity(localId);
+  } catch (error) {
+    throw new ConfigError(`${ik}local_id`, (error as Error).message);
+  }
+  try {
+    parseIdentityPattern(remoteId);
+  } catch (error) {
+    throw new ConfigError(`${ik}remote_id`, (error as Error).message);
+  }
+  const proposals = stringList(ike, "proposals", ik, DEFAULT_IKE_PROPOSALS);
+  proposals.forEach((text, i) => {
+    try {
+      parseIkeProposal(text);
+    } catch (error) {
+      throw new ConfigError(`${ik}proposals[${i}]`, (error as Error).message);
+    }
+  });
+  const espProposals = stringList(ike, "esp_proposals", ik, DEFAULT_ESP_PROPOSALS);
+  espProposals.forEach((text, i) => {
+    try {
+      parseEspProposal(text, DATA_PLANE_CIPHERS);
+    } catch (error) {
+      throw new ConfigError(`${ik}esp_proposals[${i}]`, (error as Error).message);
+    }
+  });
+  const start = choice(ike, "start", ik, ["start", "trap", "none"] as const, endpoint ? "start" : "none");
+  const dpdAction = choice(ike, "dpd_action", ik, ["clear", "restart"] as const, "clear");
+  if (endpoint === undefined && start !== "none") throw new ConfigError(`${ik}start`, `"${start}" needs an endpoint to initiate to (${k}endpoint)`);
+  if (endpoint === undefined && dpdAction === "restart") throw new ConfigError(`${ik}dpd_action`, `"restart" needs an endpoint to initiate to (${k}endpoint)`);
+  return {
+    name: str(t, "name", k, endpoint ? endpoint.address : undefined),
+    endpoint,
+    natTPort: int(ike, "nat_t_port", ik, 1, 65535, 4500),
+    selectors: prefixList(t, "selectors", k),
+    localSelectors: prefixList(t, "local_selectors", k),
+    replayWindow,
+    localId,
+    remoteId,
+    psk: keySource(ike, "psk", ik, true)!,
+    proposals,
+    espProposals,
+    start,
+    dpdSeconds: int(ike, "dpd", ik, 0, 86400, 30),
+    dpdAction,
+  };
+}
+
+/** The `[ike]` table. */
+export function ikeSettings(value: unknown): IkeSettings {
+  const t = table(value ?? {}, "ike");
+  known(t, "ike", ["port", "retransmit_timeout", "retransmit_base", "retransmit_tries", "half_open_timeout"]);
+  return {
+    port: int(t, "port", "ike.", 0, 65535, 500),
+    retransmitTimeoutMs: num(t, "retransmit_timeout", "ike.", 0.05, 600, 4) * 1000,
+    retransmitBase: num(t, "retransmit_base", "ike.", 1, 10, 1.8),
+    retransmitTries: int(t, "retransmit_tries", "ike.", 0, 100, 5),
+    halfOpenTimeoutMs: num(t, "half_open_timeout", "ike.", 1, 3600, 30) * 1000,
+  };
+}
+
+/** What must match for a reload to keep an IKE peer's SAs: every setting (the PSK's source, not its bytes). */
+export function ikePeerSignature(peer: IkePeerEntry): string {
+  return JSON.stringify({ ...peer, selectors: peer.selectors.map((p) => p.text), localSelectors: peer.localSelectors.map((p) => p.text) });
+}

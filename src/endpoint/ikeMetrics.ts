@@ -1,0 +1,62 @@
+/**
+ * The IKE shell's metrics, in the endpoint's prom-client registry beside the
+ * data plane's: IKE SAs by state, handshakes completed and failed by reason,
+ * retransmissions, requests answered from the cache, messages dropped by
+ * reason (all read from the core's counters at scrape time), and the
+ * liveness round trip per peer as a histogram (observed once per check).
+ */
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import type { IkeCore } from "../ike/core.js";
+
+/** Liveness RTT buckets: 100 µs on a LAN to 2 s across continents. */
+const RTT_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2];
+
+export class IkeMetrics {
+  readonly #rtt: Histogram<"peer">;
+
+  constructor(registry: Registry, core: () => IkeCore) {
+    const registers = [registry];
+    new Gauge({
+      name: "sluice_ike_sas", help: "IKE SAs by state.", labelNames: ["state"], registers,
+      collect() {
+        this.reset();
+        for (const [state, n] of Object.entries(core().countByState())) if (state !== "closed") this.set({ state }, n);
+      },
+    });
+    new Counter({
+      name: "sluice_ike_handshakes_total", help: "IKE handshakes (IKE_SA_INIT + IKE_AUTH) by result; failures by reason (the notify, or TIMEOUT).", labelNames: ["result", "reason"], registers,
+      collect() {
+        const counters = core().counters;
+        this.reset();
+        this.inc({ result: "completed", reason: "" }, counters.handshakesCompleted);
+        for (const [reason, n] of Object.entries(counters.handshakesFailed)) this.inc({ result: "failed", reason }, n);
+      },
+    });
+    new Counter({
+      name: "sluice_ike_retransmits_total", help: "IKE requests retransmitted.", registers,
+      collect() {
+        this.reset();
+        this.inc(core().counters.retransmits);
+      },
+    });
+    new Counter({
+      name: "sluice_ike_cached_responses_total", help: "Retransmitted IKE requests answered from the response cache.", registers,
+      collect() {
+        this.reset();
+        this.inc(core().counters.cachedResponses);
+      },
+    });
+    new Counter({
+      name: "sluice_ike_drops_total", help: "IKE messages dropped, by reason.", labelNames: ["reason"], registers,
+      collect() {
+        this.reset();
+        for (const [reason, n] of Object.entries(core().counters.drops)) this.inc({ reason }, n);
+      },
+    });
+    this.#rtt = new Histogram({ name: "sluice_ike_liveness_rtt_seconds", help: "Round trip of answered liveness checks (RFC 7296 §1.4), per peer.", labelNames: ["peer"], buckets: RTT_SECONDS, registers });
+  }
+
+  observeRtt(peer: string, rttMs: number): void {
+    this.#rtt.observe({ peer }, rttMs / 1000);
+  }
+}
