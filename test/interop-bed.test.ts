@@ -12,6 +12,9 @@
 // - through a path that drops 30% of UDP 500/4500 datagrams both ways: the
 //   handshake completes by retransmission (short retransmit timeouts keep
 //   it quick).
+// The capture tool records a fixture whose every ESP packet OpenSSL and
+// sluice both open; its key and ESP tools reproduce the committed fixture's
+// files (that part needs nothing).
 // Needs root, strongSwan (charon-systemd, swanctl, kernel-libipsec),
 // nftables, conntrack and ping: .ci/run installs them.
 import assert from "node:assert/strict";
@@ -22,6 +25,14 @@ import { bedSkip } from "./fixtures/interop/requirements.js";
 import { bedConfigs, type IkeSaInfo } from "./fixtures/interop/swanctl.js";
 import { NatChain, TwoHosts, type Topology } from "./fixtures/interop/topology.js";
 import { sleep } from "./fixtures/interop/command.js";
+import { recordCapture } from "./fixtures/interop/capture.js";
+import { keysFromLog, keysText, sasJson, type SasJson } from "./fixtures/interop/charonKeys.js";
+import { checkEsp } from "./fixtures/interop/espDecrypt.js";
+import { espPackets, readPcap } from "./fixtures/pcap.js";
+import { InboundSa } from "../src/esp.js";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 const skip = bedSkip();
 
@@ -171,5 +182,46 @@ describe("interop bed: strongSwan against strongSwan", { skip }, () => {
     assert.ok(counters.dropped > 0 && counters.passed > 0, JSON.stringify(counters));
     t.diagnostic(`loss rule: ${counters.dropped} dropped, ${counters.passed} passed (${Math.round((100 * counters.dropped) / (counters.dropped + counters.passed))}%); pings ${ping.received}/10`);
     await loss.remove();
+  });
+});
+
+describe("interop bed: the capture tools", () => {
+  const fixture = (name: string): string => new URL(`../../test/fixtures/strongswan/${name}`, import.meta.url).pathname;
+
+  test("keys.txt gives the committed sas.json and itself again; the ESP check prints the committed esp-decrypt.txt", () => {
+    for (const dir of ["", "tcpdump/"]) {
+      const committed = JSON.parse(readFileSync(fixture(`${dir}sas.json`), "utf8")) as SasJson;
+      const logged = keysFromLog(readFileSync(fixture(`${dir}keys.txt`), "utf8"));
+      assert.deepEqual({ ...sasJson(logged), capture: committed.capture }, committed, `${dir}sas.json`);
+      assert.equal(keysText(logged), readFileSync(fixture(`${dir}keys.txt`), "utf8"));
+      const check = checkEsp(readPcap(fixture(`${dir}capture.pcap`), { strict: true }), committed.sas);
+      assert.ok(check.ok);
+      assert.equal(`${check.lines.join("\n")}\n`, readFileSync(fixture(`${dir}esp-decrypt.txt`), "utf8"));
+      // A wrong salt fails every packet: the check can fail.
+      const wrong = committed.sas.map((sa) => ({ ...sa, salt: sa.salt.replace(/^./, (c) => (c === "0" ? "1" : "0")) }));
+      assert.equal(checkEsp(readPcap(fixture(`${dir}capture.pcap`)), wrong).verified, 0);
+    }
+  });
+
+  test("a fresh capture with logged keys checks out, and sluice opens every ESP packet of it", { skip: bedSkip(["ip", "ping", "tcpdump", "charon-systemd", "swanctl"]) }, async () => {
+    const out = mkdtempSync(join(tmpdir(), "sluice-bed-capture-"));
+    try {
+      const result = await recordCapture({ outDir: out, count: 4, tool: "tcpdump", logs: true });
+      assert.match(result.summary, /8 ESP packets, 8 decrypted and verified, 0 failed, expected 8 - OK/);
+      const sas = JSON.parse(readFileSync(join(out, "sas.json"), "utf8")) as SasJson;
+      assert.equal(sas.keysFrom, "initiator");
+      assert.ok(Object.values(sas.ike).every((key) => key !== null && /^[0-9a-f]{64}([0-9a-f]{8})?$/.test(key)), "SK_d, SK_ei, SK_er, SK_pi, SK_pr logged");
+      assert.match(readFileSync(join(out, "initiator.log"), "utf8"), /parsed IKE_AUTH response 1/);
+      const inbound = new Map(sas.sas.map((sa) => [parseInt(sa.spi, 16), new InboundSa({ spi: parseInt(sa.spi, 16), key: Buffer.from(sa.key, "hex"), salt: Buffer.from(sa.salt, "hex"), esn: false, replayWindow: 64 })]));
+      try {
+        const packets = espPackets(readPcap(join(out, "capture.pcap"), { strict: true }));
+        assert.equal(packets.length, 8);
+        for (const p of packets) assert.equal(inbound.get(p.spi)!.open(p.payload).status, "ok", `frame ${p.frame}`);
+      } finally {
+        for (const sa of inbound.values()) sa.destroy();
+      }
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
   });
 });

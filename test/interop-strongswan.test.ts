@@ -1,8 +1,8 @@
 // Real traffic from a real peer: ESP packets that strongSwan 5.9.8
 // (kernel-libipsec, userspace ESP in UDP, ChaCha20-Poly1305) exchanged with
 // another strongSwan, captured on the wire with the keys it logged
-// (test/fixtures/strongswan/, recorded with shared/interop/capture.sh; see the
-// README there). The test reads the captures itself (pcapng and classic pcap;
+// (test/fixtures/strongswan/, recorded with the interop bed's capture tool; see the
+// README there). The test reads the captures with fixtures/pcap.ts (pcapng and classic pcap;
 // Ethernet, Linux cooked v1/v2 or raw IP; IPv4/IPv6; UDP; ESP in UDP on port
 // 4500 per RFC 3948, skipping NAT keepalives and IKE behind the non-ESP
 // marker), opens every ESP packet with sluice's InboundSa as the receiving end
@@ -10,7 +10,7 @@
 // header; the inner packet is a well-formed IPv4 packet (length, checksum) of
 // the test bed's inner addresses (10.77.x.x) whose protocol matches the next
 // header; it agrees byte for byte with an independent decryption (noble) and
-// with what shared/interop/esp-decrypt.py printed when the fixture was recorded
+// with what the bed's ESP check printed when the fixture was recorded
 // (esp-decrypt.txt: sequence, pad length, next header, addresses, length); the
 // ICMP echo requests and replies pair up; given strongSwan's sequence number and
 // IV, sluice's OutboundSa seals each inner packet to the very bytes strongSwan
@@ -200,7 +200,7 @@ interface SasJson {
   capture: { file: string; format: "pcap" | "pcapng"; tool: string; pings: number; pingSizes: number[]; espPackets: number };
 }
 
-/** One line of esp-decrypt.py's output, as it was printed when the fixture was recorded. */
+/** One line of esp-decrypt.txt (the bed's ESP check), as it was printed when the fixture was recorded. */
 interface Reference {
   spi: number;
   seq: number;
@@ -277,7 +277,7 @@ for (const { dir, label } of FIXTURES) {
     const i2r = sas.find((sa) => sa.json.direction === "initiator-to-responder")!;
     const r2i = sas.find((sa) => sa.json.direction === "responder-to-initiator")!;
 
-    test("the capture holds what capture.sh recorded: IKE, then ESP in UDP both ways, uncut", () => {
+    test("the capture holds what the capture tool recorded: IKE, then ESP in UDP both ways, uncut", () => {
       assert.equal(fx.capture.format, fx.sas.capture.format);
       assert.ok(fx.capture.records.every((f) => f.linktype === LINKTYPE_ETHERNET), "captured on the veth: Ethernet");
       assert.ok(fx.capture.records.every((f) => f.data.length === f.length), "no frame was cut by the snap length");
@@ -305,7 +305,7 @@ for (const { dir, label } of FIXTURES) {
       assert.equal(logged("encryption_responder_key"), r2i.json.key + r2i.json.salt);
     });
 
-    test("sluice opens every packet, and agrees with noble and with esp-decrypt.py", () => {
+    test("sluice opens every packet, and agrees with noble and with esp-decrypt.txt", () => {
       const inbound = inboundSas(sas);
       try {
         const echo = new Map<string, Uint8Array>(); // "spi seq" -> ICMP message
@@ -340,16 +340,16 @@ for (const { dir, label } of FIXTURES) {
           assert.deepEqual(Array.from(plain.subarray(plain.length - 2 - pad, plain.length - 2)), Array.from({ length: pad }, (_, i) => i + 1));
           assert.equal(p.bytes.length - ESP_OVERHEAD - 2 - pad, r.packet.length);
 
-          // what esp-decrypt.py printed for this frame when the fixture was recorded
+          // what the ESP check printed for this frame when the fixture was recorded
           const ref = fx.reference.get(p.frame);
           assert.ok(ref, `${where}: esp-decrypt.txt has no line for this frame`);
           assert.deepEqual(
             { spi: p.spi, seq: Number(r.seq), nextHeader: r.nextHeader, pad, src: inner.src, dst: inner.dst, protocol: inner.protocol, length: r.packet.length },
             ref,
-            `${where}: esp-decrypt.py`,
+            `${where}: esp-decrypt.txt`,
           );
         }
-        assert.equal(fx.reference.size, fx.esp.length, "esp-decrypt.py saw the same ESP packets");
+        assert.equal(fx.reference.size, fx.esp.length, "the ESP check saw the same ESP packets");
 
         // each reply answers its request: same identifier, sequence and data
         for (let seq = 1; seq <= fx.sas.capture.pings; seq++) {
