@@ -118,7 +118,7 @@ async function main(): Promise<void> {
   }
   if (args.suites.includes("tunnel")) {
     const repeat = Math.min(args.rounds, 3);
-    results.tunnel = runTunnelSuite({ repeat, duration: 10, udpRate: args.udpRate }, log);
+    results.tunnel = await runTunnelSuite({ repeat, duration: 10, udpRate: args.udpRate }, log);
     console.log(`\ntunnel: iperf3 between two namespaces, median of ${repeat} rounds × 10 s (each round runs every path once, in turn); both ends and iperf3 share the 2 cores;` +
       ` UDP max = as fast as the sender can (-b 0, 1400-byte datagrams, fragmented in every tunnel),` +
       ` UDP at ${args.udpRate} = that rate offered in ${FIXED_RATE_DATAGRAM}-byte datagrams\n`);

@@ -2,23 +2,19 @@
  * The tunnel suite (root): iperf3 TCP and UDP through two sluice endpoints
  * between two namespaces, and in the same run through the bare veth,
  * strongSwan (kernel-libipsec), wireguard-go and OpenVPN where installed,
- * all with the interop test bed's own scripts (../shared/interop, or
- * SLUICE_INTEROP), so every peer is measured the same way.
+ * every path set up by tunnelPaths.ts on the interop bed's two-namespace
+ * topology and measured by iperf.ts alike.
  *
- * Rounds: every peer once per round, in turn (see runTunnelSuite).
+ * Rounds: every path once per round, in turn (see runTunnelSuite).
  *
- * UDP twice: as fast as the sender can (the bed's "-b 0", 1400-byte
- * datagrams, which every tunnel here fragments), and at a fixed offered rate
- * (`udpRate`, through the iperf3 wrapper in iperf3-fixed-rate/) with
- * 1300-byte datagrams that fit every tunnel, where what counts is how much
- * arrives and how much is lost.
+ * UDP twice: as fast as the sender can ("-b 0", 1400-byte datagrams, which
+ * every tunnel here fragments), and at a fixed offered rate (`udpRate`)
+ * with 1300-byte datagrams that fit every tunnel, where what counts is how
+ * much arrives and how much is lost.
  */
-import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { median } from "./measure.js";
+import { describeRun, iperfRuns, threadTicks, type IperfRun } from "./iperf.js";
+import { missingFor, TUNNEL_PATHS } from "./tunnelPaths.js";
 
 export interface TunnelRow {
   suite: "tunnel";
@@ -37,7 +33,7 @@ export interface TunnelResult {
   /** The fixed UDP rate offered (iperf3 -b). */
   udpRate: string;
   rows: TunnelRow[];
-  /** Each round's TCP Mbit/s by label (every peer once per round). */
+  /** Each round's TCP Mbit/s by label (every path once per round). */
   rounds: Record<string, number>[];
   skipped: { label: string; reason: string }[];
   /** Lines "THREAD side tid name cpu%" of sluice's median round. */
@@ -46,121 +42,104 @@ export interface TunnelResult {
 
 /** Payload bytes of the fixed-rate UDP datagrams. */
 export const FIXED_RATE_DATAGRAM = 1300;
+/** Clock ticks per second of /proc's CPU times. */
+const USER_HZ = 100;
+/** Payload bytes of the as-fast-as-possible UDP datagrams. */
+const MAX_RATE_DATAGRAM = 1400;
 
-const PEERS: { label: string; script: string }[] = [
-  { label: "sluice", script: "sluice" },
-  { label: "baseline-veth", script: "bench-baseline.sh" },
-  { label: "strongswan-libipsec", script: "bench-strongswan.sh" },
-  { label: "wireguard-go", script: "bench-wireguard-go.sh" },
-  { label: "openvpn-udp-chacha", script: "bench-openvpn.sh" },
-];
-
-export function interopDir(): string | null {
-  const candidates = [process.env.SLUICE_INTEROP, fileURLToPath(new URL("../../../shared/interop", import.meta.url))];
-  for (const dir of candidates) if (dir && existsSync(join(dir, "bench-lib.sh"))) return dir;
-  return null;
+/**
+ * Per-thread CPU of sluice's two endpoints over the TCP run, as
+ * "THREAD a tid=N main|worker|helper cpu=P%" (a = the iperf3 client side).
+ * The main thread is the one whose tid is the pid; the busy others are the
+ * kernel workers (libuv's and V8's helper threads idle at 0-1%).
+ */
+function threadLines(pids: number[], before: Map<number, { ticks: number }>[], seconds: number): string[] {
+  const lines: string[] = [];
+  pids.forEach((pid, i) => {
+    for (const [tid, { ticks }] of threadTicks(pid)) {
+      const cpu = (100 * (ticks - (before[i]!.get(tid)?.ticks ?? 0))) / (USER_HZ * seconds);
+      if (cpu >= 1) lines.push(`THREAD ${i === 0 ? "a" : "b"} tid=${tid} ${tid === pid ? "main" : cpu >= 5 ? "worker" : "helper"} cpu=${cpu.toFixed(0)}%`);
+    }
+  });
+  return lines;
 }
 
 /**
- * Runs `repeat` rounds; each round measures every peer once (one TCP run,
- * one UDP run, one fixed-rate UDP run), in the same order. The machine's
- * speed drifts over minutes (bare veth: ±10% within an hour here), and a
- * peer measured ten minutes after sluice would see another machine:
- * interleaving gives each peer the same drift, and each round pairs sluice
- * with every peer measured minutes apart at most.
+ * Runs `repeat` rounds; each round measures every path once (one TCP run,
+ * one UDP run, one fixed-rate UDP run, on one setup), in the same order.
+ * The machine's speed drifts over minutes (bare veth: ±10% within an hour
+ * here), and a path measured ten minutes after sluice would see another
+ * machine: interleaving gives each path the same drift, and each round
+ * pairs sluice with every path measured minutes apart at most.
  */
-export function runTunnelSuite(options: { repeat: number; duration: number; udpRate: string }, log: (line: string) => void): TunnelResult {
+export async function runTunnelSuite(options: { repeat: number; duration: number; udpRate: string }, log: (line: string) => void): Promise<TunnelResult> {
   if (process.getuid?.() !== 0) throw new Error("the tunnel suite needs root (network namespaces, TUN devices)");
-  const interop = interopDir();
-  if (!interop) throw new Error("the tunnel suite needs the interop scripts: ../shared/interop next to the repository, or SLUICE_INTEROP=DIR");
-  const work = mkdtempSync(join(tmpdir(), "sluice-bench-tunnel-"));
-  const env = { ...process.env, REPEAT: "1", DURATION: String(options.duration), SLUICE_INTEROP_RUN: join(work, "run") };
   const skipped: TunnelResult["skipped"] = [];
-  const rateWrapper = fileURLToPath(new URL("../../bench/iperf3-fixed-rate", import.meta.url));
-  const csvs: string[] = [];
+  // SLUICE_BENCH_PEERS=sluice,wireguard-go measures only those (while working on one).
+  const only = process.env.SLUICE_BENCH_PEERS?.split(",");
+  let paths = TUNNEL_PATHS.filter((p) => only === undefined || only.includes(p.label)).filter((p) => {
+    const missing = missingFor(p);
+    if (missing) skipped.push({ label: p.label, reason: missing });
+    return missing === null;
+  });
+  const results: { label: string; round: number; kind: "tcp" | "udp" | "fixed"; run: IperfRun }[] = [];
   const threadsByRound: string[][] = [];
-  try {
-    // SLUICE_BENCH_PEERS=sluice,wireguard-go measures only those (while working on one).
-    const only = process.env.SLUICE_BENCH_PEERS?.split(",");
-    let peers = PEERS.filter((p) => only === undefined || only.includes(p.label));
-    for (let round = 1; round <= options.repeat; round++) {
-      const results = join(work, `results-${round}.csv`);
-      for (const peer of peers) {
-        log(`tunnel round ${round}/${options.repeat}: ${peer.label} (${options.duration} s TCP, UDP, UDP at ${options.udpRate})`);
-        const command = peer.script === "sluice"
-          ? [fileURLToPath(new URL("../../bench/tunnel-sluice.sh", import.meta.url)), interop]
-          : [join(interop, peer.script)];
-        const run = spawnSync("bash", command, { env: { ...env, RESULTS: results }, encoding: "utf8", maxBuffer: 1 << 24 });
-        const output = `${run.stdout}${run.stderr}`;
-        if (run.status !== 0) {
-          const reason = failureReason(run.status, output);
-          skipped.push({ label: peer.label, reason: `round ${round}: ${reason}` });
-          log(`  skipped from now on: ${reason}`);
-          peers = peers.filter((p) => p !== peer);
-          continue;
-        }
-        if (peer.label === "sluice") threadsByRound[round - 1] = output.split("\n").filter((line) => line.startsWith("THREAD "));
-        for (const line of output.split("\n")) if (/^\S+\s+(tcp|udp)\s+run\d/.test(line)) log(`  ${line.trim()}`);
-        const fixed = spawnSync("bash", command, {
-          // 1300-byte datagrams fit every tunnel's MTU (the bed's 1400 are fragmented by all of them).
-          env: { ...env, RESULTS: results, MODES: "udp", UDP_LEN: String(FIXED_RATE_DATAGRAM), LABEL_SUFFIX: `@${options.udpRate}`, SLUICE_UDP_RATE: options.udpRate, PATH: `${rateWrapper}:${process.env.PATH ?? ""}` },
-          encoding: "utf8", maxBuffer: 1 << 24,
-        });
-        const fixedOutput = `${fixed.stdout}${fixed.stderr}`;
-        if (fixed.status !== 0) {
-          const reason = failureReason(fixed.status, fixedOutput);
-          skipped.push({ label: `${peer.label}@${options.udpRate}`, reason: `round ${round}: ${reason}` });
-          log(`  skipped: ${reason}`);
-        }
-        for (const line of fixedOutput.split("\n")) if (/^\S+\s+udp\s+run\d/.test(line)) log(`  ${line.trim()}`);
+  for (let round = 1; round <= options.repeat; round++) {
+    for (const path of paths) {
+      log(`tunnel round ${round}/${options.repeat}: ${path.label} (${options.duration} s TCP, UDP, UDP at ${options.udpRate})`);
+      let running;
+      try {
+        running = await path.start();
+      } catch (error) {
+        const reason = (error as Error).message.split("\n").slice(0, 2).join(" / ");
+        skipped.push({ label: path.label, reason: `round ${round}: ${reason}` });
+        log(`  skipped from now on: ${reason}`);
+        paths = paths.filter((p) => p !== path);
+        continue;
       }
-      csvs.push(existsSync(results) ? readFileSync(results, "utf8") : "");
-    }
-    const { rows, rounds } = summarize(csvs, options.udpRate);
-    // Per-thread CPU of the round whose sluice TCP figure was the median one (the lower middle of an even count).
-    const measured = rounds.map((r, i) => ({ i, tcp: r.tcp.get("sluice") })).filter((r) => r.tcp !== undefined && threadsByRound[r.i] !== undefined);
-    measured.sort((a, b) => a.tcp! - b.tcp!);
-    const threads = measured.length ? threadsByRound[measured[Math.floor((measured.length - 1) / 2)]!.i]! : [];
-    return { udpRate: options.udpRate, rows, rounds: rounds.map((r) => Object.fromEntries(r.tcp)), skipped, threads };
-  } finally {
-    rmSync(work, { recursive: true, force: true });
-    try {
-      execFileSync("bash", [join(interop, "netns.sh"), "down"], { stdio: "ignore" });
-    } catch {
-      // Nothing left to take down.
+      try {
+        const before = running.pids.map((pid) => threadTicks(pid));
+        const started = performance.now();
+        const [tcp] = await iperfRuns(running, [{ mode: "tcp" }], options.duration);
+        if (path.label === "sluice") threadsByRound[round - 1] = threadLines(running.pids, before, (performance.now() - started) / 1000);
+        const [udp, fixed] = await iperfRuns(running, [
+          { mode: "udp", rate: "0", length: MAX_RATE_DATAGRAM },
+          { mode: "udp", rate: options.udpRate, length: FIXED_RATE_DATAGRAM },
+        ], options.duration);
+        for (const [kind, run] of [["tcp", tcp!], ["udp", udp!], ["fixed", fixed!]] as const) {
+          results.push({ label: path.label, round, kind, run });
+          log(`  ${describeRun(kind === "fixed" ? `${path.label}@${options.udpRate}` : path.label, run)}`);
+        }
+      } finally {
+        await running.stop();
+      }
     }
   }
+  const { rows, rounds } = summarize(results, options.repeat);
+  // Per-thread CPU of the round whose sluice TCP figure was the median one (the lower middle of an even count).
+  const measured = rounds.map((r, i) => ({ i, tcp: r.get("sluice") })).filter((r) => r.tcp !== undefined && threadsByRound[r.i] !== undefined);
+  measured.sort((a, b) => a.tcp! - b.tcp!);
+  const threads = measured.length ? threadsByRound[measured[Math.floor((measured.length - 1) / 2)]!.i]! : [];
+  return { udpRate: options.udpRate, rows, rounds: rounds.map((r) => Object.fromEntries(r)), skipped, threads };
 }
 
-/** Why a bed script failed: its last two lines of output, or its exit status. */
-function failureReason(status: number | null, output: string): string {
-  return output.trim().split("\n").filter(Boolean).slice(-2).join(" / ") || `exit ${status}`;
-}
-
-/** Medians over all rounds per peer, and each round's TCP figures (for the per-round ratios). */
-function summarize(csvs: string[], udpRate: string): { rows: TunnelRow[]; rounds: { tcp: Map<string, number> }[] } {
+/** Medians over all rounds per path, and each round's TCP figures (a failed run counts as missing). */
+function summarize(results: { label: string; round: number; kind: "tcp" | "udp" | "fixed"; run: IperfRun }[], repeat: number): { rows: TunnelRow[]; rounds: Map<string, number>[] } {
+  const rounds = Array.from({ length: repeat }, () => new Map<string, number>());
   const byLabel = new Map<string, { tcp: number[]; udp: number[]; fixed: number[]; loss: number[] }>();
-  const suffix = `@${udpRate}`;
-  const rounds = csvs.map((csv) => {
-    const tcpOfRound = new Map<string, number>();
-    for (const line of csv.split("\n").slice(1)) {
-      const [rowLabel, mode, , mbps, detail = ""] = line.split(",");
-      if (!rowLabel || !mode || mbps === undefined) continue;
-      const fixedRate = rowLabel.endsWith(suffix);
-      const label = fixedRate ? rowLabel.slice(0, -suffix.length) : rowLabel;
-      const entry = byLabel.get(label) ?? { tcp: [], udp: [], fixed: [], loss: [] };
-      if (fixedRate) {
-        entry.fixed.push(Number(mbps));
-        const lost = /lost=([\d.]+)%/.exec(detail);
-        if (lost) entry.loss.push(Number(lost[1]));
-      } else if (mode === "tcp") {
-        entry.tcp.push(Number(mbps));
-        tcpOfRound.set(label, Number(mbps));
-      } else entry.udp.push(Number(mbps));
-      byLabel.set(label, entry);
+  for (const { label, round, kind, run } of results) {
+    const entry = byLabel.get(label) ?? { tcp: [], udp: [], fixed: [], loss: [] };
+    byLabel.set(label, entry);
+    if (run.error) continue;
+    if (kind === "tcp") {
+      entry.tcp.push(run.mbps);
+      rounds[round - 1]!.set(label, run.mbps);
+    } else if (kind === "udp") entry.udp.push(run.mbps);
+    else {
+      entry.fixed.push(run.mbps);
+      if (run.lostPercent !== undefined) entry.loss.push(run.lostPercent);
     }
-    return { tcp: tcpOfRound };
-  });
+  }
   const sluiceTcp = byLabel.get("sluice")?.tcp;
   const sluiceMedian = sluiceTcp?.length ? median(sluiceTcp) : null;
   const rows = [...byLabel].map(([label, { tcp, udp, fixed, loss }]): TunnelRow => {

@@ -1,8 +1,8 @@
 // Real traffic from a real peer: ESP packets that strongSwan 5.9.8
 // (kernel-libipsec, userspace ESP in UDP, ChaCha20-Poly1305) exchanged with
 // another strongSwan, captured on the wire with the keys it logged
-// (test/fixtures/strongswan/, recorded with shared/interop/capture.sh; see the
-// README there). The test reads the captures itself (pcapng and classic pcap;
+// (test/fixtures/strongswan/, recorded with the interop bed's capture tool; see the
+// README there). The test reads the captures with fixtures/pcap.ts (pcapng and classic pcap;
 // Ethernet, Linux cooked v1/v2 or raw IP; IPv4/IPv6; UDP; ESP in UDP on port
 // 4500 per RFC 3948, skipping NAT keepalives and IKE behind the non-ESP
 // marker), opens every ESP packet with sluice's InboundSa as the receiving end
@@ -10,7 +10,7 @@
 // header; the inner packet is a well-formed IPv4 packet (length, checksum) of
 // the test bed's inner addresses (10.77.x.x) whose protocol matches the next
 // header; it agrees byte for byte with an independent decryption (noble) and
-// with what shared/interop/esp-decrypt.py printed when the fixture was recorded
+// with what the bed's ESP check printed when the fixture was recorded
 // (esp-decrypt.txt: sequence, pad length, next header, addresses, length); the
 // ICMP echo requests and replies pair up; given strongSwan's sequence number and
 // IV, sluice's OutboundSa seals each inner packet to the very bytes strongSwan
@@ -24,159 +24,10 @@ import { readFileSync } from "node:fs";
 import { chacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { InboundSa, OutboundSa, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, type OpenResult } from "../src/esp.js";
 import { hex, toHex, concat } from "./helpers.js";
-
-// ---------------------------------------------------------------- pcap / pcapng
-
-/** One captured frame: its 1-based number in the file, link type and bytes. */
-interface Frame {
-  number: number;
-  linkType: number;
-  data: Uint8Array;
-  /** The frame's length on the wire (longer than data when the capture cut it). */
-  wireLength: number;
-}
-
-interface Capture {
-  format: "pcap" | "pcapng";
-  frames: Frame[];
-}
-
-const LINKTYPE_ETHERNET = 1;
-const LINKTYPE_RAW = 101;
-const LINKTYPE_LINUX_SLL = 113;
-const LINKTYPE_IPV4 = 228;
-const LINKTYPE_IPV6 = 229;
-const LINKTYPE_LINUX_SLL2 = 276;
-
-function bytesOf(buffer: Buffer): Uint8Array {
-  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
-}
+import { ipPacket, parsePcap, LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_RAW, type Pcap } from "./fixtures/pcap.js";
 
 function viewOf(b: Uint8Array): DataView {
   return new DataView(b.buffer, b.byteOffset, b.byteLength);
-}
-
-/** Reads a classic pcap (either byte order, µs or ns timestamps) or a pcapng file. */
-function readCapture(file: Uint8Array): Capture {
-  if (file.length < 24) throw new Error("capture: shorter than any file header");
-  const magicLe = viewOf(file).getUint32(0, true);
-  if (magicLe === 0x0a0d0d0a) return { format: "pcapng", frames: readPcapng(file) };
-  const littleEndian = magicLe === 0xa1b2c3d4 || magicLe === 0xa1b23c4d;
-  const bigEndian = magicLe === 0xd4c3b2a1 || magicLe === 0x4d3cb2a1;
-  if (!littleEndian && !bigEndian) throw new Error(`capture: unknown magic 0x${magicLe.toString(16)}`);
-  return { format: "pcap", frames: readPcap(file, littleEndian) };
-}
-
-/** Classic pcap: 24-byte global header, then 16-byte record headers each followed by the frame. */
-function readPcap(file: Uint8Array, le: boolean): Frame[] {
-  const v = viewOf(file);
-  const major = v.getUint16(4, le);
-  const minor = v.getUint16(6, le);
-  if (major !== 2 || minor !== 4) throw new Error(`pcap: version ${major}.${minor}, expected 2.4`);
-  const snapLen = v.getUint32(16, le);
-  const linkType = v.getUint32(20, le) & 0x0fffffff; // the top bits may carry FCS information
-  const frames: Frame[] = [];
-  let at = 24;
-  while (at < file.length) {
-    if (at + 16 > file.length) throw new Error(`pcap: record header cut off at byte ${at}`);
-    const inclLen = v.getUint32(at + 8, le);
-    const origLen = v.getUint32(at + 12, le);
-    if (inclLen > origLen || (snapLen > 0 && inclLen > Math.max(snapLen, 262144))) {
-      throw new Error(`pcap: record at byte ${at} claims ${inclLen} of ${origLen} bytes`);
-    }
-    if (at + 16 + inclLen > file.length) throw new Error(`pcap: frame at byte ${at} runs past the end of the file`);
-    frames.push({ number: frames.length + 1, linkType, data: file.subarray(at + 16, at + 16 + inclLen), wireLength: origLen });
-    at += 16 + inclLen;
-  }
-  return frames;
-}
-
-/** pcapng: blocks of type ‖ length ‖ body ‖ length; packets in Enhanced (6) and Simple (3) Packet Blocks. */
-function readPcapng(file: Uint8Array): Frame[] {
-  const v = viewOf(file);
-  const frames: Frame[] = [];
-  let le = true;
-  let interfaces: { linkType: number; snapLen: number }[] = [];
-  let at = 0;
-  while (at < file.length) {
-    if (at + 12 > file.length) throw new Error(`pcapng: block cut off at byte ${at}`);
-    const typeLe = v.getUint32(at, true);
-    if (typeLe === 0x0a0d0d0a) {
-      // Section Header Block: its byte-order magic decides how this section is read
-      const bom = v.getUint32(at + 8, true);
-      if (bom === 0x1a2b3c4d) le = true;
-      else if (bom === 0x4d3c2b1a) le = false;
-      else throw new Error(`pcapng: bad byte-order magic at byte ${at}`);
-      const major = v.getUint16(at + 12, le);
-      if (major !== 1) throw new Error(`pcapng: section version ${major}, expected 1`);
-      interfaces = [];
-    }
-    const type = v.getUint32(at, le);
-    const length = v.getUint32(at + 4, le);
-    if (length < 12 || length % 4 !== 0 || at + length > file.length) {
-      throw new Error(`pcapng: block at byte ${at} has bad length ${length}`);
-    }
-    if (v.getUint32(at + length - 4, le) !== length) throw new Error(`pcapng: block at byte ${at}: trailing length differs`);
-    const body = at + 8;
-    const bodyEnd = at + length - 4;
-    switch (type) {
-      case 1: // Interface Description Block
-        interfaces.push({ linkType: v.getUint16(body, le), snapLen: v.getUint32(body + 4, le) });
-        break;
-      case 6: { // Enhanced Packet Block
-        const iface = interfaces[v.getUint32(body, le)];
-        if (!iface) throw new Error(`pcapng: packet at byte ${at} names an undescribed interface`);
-        const capLen = v.getUint32(body + 12, le);
-        const origLen = v.getUint32(body + 16, le);
-        if (body + 20 + capLen > bodyEnd) throw new Error(`pcapng: packet at byte ${at} runs past its block`);
-        frames.push({ number: frames.length + 1, linkType: iface.linkType, data: file.subarray(body + 20, body + 20 + capLen), wireLength: origLen });
-        break;
-      }
-      case 3: { // Simple Packet Block: interface 0, captured length implied by the block
-        const iface = interfaces[0];
-        if (!iface) throw new Error(`pcapng: simple packet at byte ${at} before any interface`);
-        const origLen = v.getUint32(body, le);
-        const capLen = Math.min(origLen, bodyEnd - body - 4, iface.snapLen || Infinity);
-        frames.push({ number: frames.length + 1, linkType: iface.linkType, data: file.subarray(body + 4, body + 4 + capLen), wireLength: origLen });
-        break;
-      }
-      case 2:
-        throw new Error("pcapng: obsolete Packet Block (type 2) not supported");
-      default: // statistics, name resolution, custom blocks …: nothing to read
-        break;
-    }
-    at += length;
-  }
-  return frames;
-}
-
-/** The network-layer packet of a frame (IPv4 or IPv6), or null for other protocols (ARP …). */
-function networkLayer(frame: Frame): Uint8Array | null {
-  const f = frame.data;
-  const v = viewOf(f);
-  const ipOnly = (etherType: number, at: number) =>
-    etherType === 0x0800 || etherType === 0x86dd ? f.subarray(at) : null;
-  switch (frame.linkType) {
-    case LINKTYPE_ETHERNET: {
-      let at = 12;
-      let etherType = v.getUint16(at);
-      while (etherType === 0x8100 || etherType === 0x88a8) { // 802.1Q / 802.1ad tags
-        at += 4;
-        etherType = v.getUint16(at);
-      }
-      return ipOnly(etherType, at + 2);
-    }
-    case LINKTYPE_LINUX_SLL: // packet type, ARPHRD, address length, address (8), protocol
-      return ipOnly(v.getUint16(14), 16);
-    case LINKTYPE_LINUX_SLL2: // protocol, reserved, ifindex, ARPHRD, packet type, address length, address (8)
-      return ipOnly(v.getUint16(0), 20);
-    case LINKTYPE_RAW:
-    case LINKTYPE_IPV4:
-    case LINKTYPE_IPV6:
-      return f;
-    default:
-      throw new Error(`frame ${frame.number}: link type ${frame.linkType} not supported`);
-  }
 }
 
 // ------------------------------------------------------------------ IP and UDP
@@ -268,11 +119,13 @@ interface Dissection {
   kinds: Record<UdpKind, number>;
 }
 
-function dissect(capture: Capture): Dissection {
+function dissect(capture: Pcap): Dissection {
   const esp: EspPacket[] = [];
   const kinds: Record<UdpKind, number> = { esp: 0, ike: 0, "nat-keepalive": 0, other: 0 };
-  for (const frame of capture.frames) {
-    const ip = networkLayer(frame);
+  for (const frame of capture.records) {
+    const packet = ipPacket(frame.linktype, frame.data);
+    // A plain Uint8Array view: Buffer's slice() shares memory, and the tests copy packets with slice() to corrupt them.
+    const ip = packet && new Uint8Array(packet.buffer, packet.byteOffset, packet.byteLength);
     if (!ip) continue;
     const d = udpOf(ip, frame.number);
     if (!d) continue;
@@ -347,7 +200,7 @@ interface SasJson {
   capture: { file: string; format: "pcap" | "pcapng"; tool: string; pings: number; pingSizes: number[]; espPackets: number };
 }
 
-/** One line of esp-decrypt.py's output, as it was printed when the fixture was recorded. */
+/** One line of esp-decrypt.txt (the bed's ESP check), as it was printed when the fixture was recorded. */
 interface Reference {
   spi: number;
   seq: number;
@@ -370,7 +223,7 @@ function fixturePath(rel: string): URL {
 
 function loadFixture(dir: string) {
   const sas = JSON.parse(readFileSync(fixturePath(`${dir}sas.json`), "utf8")) as SasJson;
-  const capture = readCapture(bytesOf(readFileSync(fixturePath(`${dir}${sas.capture.file}`))));
+  const capture = parsePcap(readFileSync(fixturePath(`${dir}${sas.capture.file}`)), { strict: true });
   const keysTxt = readFileSync(fixturePath(`${dir}keys.txt`), "utf8");
   const reference = new Map<number, Reference>();
   const lineRe = /^frame (\d+) spi 0x([0-9a-f]{8}) seq (\d+): ICV OK, next_header (\d+), pad (\d+), inner IPv4 (\S+) -> (\S+) proto (\d+) len (\d+)$/;
@@ -424,10 +277,10 @@ for (const { dir, label } of FIXTURES) {
     const i2r = sas.find((sa) => sa.json.direction === "initiator-to-responder")!;
     const r2i = sas.find((sa) => sa.json.direction === "responder-to-initiator")!;
 
-    test("the capture holds what capture.sh recorded: IKE, then ESP in UDP both ways, uncut", () => {
+    test("the capture holds what the capture tool recorded: IKE, then ESP in UDP both ways, uncut", () => {
       assert.equal(fx.capture.format, fx.sas.capture.format);
-      assert.ok(fx.capture.frames.every((f) => f.linkType === LINKTYPE_ETHERNET), "captured on the veth: Ethernet");
-      assert.ok(fx.capture.frames.every((f) => f.data.length === f.wireLength), "no frame was cut by the snap length");
+      assert.ok(fx.capture.records.every((f) => f.linktype === LINKTYPE_ETHERNET), "captured on the veth: Ethernet");
+      assert.ok(fx.capture.records.every((f) => f.data.length === f.length), "no frame was cut by the snap length");
       assert.equal(sas.length, 2);
       assert.ok(i2r && r2i && i2r.spi !== r2i.spi, "one SA per direction, distinct SPIs");
       // IKE_SA_INIT on 500, IKE_AUTH (and maybe an INFORMATIONAL) on 4500 behind the non-ESP marker
@@ -452,7 +305,7 @@ for (const { dir, label } of FIXTURES) {
       assert.equal(logged("encryption_responder_key"), r2i.json.key + r2i.json.salt);
     });
 
-    test("sluice opens every packet, and agrees with noble and with esp-decrypt.py", () => {
+    test("sluice opens every packet, and agrees with noble and with esp-decrypt.txt", () => {
       const inbound = inboundSas(sas);
       try {
         const echo = new Map<string, Uint8Array>(); // "spi seq" -> ICMP message
@@ -487,16 +340,16 @@ for (const { dir, label } of FIXTURES) {
           assert.deepEqual(Array.from(plain.subarray(plain.length - 2 - pad, plain.length - 2)), Array.from({ length: pad }, (_, i) => i + 1));
           assert.equal(p.bytes.length - ESP_OVERHEAD - 2 - pad, r.packet.length);
 
-          // what esp-decrypt.py printed for this frame when the fixture was recorded
+          // what the ESP check printed for this frame when the fixture was recorded
           const ref = fx.reference.get(p.frame);
           assert.ok(ref, `${where}: esp-decrypt.txt has no line for this frame`);
           assert.deepEqual(
             { spi: p.spi, seq: Number(r.seq), nextHeader: r.nextHeader, pad, src: inner.src, dst: inner.dst, protocol: inner.protocol, length: r.packet.length },
             ref,
-            `${where}: esp-decrypt.py`,
+            `${where}: esp-decrypt.txt`,
           );
         }
-        assert.equal(fx.reference.size, fx.esp.length, "esp-decrypt.py saw the same ESP packets");
+        assert.equal(fx.reference.size, fx.esp.length, "the ESP check saw the same ESP packets");
 
         // each reply answers its request: same identifier, sequence and data
         for (let seq = 1; seq <= fx.sas.capture.pings; seq++) {
@@ -585,20 +438,20 @@ for (const { dir, label } of FIXTURES) {
 describe("capture reader", () => {
   const fx = loadFixture("");
   const first = fx.esp[0]!;
-  const ethernet = fx.capture.frames[first.frame - 1]!;
-  const ip = networkLayer(ethernet)!;
+  const ethernet = fx.capture.records[first.frame - 1]!;
+  const ip = ipPacket(ethernet.linktype, ethernet.data)!;
 
   test("Linux cooked v1 / v2 and raw IP frames give the same datagram as Ethernet", () => {
     const sll = concat(Uint8Array.from([0, 4, 0, 1, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0, 0x08, 0x00]), ip);
     const sll2 = concat(Uint8Array.from([0x08, 0x00, 0, 0, 0, 0, 0, 3, 0, 1, 4, 6, 1, 2, 3, 4, 5, 6, 0, 0]), ip);
     const expected = udpOf(ip, 0)!;
     for (const [linkType, data] of [[LINKTYPE_LINUX_SLL, sll], [LINKTYPE_LINUX_SLL2, sll2], [LINKTYPE_RAW, ip], [LINKTYPE_IPV4, ip]] as const) {
-      const l3 = networkLayer({ number: 0, linkType, data, wireLength: data.length });
+      const l3 = ipPacket(linkType, Buffer.from(data));
       assert.ok(l3, `link type ${linkType}`);
       assert.deepEqual(udpOf(l3, 0), expected, `link type ${linkType}`);
     }
     const arp = concat(ethernet.data.subarray(0, 12), Uint8Array.from([0x08, 0x06]), new Uint8Array(28));
-    assert.equal(networkLayer({ number: 0, linkType: LINKTYPE_ETHERNET, data: arp, wireLength: arp.length }), null);
+    assert.equal(ipPacket(LINKTYPE_ETHERNET, Buffer.from(arp)), null);
   });
 
   test("on port 4500: one 0xFF byte is a NAT keepalive, four zero bytes mark IKE, anything else is ESP", () => {
@@ -614,9 +467,10 @@ describe("capture reader", () => {
     const tcpdump = loadFixture("tcpdump/");
     assert.equal(fx.capture.format, "pcapng");
     assert.equal(tcpdump.capture.format, "pcap");
-    const file = bytesOf(readFileSync(fixturePath("tcpdump/capture.pcap")));
-    assert.throws(() => readCapture(file.subarray(0, file.length - 3)), /runs past the end/);
-    const ng = bytesOf(readFileSync(fixturePath("capture.pcap")));
-    assert.throws(() => readCapture(ng.subarray(0, ng.length - 4)), /pcapng/);
+    const file = readFileSync(fixturePath("tcpdump/capture.pcap"));
+    assert.throws(() => parsePcap(file.subarray(0, file.length - 3), { strict: true }), /runs past the end/);
+    assert.equal(parsePcap(file.subarray(0, file.length - 3)).records.length, tcpdump.capture.records.length - 1, "without strict, the cut record is left out");
+    const ng = readFileSync(fixturePath("capture.pcap"));
+    assert.throws(() => parsePcap(ng.subarray(0, ng.length - 4), { strict: true }), /pcapng/);
   });
 });
