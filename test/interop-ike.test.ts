@@ -1,0 +1,110 @@
+// sluice's IKEv2 against the real strongSwan 5.9 (charon-systemd with
+// kernel-libipsec) in network namespaces, both roles (test/fixtures/interop/):
+//
+// 1. sluice initiator → strongSwan responder, and strongSwan initiator →
+//    sluice responder: pings both ways and a 100 MB TCP transfer through the
+//    tunnel (sha256 checked at the far end), both sides' ESP counters showing
+//    it crossed ESP; DELETE from each side.
+// Needs root, strongSwan, nftables, conntrack, ping, iperf3-free (the bytes
+// are moved by test/fixtures/netTool.ts): .ci/run installs them.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, test, type TestContext } from "node:test";
+import { Charon } from "./fixtures/interop/charon.js";
+import { bedSkip } from "./fixtures/interop/requirements.js";
+import { bedConfigs, type IkeSaInfo } from "./fixtures/interop/swanctl.js";
+import { TwoHosts, type Host, type Topology } from "./fixtures/interop/topology.js";
+import { SluiceDaemon, initiatorPeer, responderPeer } from "./fixtures/interop/sluice.js";
+import { NET_TOOL, Proc } from "./fixtures/twoEndpoints.js";
+
+const skip = bedSkip();
+
+function cleanUpAfter<T extends Topology | Charon | SluiceDaemon>(t: TestContext, thing: T): T {
+  t.after(() => ("destroy" in thing ? thing.destroy() : thing.stop()));
+  return thing;
+}
+
+async function onlySa(charon: Charon): Promise<IkeSaInfo> {
+  const sas = await charon.listSas();
+  assert.equal(sas.length, 1, `${charon.ns}: IKE_SAs ${JSON.stringify(sas.map((s) => s.name))}\n${charon.logTail()}`);
+  assert.equal(sas[0]!.children.length, 1, `${charon.ns}: CHILD_SAs\n${charon.logTail()}`);
+  return sas[0]!;
+}
+
+/** Sends `bytes` random bytes over TCP from `from` to `to`'s inner address through the tunnel; returns when the sink's sha256 matches. */
+async function tcpTransfer(t: TestContext, from: Host, to: Host, bytes: number): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-tcp-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, "data");
+  const data = randomBytes(bytes);
+  writeFileSync(file, data);
+  const expected = createHash("sha256").update(data).digest("hex");
+  const sink = new Proc(spawn("ip", ["netns", "exec", to.ns, process.execPath, NET_TOOL, "sink", to.inner, "5201", "-"], { stdio: ["ignore", "pipe", "pipe"] }), "tcp sink");
+  t.after(() => sink.kill());
+  await sink.waitForEvent("listening");
+  const source = new Proc(spawn("ip", ["netns", "exec", from.ns, process.execPath, NET_TOOL, "source", to.inner, "5201", file, from.inner], { stdio: ["ignore", "pipe", "pipe"] }), "tcp source");
+  t.after(() => source.kill());
+  const done = await sink.waitForEvent("done", 120_000);
+  assert.equal(done.bytes, bytes);
+  assert.equal(done.sha256, expected);
+}
+
+describe("IKEv2 with strongSwan", { skip }, () => {
+  test("sluice initiator → strongSwan responder: ping both ways, 100 MB over TCP, counters on both sides, DELETE from sluice", async (t) => {
+    const bed = cleanUpAfter(t, await TwoHosts.create());
+    const responder = cleanUpAfter(t, await Charon.start(bed.b.ns, { swanctl: bedConfigs(bed.a, bed.b).responder }));
+    const sluice = cleanUpAfter(t, await SluiceDaemon.start(bed.a, [initiatorPeer(bed.b, bed.a)]));
+    await sluice.waitForEvent("child-up", 15_000);
+    const there = await bed.ping(bed.a.ns, bed.b.inner, { from: bed.a.inner, count: 5, interval: 0.1 });
+    assert.equal(there.received, 5, there.output);
+    const back = await bed.ping(bed.b.ns, bed.a.inner, { from: bed.b.inner, count: 5, interval: 0.1 });
+    assert.equal(back.received, 5, back.output);
+    await tcpTransfer(t, bed.a, bed.b, 100 * 1024 * 1024);
+    const theirs = await onlySa(responder);
+    assert.equal(theirs.state, "ESTABLISHED");
+    assert.deepEqual([theirs.encrAlg, theirs.prfAlg, theirs.dhGroup], ["CHACHA20_POLY1305", "PRF_HMAC_SHA2_256", "CURVE_25519"]);
+    const [ours] = (await sluice.status()).ike;
+    assert.equal(ours!.state, "established");
+    const child = ours!.children[0]!;
+    const their = theirs.children[0]!;
+    assert.equal(child.spiOut, their.spiIn, "our outbound SPI is theirs inbound");
+    assert.equal(child.spiIn, their.spiOut);
+    assert.ok(child.bytesOut > 100 * 1024 * 1024, `sluice sealed the transfer: ${child.bytesOut} bytes`);
+    assert.ok(their.bytesIn > 100 * 1024 * 1024, `strongSwan opened it: ${their.bytesIn} bytes`);
+    assert.ok(child.packetsIn >= 10 && their.packetsOut >= 10);
+    // DELETE from sluice: strongSwan removes its SAs.
+    const terminated = await sluice.terminate("b");
+    assert.equal(terminated.ok, true);
+    await responder.waitForLog(/deleting IKE_SA|IKE_SA .* deleted|received DELETE for IKE_SA/i, { timeoutMs: 10_000 });
+    const deadline = Date.now() + 10_000;
+    while ((await responder.listSas()).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.equal((await responder.listSas()).length, 0, responder.logTail());
+  });
+
+  test("strongSwan initiator → sluice responder: ping both ways, 100 MB over TCP, DELETE from strongSwan", async (t) => {
+    const bed = cleanUpAfter(t, await TwoHosts.create());
+    const sluice = cleanUpAfter(t, await SluiceDaemon.start(bed.b, [responderPeer(bed.a, bed.b)]));
+    const initiator = cleanUpAfter(t, await Charon.start(bed.a.ns, { swanctl: bedConfigs(bed.a, bed.b).initiator }));
+    const output = await initiator.initiate("net");
+    assert.match(output, /CHILD_SA net\{\d+\} established/);
+    await sluice.waitForEvent("child-up", 5000);
+    const there = await bed.ping(bed.a.ns, bed.b.inner, { from: bed.a.inner, count: 5, interval: 0.1 });
+    assert.equal(there.received, 5, there.output);
+    const back = await bed.ping(bed.b.ns, bed.a.inner, { from: bed.b.inner, count: 5, interval: 0.1 });
+    assert.equal(back.received, 5, back.output);
+    await tcpTransfer(t, bed.a, bed.b, 100 * 1024 * 1024);
+    const theirs = await onlySa(initiator);
+    const [ours] = (await sluice.status()).ike;
+    assert.equal(ours!.role, "responder");
+    assert.equal(ours!.remoteId, "a.sluice.test");
+    assert.ok(ours!.children[0]!.bytesIn > 100 * 1024 * 1024, "sluice opened the transfer");
+    assert.ok(theirs.children[0]!.bytesOut > 100 * 1024 * 1024, "strongSwan sealed it");
+    await initiator.terminate({ ike: "site" });
+    await sluice.waitForEvent("ike-down", 10_000);
+    assert.equal((await sluice.status()).ike.length, 0);
+  });
+});
