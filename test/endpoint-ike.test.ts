@@ -161,7 +161,7 @@ describe("IKE between two sluice endpoints (portable path, loopback)", () => {
     assert.match(text, /sluice_ike_sas\{state="established"\} 1/);
   });
 
-  test("a packet outside the child's selectors is not routed", async () => {
+  test("a packet outside the peer's selectors is not routed", async () => {
     const before = p.a.counters.drops["no-route"] ?? 0;
     assert.equal(p.a.sendInner(ipv4("10.77.1.1", "10.99.0.1", 10)), false);
     assert.equal(p.a.counters.drops["no-route"], before + 1);
@@ -171,8 +171,10 @@ describe("IKE between two sluice endpoints (portable path, loopback)", () => {
     const answer = await p.a.terminate("b");
     assert.equal(answer.ok, true);
     await waitUntil(() => ike(p.a).length === 0 && ike(p.b).length === 0, "no IKE SA left", 5000);
-    assert.equal([...p.a.table.peers].length, 0, "a's data-plane peer is gone");
-    assert.equal(p.a.sendInner(ipv4("10.77.1.1", "10.77.2.1", 10)), false);
+    assert.deepEqual([...p.a.table.peers].map((peer) => [peer.name, peer.children.size]), [["b", 0]], "only the peer's trap entry is left");
+    const noSa = p.a.counters.drops["no-sa"] ?? 0;
+    assert.equal(p.a.sendInner(ipv4("10.77.1.1", "10.77.2.1", 10)), false, "dropped, never sent in clear");
+    assert.equal(p.a.counters.drops["no-sa"], noSa + 1);
     assert.ok(p.logB.lines.some((l) => l.event === "ike-down" && l.reason === "deleted by the peer"));
   });
 

@@ -22,17 +22,18 @@
  * last inbound packets with, so liveness checks see ESP traffic too.
  */
 import { createSocket, type Socket } from "node:dgram";
-import { randomBytes } from "node:crypto";
 import { isIP } from "node:net";
 import { networkInterfaces } from "node:os";
 import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
+import { randomPool } from "../ike/randomPool.js";
 import { IkeCore, type IkeSaStatus } from "../ike/core.js";
 import type { ChildSaInstall, IkeAction } from "../ike/actions.js";
 import type { IkePeerConfig } from "../ike/config.js";
 import type { Endpoint as IkeEndpoint } from "../ike/natDetection.js";
 import { parseIdentity, parseIdentityPattern } from "../ike/identity.js";
-import { parseEspProposal, parseIkeProposal } from "../ike/proposals.js";
+import { groupName, parseEspProposal, parseIkeProposal } from "../ike/proposals.js";
+import { warmUp } from "../ike/warmUp.js";
 import { selectorFromPrefix } from "../ike/trafficSelectors.js";
 import type { Registry } from "prom-client";
 import type { SocketAddress } from "../io/address.js";
@@ -105,8 +106,9 @@ export class IkeShell {
   readonly #saOfPeer = new Map<Peer, number>();
   /** Data-plane children by the core's child id. */
   readonly #children = new Map<number, Child>();
-  /** Permanent trap entries of `trap` peers, by name. */
+  /** The permanent trap entry of each IKE peer, by name (see #setTraps), and the config it was made for. */
   readonly #traps = new Map<string, Peer>();
+  readonly #trapSignatures = new Map<string, string>();
   /** `sluice initiate` calls waiting for a peer's outcome. */
   readonly #waiters = new Map<string, ((answer: ControlAnswer) => void)[]>();
   #entries: Map<string, IkePeerEntry>;
@@ -122,7 +124,7 @@ export class IkeShell {
     const ike = config.ike;
     this.core = new IkeCore({
       peers,
-      random: (n) => new Uint8Array(randomBytes(n)),
+      random: randomPool(),
       retransmit: { timeoutMs: ike.retransmitTimeoutMs, base: ike.retransmitBase, tries: ike.retransmitTries },
       halfOpenTimeoutMs: ike.halfOpenTimeoutMs,
       local: { address: config.local.address, ikePort: ike.port, natTPort: host.port, addresses: hostAddresses },
@@ -153,6 +155,8 @@ export class IkeShell {
       }
     });
     const shell = new IkeShell(host, config, log, peers);
+    const groups = [...new Set(peers.map((p) => groupName(p.ikeProposals[0]!.groups[0]!)))];
+    warmUp(randomPool(), groups, DATA_PLANE_CIPHERS);
     await shell.#bind();
     host.setControlHooks({
       onControl: (datagram, from) => shell.#receive(datagram, { address: from.address, port: from.port }, true),
@@ -298,7 +302,7 @@ export class IkeShell {
 
   #acquire(peer: Peer): void {
     for (const [name, trap] of this.#traps) {
-      if (trap !== peer) continue;
+      if (trap !== peer || this.#entries.get(name)?.start !== "trap") continue;
       this.log.info({ event: "ike-acquire", peer: name }, `a packet for ${name}'s selectors: negotiating`);
       this.#run(this.core.initiate(name, this.#now()));
     }
@@ -309,17 +313,26 @@ export class IkeShell {
     if (ikeSaId !== undefined) this.#run(this.core.updateRemote(ikeSaId, { address: address.address, port: address.port }, this.#now()));
   }
 
+  /**
+   * Every IKE peer's configured selectors are routed to us from the start,
+   * through a trap entry: the kernel routes exist before the first child
+   * (no route change per negotiated child, and no packet leaks around the
+   * TUN while a tunnel comes up), and until a child carries a packet it is
+   * dropped ("no-sa"), never sent in clear. Only a `trap` peer's catches
+   * start a negotiation.
+   */
   #setTraps(): void {
     const table = this.host.table;
     for (const [name, trap] of this.#traps) {
       const entry = this.#entries.get(name);
-      if (entry?.start === "trap") continue;
+      if (entry !== undefined && ikePeerSignature(entry) === this.#trapSignatures.get(name)) continue;
       table.removePeer(trap);
       this.#traps.delete(name);
     }
     for (const entry of this.#entries.values()) {
-      if (entry.start !== "trap" || this.#traps.has(entry.name)) continue;
+      if (this.#traps.has(entry.name)) continue;
       this.#traps.set(entry.name, table.addPeer({ name: entry.name, address: null, keepalive: false, trapSelectors: entry.selectors }));
+      this.#trapSignatures.set(entry.name, ikePeerSignature(entry));
     }
   }
 

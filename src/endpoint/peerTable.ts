@@ -243,14 +243,28 @@ export class PeerTable {
     return this.#routes.lookup(family, bytes, at);
   }
 
-  /** Every prefix routed (children's remote selectors and traps), once each: what the TUN device must route to us. */
+  /**
+   * What the TUN device must route to us: every prefix routed (children's
+   * remote selectors and traps), once each, leaving out those inside another
+   * one. Every route points at the same device, so a narrowed child inside
+   * its peer's configured selectors (a road warrior's /32 inside the pool's
+   * trap) costs no kernel route change when it comes and goes.
+   */
   routedPrefixes(): Prefix[] {
     const byKey = new Map<string, Prefix>();
     for (const peer of this.#peers) {
       for (const prefix of peer.trapSelectors) byKey.set(prefixKey(prefix), prefix);
       for (const child of peer.children) if (child.outboundActive) for (const prefix of child.remoteSelectors) byKey.set(prefixKey(prefix), prefix);
     }
-    return [...byKey.values()];
+    const widestFirst = [...byKey.values()].sort((a, b) => a.length - b.length);
+    const kept = new PrefixTable<true>();
+    const out: Prefix[] = [];
+    for (const prefix of widestFirst) {
+      if (kept.lookup(prefix.family, prefix.bytes, 0) !== undefined) continue;
+      kept.add(prefix, true);
+      out.push(prefix);
+    }
+    return out;
   }
 
   /** Builds the route table anew and swaps it in: lookups never see half a change. */

@@ -72,7 +72,7 @@ export class TunPort implements InnerPort {
       io.close(tun.fd);
       throw error;
     }
-    return new TunPort(io, tun.fd, tun.name, tun.offload, config.peers.flatMap((peer) => peer.selectors));
+    return new TunPort(io, tun.fd, tun.name, tun.offload, [...config.peers, ...config.ikePeers].flatMap((peer) => peer.selectors));
   }
 
   /** What the offloads did so far (null without offloads, or once closed). */
@@ -195,7 +195,9 @@ function ip(...args: string[]): void {
 function configureTun(name: string, config: EndpointConfig): void {
   ip("link", "set", "dev", name, "mtu", String(config.tun.mtu), "up");
   for (const prefix of config.tun.addresses) ip(prefix.family === 6 ? "-6" : "-4", "addr", "add", prefix.text, "dev", name);
-  for (const peer of config.peers) {
+  // IKE peers' selectors too: their trap entries route them from the start (ikeShell.ts), so the
+  // kernel must send them to the TUN before the first handshake, not a background change later.
+  for (const peer of [...config.peers, ...config.ikePeers]) {
     for (const prefix of peer.selectors) ip(prefix.family === 6 ? "-6" : "-4", "route", "replace", prefix.text, "dev", name);
   }
 }
