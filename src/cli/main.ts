@@ -89,7 +89,11 @@ async function up(args: string[]): Promise<void> {
     if (!match) fail(`--metrics must be HOST:PORT, got ${metrics}`);
     metricsAt = { host: match[1]!.replace(/^\[|\]$/g, ""), port: Number(match[2]) };
   }
-  const log = pino({ base: { service: "sluice" } });
+  // Lines are written asynchronously: a synchronous write per log line held the event loop (and the
+  // IKE exchanges and packets behind it) for a system call each; flushed before every exit.
+  const destination = pino.destination({ dest: 1, sync: false });
+  const log = pino({ base: { service: "sluice" } }, destination);
+  process.on("exit", () => destination.flushSync());
   let endpoint: Endpoint;
   try {
     endpoint = await Endpoint.start(config, selectIoPath(), log);

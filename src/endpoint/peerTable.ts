@@ -279,9 +279,7 @@ export class PeerTable {
       for (const prefix of peer.trapSelectors) offer(prefix, peer, 0);
       for (const child of peer.children) if (child.outboundActive) for (const prefix of child.remoteSelectors) offer(prefix, child, child.serial);
     }
-    const routes = new PrefixTable<RouteTarget>();
-    for (const { prefix, target } of winner.values()) routes.add(prefix, target);
-    this.#routes = routes;
+    this.#routes = PrefixTable.of([...winner.values()].map(({ prefix, target }) => ({ prefix, value: target })));
     this.onRoutesChanged();
   }
 }
