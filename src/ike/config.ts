@@ -11,6 +11,7 @@ import type { Identity, IdentityPattern } from "./identity.js";
 import type { Endpoint } from "./natDetection.js";
 import type { EspProposal, IkeProposal } from "./proposals.js";
 import type { Selector } from "./trafficSelectors.js";
+import type { ChildLifetime, Lifetime } from "./lifetimes.js";
 
 export type StartAction = "start" | "trap" | "none";
 export type DpdAction = "clear" | "restart";
@@ -40,6 +41,10 @@ export interface IkePeerConfig {
   /** Liveness check after this long without traffic from the peer; 0 = off. */
   dpdMs: number;
   dpdAction: DpdAction;
+  /** When the IKE SA is rekeyed and expires (RFC 7296 §2.18). */
+  ikeLifetime: Lifetime;
+  /** When child SAs are rekeyed and expire (§2.8), on time, bytes and packets. */
+  childLifetime: ChildLifetime;
 }
 
 export interface RetransmitPolicy {
@@ -64,8 +69,17 @@ export interface IkeCoreOptions {
   spiInUse?(spi: number): boolean;
   /** When the data plane last opened a packet from any of these child SAs (inbound SPIs), for liveness. */
   lastInbound?(inboundSpis: readonly number[]): number | undefined;
+  /**
+   * A child SA's traffic so far (by its inbound SPI), for rekeying on volume
+   * and before the sequence number runs out: bytes and packets both ways,
+   * and the last sequence number its outbound SA used.
+   */
+  childUsage?(inboundSpi: number): { bytes: number; packets: number; sentSequence: number } | undefined;
+  /** How long a replaced child's inbound SA keeps opening stragglers (strongSwan: 5 s). */
+  rekeyLingerMs?: number;
 }
 
 export const DEFAULT_RETRANSMIT: RetransmitPolicy = { timeoutMs: 4000, base: 1.8, tries: 5 };
 export const DEFAULT_HALF_OPEN_TIMEOUT_MS = 30_000;
 export const DEFAULT_RETRY_DELAY_MS = 30_000;
+export const DEFAULT_REKEY_LINGER_MS = 5_000;
