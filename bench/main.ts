@@ -48,12 +48,13 @@ function positiveInt(name: string, value: string | undefined): number {
 }
 
 function formatCryptoTable(rows: CryptoRow[]): string {
-  const header = ["size", "op", "implementation", "Gbit/s", "packets/s", "ns/packet", "sluice batch ×"];
+  const header = ["size", "op", "implementation", "Gbit/s", "packets/s", "ns/packet", "× node:crypto", "sluice batch ×"];
   const lines = rows.map((r) => [
     `${r.size} B`, r.op, r.impl,
     r.gbitPerSecond.toFixed(2),
     r.packetsPerSecond >= 1e6 ? `${(r.packetsPerSecond / 1e6).toFixed(2)} M` : `${(r.packetsPerSecond / 1e3).toFixed(0)} k`,
     r.nsPerPacket.toFixed(0),
+    r.impl === "node:crypto" ? "—" : r.nodeRatio.toFixed(2),
     r.impl === "sluice batch" ? "—" : r.batchRatio.toFixed(2),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
@@ -106,7 +107,8 @@ async function main(): Promise<void> {
   const results: { crypto?: CryptoRow[]; engine?: EngineRow[]; dispatch?: DispatchRow; tunnel?: TunnelResult } = {};
   if (args.suites.includes("crypto")) {
     results.crypto = await runCryptoSuite({ rounds: args.rounds, timeMs: args.timeMs }, undefined, log);
-    console.log(`\ncrypto: one core, median of ${args.rounds} rounds; "sluice batch ×" = sluice batch throughput / this row's\n`);
+    console.log(`\ncrypto: one core, median of ${args.rounds} rounds; "× node:crypto" = this row's throughput / node:crypto's;` +
+      ` "sluice batch ×" = sluice batch throughput / this row's; "sluice one-shot" allocates each result, "+ output" writes into the caller's array\n`);
     console.log(formatCryptoTable(results.crypto));
   }
   if (args.suites.includes("engine")) {
