@@ -19,6 +19,7 @@
  */
 import { localKernel, align, SCRATCH_KEY, SCRATCH_NONCE } from "./kernel/localKernel.js";
 import { KEY_BYTES } from "./kernel/layout.js";
+import { checkBytes } from "./argumentChecks.js";
 import { ownedCopy } from "./resultSlab.js";
 
 export const NONCE_BYTES = 12;
@@ -89,26 +90,4 @@ function copyOut(result: Uint8Array, output: Uint8Array | undefined): Uint8Array
 function checkOutput(output: Uint8Array, needed: number): void {
   checkBytes("output", output);
   if (output.length < needed) throw new TypeError(`output must hold at least ${needed} bytes, got ${output.length}`);
-}
-
-/** Throws a TypeError naming `name` unless value is a Uint8Array (of `length` bytes, if given). */
-export function checkBytes(name: string, value: unknown, length?: number): asserts value is Uint8Array {
-  if (!(value instanceof Uint8Array)) {
-    throw new TypeError(`${name} must be a Uint8Array, got ${describe(value)}`);
-  }
-  if (length !== undefined && value.length !== length) {
-    throw new TypeError(`${name} must be ${length} bytes, got ${value.length}`);
-  }
-}
-
-/**
- * Names a value for an error message without echoing its contents: a key
- * passed in the wrong place must not end up in a log line.
- */
-export function describe(value: unknown): string {
-  if (typeof value === "number" || typeof value === "bigint" || typeof value === "boolean") return String(value);
-  if (value === null) return "null";
-  if (ArrayBuffer.isView(value)) return `${value.constructor.name}(${value.byteLength} bytes)`;
-  if (typeof value === "object") return value.constructor?.name ?? "object";
-  return typeof value;
 }

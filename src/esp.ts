@@ -15,7 +15,7 @@
  * inb.open(esp).status;                       // "replay"
  * ```
  */
-import { checkBytes, describe } from "./crypto.js";
+import { checkBytes, describe } from "./argumentChecks.js";
 import { localKernel, SCRATCH_DESCRIPTOR } from "./kernel/localKernel.js";
 import { ownedCopy } from "./resultSlab.js";
 import {

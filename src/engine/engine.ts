@@ -38,7 +38,7 @@ import { Piscina } from "piscina";
 import { kernelModule, createKernelMemory, instantiateKernel, type KernelExports } from "../kernel/wasm.js";
 import { D_STATUS, DESCRIPTOR_SIZE, REPLAY_WINDOW_MAX, ESP_HEADER } from "../kernel/layout.js";
 import { STATUS_OK, STATUS_WORKER_FAILED, type PacketStatus } from "../kernel/status.js";
-import { describe } from "../crypto.js";
+import { describe } from "../argumentChecks.js";
 import { computeLayout, descriptorsAt, packetAt, espAt, HEADROOM, type EngineLayout } from "./layout.js";
 import { SlotPool } from "./slotPool.js";
 import { InOrder } from "./inOrder.js";
