@@ -128,15 +128,14 @@ async function main(): Promise<void> {
   }
   const dir = new URL("../../bench/results/", import.meta.url);
   mkdirSync(dir, { recursive: true });
-  // Suites not run this time keep their last results, each with its own date.
+  // Suites not run this time keep their last results, each with its own date
+  // and machine (a suite run elsewhere must not take this machine's name).
   const latest = new URL("latest.json", dir);
-  const previous = existsSync(latest) ? (JSON.parse(readFileSync(latest, "utf8")) as Record<string, unknown>) : {};
+  const { machine: _former, ...previous } = existsSync(latest) ? (JSON.parse(readFileSync(latest, "utf8")) as Record<string, unknown>) : {};
   const date = new Date().toISOString();
-  const report: Record<string, unknown> = {
-    ...previous,
-    machine: { cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
-  };
-  for (const [suite, value] of Object.entries(results)) report[suite] = { date, options: args, results: value };
+  const machine = { cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version };
+  const report: Record<string, unknown> = { ...previous };
+  for (const [suite, value] of Object.entries(results)) report[suite] = { date, machine, options: args, results: value };
   writeFileSync(latest, `${JSON.stringify(report, null, 2)}\n`);
   log(`\nwrote bench/results/latest.json`);
 }
