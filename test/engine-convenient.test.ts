@@ -19,7 +19,7 @@ import { OutboundSa, InboundSa, type PacketStatus } from "../src/esp.js";
 import { EngineError } from "../src/engine/errors.js";
 import { callWindow } from "../src/engine/convenient.js";
 import { Rng, SEED } from "./helpers.js";
-import { openEngine, equalBytes, within } from "./fixtures/engineUtil.js";
+import { openEngine, equalBytes, within, isCode } from "./fixtures/engineUtil.js";
 import type { Engine } from "../src/engine/engine.js";
 import type { Batch } from "../src/engine/batch.js";
 import type { SaHandle } from "../src/engine/saTable.js";
@@ -29,10 +29,6 @@ const seedNote = `(SLUICE_TEST_SEED=${SEED})`;
 
 function saKeys(): { spi: number; key: Uint8Array; salt: Uint8Array } {
   return { spi: rng.range(1, 0xffffffff), key: rng.bytes(32), salt: rng.bytes(4) };
-}
-
-function isCode(code: string): (e: unknown) => boolean {
-  return (e) => e instanceof EngineError && e.code === code;
 }
 
 /** Inner packets of random lengths up to `max` (small ones keep 100,000 packets cheap). */
