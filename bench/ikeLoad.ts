@@ -47,6 +47,8 @@ const peers: IkePeerConfig[] = Array.from({ length: concurrency }, (_, i) => ({
   start: "none",
   dpdMs: 0,
   dpdAction: "clear",
+  ikeLifetime: { rekeyMs: 0, lifeMs: 0, randMs: 0 },
+  childLifetime: { rekeyMs: 0, lifeMs: 0, randMs: 0, rekeyBytes: 0, lifeBytes: 0, rekeyPackets: 0, lifePackets: 0 },
 }));
 
 async function open(): Promise<Socket> {

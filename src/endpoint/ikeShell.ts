@@ -49,6 +49,8 @@ import type { ControlAnswer } from "./controlSocket.js";
 /** What the shell needs of the endpoint (the Endpoint class has it). */
 export interface ShellHost {
   readonly table: PeerTable;
+  /** For the sequence numbers children's outbound SAs have used. */
+  readonly engine: { saSeq(handle: Child["out"]): bigint };
   /** The bound NAT-T (ESP) port. */
   readonly port: number;
   readonly metrics: { readonly registry: Registry };
@@ -84,6 +86,8 @@ export function ikePeerConfig(entry: IkePeerEntry): PeerConfigWithSignature {
     start: entry.start,
     dpdMs: entry.dpdSeconds * 1000,
     dpdAction: entry.dpdAction,
+    ikeLifetime: entry.ikeLifetime,
+    childLifetime: entry.childLifetime,
   };
 }
 
@@ -129,6 +133,12 @@ export class IkeShell {
       halfOpenTimeoutMs: ike.halfOpenTimeoutMs,
       local: { address: config.local.address, ikePort: ike.port, natTPort: host.port, addresses: hostAddresses },
       spiInUse: (spi) => host.table.childBySpi(spi) !== undefined,
+      childUsage: (spi) => {
+        const child = host.table.childBySpi(spi);
+        if (child === undefined) return undefined;
+        const c = host.table.childCounters(child);
+        return { bytes: c.bytesIn + c.bytesOut, packets: c.packetsIn + c.packetsOut, sentSequence: child.outboundActive ? Number(host.engine.saSeq(child.out)) : 0 };
+      },
       lastInbound: (spis) => {
         let last: number | undefined;
         for (const spi of spis) {
@@ -217,6 +227,21 @@ export class IkeShell {
         return this.#install(action.child);
       case "child-down":
         return this.#uninstall(action.childId, action.ikeSaId);
+      case "child-outbound": {
+        const child = this.#children.get(action.childId);
+        if (child) this.host.table.activateOutbound(child);
+        const old = action.replaces === undefined ? undefined : this.#children.get(action.replaces);
+        if (old) this.host.table.retireOutbound(old);
+        return;
+      }
+      case "ike-rekeyed": {
+        const peer = this.#peerOfSa.get(action.oldIkeSaId);
+        if (peer === undefined) return;
+        this.#peerOfSa.delete(action.oldIkeSaId);
+        this.#peerOfSa.set(action.newIkeSaId, peer);
+        this.#saOfPeer.set(peer, action.newIkeSaId);
+        return;
+      }
       case "address": {
         const peer = this.#peerOfSa.get(action.ikeSaId);
         if (peer) this.host.table.setPeerAddress(peer, socketAddress(action.remote));
@@ -264,8 +289,12 @@ export class IkeShell {
       localSelectors: child.localPrefixes.map(parsePrefix),
       remoteSelectors: child.remotePrefixes.map(parsePrefix),
       label: `${child.peerName}{${child.childId}}`,
+      outboundPending: !child.outboundNow,
     });
     this.#children.set(child.childId, installed);
+    // A rekey initiator's new child took the routes (it was installed last): the old one stops sealing.
+    const old = child.replaces === undefined ? undefined : this.#children.get(child.replaces);
+    if (old) table.retireOutbound(old);
     this.#settle(child.peerName, { ok: true, message: `${child.peerName}{${child.childId}} established` });
   }
 

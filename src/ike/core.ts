@@ -189,6 +189,18 @@ export class IkeCore {
     });
   }
 
+  /** Deletes one child SA of a peer (by the core's child id): out of the data plane now, a DELETE to the peer. */
+  deleteChild(name: string, childId: number, now: number): IkeAction[] {
+    return this.#run(now, () => {
+      for (const sa of this.#sasOf(name)) {
+        const child = sa.children.find((c) => c.id === childId);
+        if (child === undefined || sa.state !== "established") continue;
+        this.#deleteChild(sa, child, "deleted by the operator");
+        this.#reschedule(sa);
+      }
+    });
+  }
+
   /**
    * Rekeys a peer's child SAs, or with `ike` its IKE SA (`sluice rekey`),
    * as their lifetime would. Returns false when the peer has no established IKE SA.
@@ -418,10 +430,29 @@ export class IkeCore {
     }
   }
 
-  /** Deletes one child SA the regular way: out of the data plane now, a DELETE to the peer (§1.4.1). */
+  /**
+   * Deletes one child SA the regular way (§1.4.1): out of the data plane
+   * now, a DELETE to the peer, and forgotten when that is answered (until
+   * then it is "deleting": a crossing rekey of it gets TEMPORARY_FAILURE and
+   * a crossing DELETE an answer without one, §2.25.1).
+   */
   #deleteChild(sa: IkeSa, child: ChildSa, reason: string): void {
-    this.removeChild(sa, child, reason);
-    sa.request(Exchange.INFORMATIONAL, [{ type: Payload.DELETE, protocol: Protocol.ESP, spiSize: 4, spis: [spiToBytes(child.inboundSpi)] }], () => undefined, this.now);
+    this.#unplug(sa, child, reason);
+    child.state = "deleting";
+    child.rekeyAt = child.expireAt = child.lingerUntil = undefined;
+    sa.request(Exchange.INFORMATIONAL, [{ type: Payload.DELETE, protocol: Protocol.ESP, spiSize: 4, spis: [spiToBytes(child.inboundSpi)] }], () => this.removeChild(sa, child, reason), this.now);
+  }
+
+  /** Takes a child out of the data plane (child-down), once. */
+  #unplug(sa: IkeSa, child: ChildSa, reason: string): void {
+    if (child.state === "deleting") return;
+    this.emit({ type: "child-down", childId: child.id, ikeSaId: sa.id, peerName: sa.peerName, reason });
+    this.log("info", "child-down", `CHILD_SA ${sa.peerName}{${child.id}} with SPIs ${hex32(child.inboundSpi)}_i ${hex32(child.outboundSpi)}_o removed: ${reason}`, { ...sa.logFields, child: child.id, reason });
+  }
+
+  /** Re-arms an SA's timer after its deadlines changed outside a call's usual path (children moved to it). */
+  reschedule(sa: IkeSa): void {
+    this.#reschedule(sa);
   }
 
   /** Recomputes an SA's liveness deadline and re-arms its timer. */
@@ -594,10 +625,9 @@ export class IkeCore {
   removeChild(sa: IkeSa, child: ChildSa, reason: string): void {
     const at = sa.children.indexOf(child);
     if (at < 0) return;
+    this.#unplug(sa, child, reason);
     sa.children.splice(at, 1);
     this.#childSpis.delete(child.inboundSpi);
-    this.emit({ type: "child-down", childId: child.id, ikeSaId: sa.id, peerName: sa.peerName, reason });
-    this.log("info", "child-down", `CHILD_SA ${sa.peerName}{${child.id}} with SPIs ${hex32(child.inboundSpi)}_i ${hex32(child.outboundSpi)}_o removed: ${reason}`, { ...sa.logFields, child: child.id, reason });
   }
 
   /** Forgets an IKE SA and its children at once (no message sent). */

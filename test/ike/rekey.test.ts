@@ -6,11 +6,9 @@
 // moving over and message IDs restarting, and `rekey` on demand.
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import { IkeBed, sitePeers, type Side, type PeerSpec } from "../fixtures/ikeBed.js";
+import { IkeBed, sitePeers, assertOneTunnel, type Side, type PeerSpec } from "../fixtures/ikeBed.js";
 import { decodeMessage } from "../../src/ike/codec/message.js";
 import { Exchange } from "../../src/ike/constants.js";
-
-const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 
 function up(overrides: { a?: Partial<PeerSpec>; b?: Partial<PeerSpec> } = {}, options: ConstructorParameters<typeof IkeBed>[2] = {}): IkeBed {
   const peers = sitePeers(overrides);
@@ -18,18 +16,6 @@ function up(overrides: { a?: Partial<PeerSpec>; b?: Partial<PeerSpec> } = {}, op
   bed.start();
   assert.ok(bed.runUntil(() => bed.established()));
   return bed;
-}
-
-/** The one child each side seals with, and that the two are mirror images with their keys. */
-export function assertOneTunnel(bed: IkeBed): void {
-  assert.equal(bed.a.sealing.size, 1, `a seals with one child: ${[...bed.a.sealing]}`);
-  assert.equal(bed.b.sealing.size, 1, `b seals with one child: ${[...bed.b.sealing]}`);
-  const a = bed.a.children.get([...bed.a.sealing][0]!)!;
-  const b = bed.b.children.get([...bed.b.sealing][0]!)!;
-  assert.equal(a.outbound.spi, b.inbound.spi, "a's outbound SPI is b's inbound");
-  assert.equal(b.outbound.spi, a.inbound.spi, "b's outbound SPI is a's inbound");
-  assert.equal(hex(a.outbound.key), hex(b.inbound.key));
-  assert.equal(hex(b.outbound.key), hex(a.inbound.key));
 }
 
 /** Every child a side has can still open what the other side seals with (the peer's sealing child's SPI is installed here). */

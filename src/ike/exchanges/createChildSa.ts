@@ -219,8 +219,13 @@ function onIkeRekeyResponse(sa: IkeSa, payloads: IkePayload[], ni: Uint8Array, s
   const core = sa.core;
   const now = core.now;
   sa.ourIkeRekey = undefined;
-  if (sa.state !== "established") return; // deleted meanwhile (§2.25.2: the peer's close wins)
+  // Lost a collision already (the peer deleted the old SA before this answer came): what this answer made is redundant.
+  const lost = sa.state === "rekeyed";
+  if (sa.state !== "established" && !lost) return; // deleted meanwhile (§2.25.2: the peer's close wins)
   const error = notifies(payloads).find((n) => n.notifyType < FIRST_STATUS_NOTIFY);
+  if (error && lost) return core.removeSa(sa, "rekeyed");
+  // Refused while we had answered the peer's own rekey: the peer's stands (§2.8.2).
+  if (error && sa.peerIkeRekey !== undefined) return peerWonIkeRekey(sa);
   if (error) {
     if (error.notifyType === Notify.INVALID_KE_PAYLOAD && error.data.length === 2) {
       const wanted = ((error.data[0]! << 8) | error.data[1]!) as GroupId;
@@ -236,6 +241,7 @@ function onIkeRekeyResponse(sa: IkeSa, payloads: IkePayload[], ni: Uint8Array, s
   const algorithms = sa1 ? acceptedIke(sa.peer!.ikeProposals, sa1.proposals) : null;
   const peerSpiBytes = sa1?.proposals[0]?.spi;
   if (!algorithms || !nonce || !kePayload || kePayload.group !== ke.group || algorithms.group !== ke.group || peerSpiBytes?.length !== 8) {
+    if (lost) return core.removeSa(sa, "rekeyed");
     core.log("warn", "ike-rekey-failed", `rekeying IKE_SA ${sa.peerName}[${sa.id}]: the answer is not one we can use`, sa.logFields);
     sa.rekeyAt = now + 60_000;
     return;
@@ -245,6 +251,7 @@ function onIkeRekeyResponse(sa: IkeSa, payloads: IkePayload[], ni: Uint8Array, s
     shared = ke.sharedSecret(kePayload.data);
   } catch (error) {
     if (!(error instanceof KeyExchangeError)) throw error;
+    if (lost) return core.removeSa(sa, "rekeyed");
     sa.rekeyAt = now + 60_000;
     return core.log("warn", "ike-rekey-failed", `rekeying IKE_SA ${sa.peerName}[${sa.id}]: invalid KE value: ${error.message}`, sa.logFields);
   }
@@ -253,6 +260,10 @@ function onIkeRekeyResponse(sa: IkeSa, payloads: IkePayload[], ni: Uint8Array, s
   // We initiated this rekey: we are the new SA's initiator (§2.18), whatever we were in the old one.
   const fresh = makeRekeyedSa(sa, "initiator", spi, peerSpi, algorithms, ni, nr, shared);
   shared.fill(0);
+  if (lost) {
+    core.terminateSa(fresh, "redundant after a rekey collision");
+    return core.removeSa(sa, "rekeyed");
+  }
   const collision = sa.peerIkeRekey;
   if (collision && oursIsRedundant([ni, nr], [collision.ni, collision.nr])) {
     // §2.8.2: ours is redundant: delete it; the peer's new SA takes the children and the peer deletes the old one.
@@ -267,6 +278,19 @@ function onIkeRekeyResponse(sa: IkeSa, payloads: IkePayload[], ni: Uint8Array, s
   moveChildren(sa, fresh);
   sa.state = "rekeyed";
   sa.request(Exchange.INFORMATIONAL, [{ type: Payload.DELETE, protocol: Protocol.IKE, spiSize: 0, spis: [] }], () => core.removeSa(sa, "rekeyed"), now);
+}
+
+/**
+ * The peer's DELETE of the old IKE SA told us its rekey won a collision
+ * before our own rekey was answered: its new SA takes the children now.
+ */
+export function peerWonIkeRekey(sa: IkeSa): void {
+  const winner = sa.peerIkeRekey!;
+  sa.core.log("info", "ike-rekey-collision", `IKE_SA ${sa.peerName}[${sa.id}] was rekeyed by both sides; the peer's [${winner.sa.id}] survives`, sa.logFields);
+  moveChildren(sa, winner.sa);
+  sa.peerIkeRekey = undefined;
+  sa.state = "rekeyed";
+  sa.expiresAt = sa.core.now + sa.core.halfOpenTimeoutMs;
 }
 
 /** The IKE SA that replaces `old` (§2.18): keys from the old SK_d and the new Diffie-Hellman. */
@@ -293,6 +317,8 @@ function moveChildren(from: IkeSa, to: IkeSa): void {
   for (const spi of from.pendingSpis) to.pendingSpis.add(spi);
   from.pendingSpis.clear();
   from.core.emit({ type: "ike-rekeyed", oldIkeSaId: from.id, newIkeSaId: to.id, peerName: to.peerName });
+  // Their lifetimes and linger times are the new SA's deadlines now.
+  from.core.reschedule(to);
 }
 
 // ---------------------------------------------------------------- the responder

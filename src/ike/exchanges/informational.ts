@@ -14,7 +14,7 @@ import { Exchange, FIRST_STATUS_NOTIFY, Notify, Payload, Protocol, nameOf } from
 import { notifies, type DeletePayload, type IkePayload } from "../codec/payloads.js";
 import { spiFromBytes, spiToBytes } from "../proposals.js";
 import type { Answer, IkeSa } from "../ikeSa.js";
-import { completePeerRekey } from "./createChildSa.js";
+import { completePeerRekey, peerWonIkeRekey } from "./createChildSa.js";
 
 /** The responder's side of an INFORMATIONAL request. */
 export function answerInformational(sa: IkeSa, payloads: IkePayload[]): Answer {
@@ -29,6 +29,13 @@ export function answerInformational(sa: IkeSa, payloads: IkePayload[]): Answer {
     core.log("warn", "ike-notify", `${sa.peerName}: the peer reports ${nameOf(Notify, n.notifyType)}`, { ...sa.logFields, notify: nameOf(Notify, n.notifyType) });
   }
   if (deletes.some((d) => d.protocol === Protocol.IKE)) {
+    if (sa.peerIkeRekey !== undefined && sa.ourIkeRekey === undefined) peerWonIkeRekey(sa);
+    if (sa.ourIkeRekey !== undefined && sa.peerIkeRekey !== undefined) {
+      // Both sides rekeyed it and the peer's exchange won (§2.8.2): its new SA takes the children; ours,
+      // still to be answered, is the redundant one we delete then (createChildSa.ts), so the old SA stays until that answer.
+      peerWonIkeRekey(sa);
+      return { payloads: [] };
+    }
     return { payloads: [], after: () => core.removeSa(sa, sa.state === "rekeyed" ? "rekeyed" : "deleted by the peer") };
   }
   const ours: Uint8Array[] = [];
