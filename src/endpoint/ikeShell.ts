@@ -391,6 +391,14 @@ export class IkeShell {
     return Promise.resolve({ ok: true, message: count === 0 ? `${name} had no IKE SA` : `${name}: ${count} IKE SA(s) deleted` });
   }
 
+  /** `sluice rekey NAME [--ike]`: starts the rekey; its outcome is in the log and in status. */
+  rekey(name: string, ike: boolean): Promise<ControlAnswer> {
+    if (!this.#entries.has(name)) return Promise.resolve({ ok: false, error: `no IKE peer named ${name}` });
+    if (!this.core.list().some((sa) => sa.peer === name && sa.state === "established")) return Promise.resolve({ ok: false, error: `${name} has no established IKE SA` });
+    this.#run(this.core.rekey(name, ike ? "ike" : "child", this.#now()));
+    return Promise.resolve({ ok: true, message: `${name}: rekeying its ${ike ? "IKE SA" : "child SAs"}` });
+  }
+
   #settle(name: string, answer: ControlAnswer): void {
     const list = this.#waiters.get(name);
     if (list === undefined) return;
@@ -398,18 +406,21 @@ export class IkeShell {
     for (const resolve of list) resolve(answer);
   }
 
-  /** What `sluice status` shows of IKE: every IKE SA with its children and their traffic. */
-  status(): (IkeSaStatus & { ageSeconds: number; children: (IkeSaStatus["children"][number] & { ageSeconds: number; packetsIn: number; bytesIn: number; packetsOut: number; bytesOut: number })[] })[] {
+  /** What `sluice status` shows of IKE: every IKE SA with its children, their traffic, and when each is due to be rekeyed or to expire. */
+  status(): Record<string, unknown>[] {
     const now = this.#now();
+    const inSeconds = (at: number | undefined): number | undefined => (at === undefined ? undefined : Math.max(0, Math.round((at - now) / 1000)));
     const byLabel = new Map<string, Child>();
     for (const child of this.#children.values()) byLabel.set(child.label, child);
     return this.core.list().map((sa) => ({
       ...sa,
       ageSeconds: Math.round((now - sa.createdAt) / 1000),
+      rekeyInSeconds: inSeconds(sa.rekeyAt),
+      expireInSeconds: inSeconds(sa.expireAt),
       children: sa.children.map((c) => {
         const data = byLabel.get(`${sa.peer}{${c.id}}`);
         const counters = data ? this.host.table.childCounters(data) : { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0 };
-        return { ...c, ageSeconds: Math.round((now - c.createdAt) / 1000), ...counters };
+        return { ...c, ageSeconds: Math.round((now - c.createdAt) / 1000), rekeyInSeconds: inSeconds(c.rekeyAt), expireInSeconds: inSeconds(c.expireAt), ...counters };
       }),
     }));
   }
