@@ -26,6 +26,9 @@
  * rekey_time = 14400            # the IKE SA: rekeyed after 4 h (minus up to rand_time), deleted after life_time
  * [peer.child]
  * rekey_time = 3600             # child SAs: rekeyed hourly, or after rekey_bytes / rekey_packets
+ * [[peer.children]]             # another child SA with selectors of its own (CREATE_CHILD_SA)
+ * selectors = ["10.78.2.0/24"]
+ * local_selectors = ["10.78.1.0/24"]
  * rekey_bytes = 0               # 0: no volume limit
  * ```
  *
@@ -55,6 +58,8 @@ export interface IkePeerEntry {
   selectors: Prefix[];
   /** Our side. */
   localSelectors: Prefix[];
+  /** More child SAs, a selector pair each (`[[peer.children]]`). */
+  moreChildren: { selectors: Prefix[]; localSelectors: Prefix[] }[];
   replayWindow: number;
   localId: string;
   remoteId: string;
@@ -78,7 +83,7 @@ export interface IkeSettings {
   halfOpenTimeoutMs: number;
 }
 
-export const IKE_PEER_KEYS = ["name", "endpoint", "selectors", "local_selectors", "replay_window", "ike", "child"];
+export const IKE_PEER_KEYS = ["name", "endpoint", "selectors", "local_selectors", "replay_window", "ike", "child", "children"];
 const LIFETIME_KEYS = ["rekey_time", "life_time", "rand_time"];
 const IKE_KEYS = ["local_id", "remote_id", "psk", "psk_file", "psk_env", "proposals", "esp_proposals", "start", "dpd", "dpd_action", "nat_t_port", ...LIFETIME_KEYS];
 const CHILD_KEYS = [...LIFETIME_KEYS, "rekey_bytes", "life_bytes", "rekey_packets", "life_packets"];
@@ -116,6 +121,17 @@ function ikeEndpoint(value: string, key: string): { address: string; port: numbe
   const port = portText === undefined ? 500 : Number(portText);
   if (port < 1 || port > 65535) throw new ConfigError(key, `port ${port} is out of range`);
   return { address: address(host, key), port };
+}
+
+/** `[[peer.children]]`: each table one more child SA with `selectors` and `local_selectors`. */
+function moreChildren(value: unknown, key: string): { selectors: Prefix[]; localSelectors: Prefix[] }[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw new ConfigError(key, "must be an array of tables ([[peer.children]])");
+  return value.map((item, i) => {
+    const t = table(item, `${key}[${i}]`);
+    known(t, `${key}[${i}]`, ["selectors", "local_selectors"]);
+    return { selectors: prefixList(t, "selectors", `${key}[${i}].`), localSelectors: prefixList(t, "local_selectors", `${key}[${i}].`) };
+  });
 }
 
 /** A `[[peer]]` table that has an `ike` table. */
@@ -166,6 +182,7 @@ export function ikePeerEntry(t: Table, key: string): IkePeerEntry {
     natTPort: int(ike, "nat_t_port", ik, 1, 65535, 4500),
     selectors: prefixList(t, "selectors", k),
     localSelectors: prefixList(t, "local_selectors", k),
+    moreChildren: moreChildren(t.children, `${k}children`),
     replayWindow,
     localId,
     remoteId,
@@ -195,5 +212,14 @@ export function ikeSettings(value: unknown): IkeSettings {
 
 /** What must match for a reload to keep an IKE peer's SAs: every setting (the PSK's source, not its bytes). */
 export function ikePeerSignature(peer: IkePeerEntry): string {
-  return JSON.stringify({ ...peer, selectors: peer.selectors.map((p) => p.text), localSelectors: peer.localSelectors.map((p) => p.text) });
+  const texts = (list: Prefix[]): string[] => list.map((p) => p.text);
+  return JSON.stringify({
+    ...peer, selectors: texts(peer.selectors), localSelectors: texts(peer.localSelectors),
+    moreChildren: peer.moreChildren.map((c) => [texts(c.selectors), texts(c.localSelectors)]),
+  });
+}
+
+/** Every prefix on the peer's side, over all its child SAs: routed into the TUN and trapped from the start. */
+export function ikePeerRemotePrefixes(peer: IkePeerEntry): Prefix[] {
+  return [...peer.selectors, ...peer.moreChildren.flatMap((c) => c.selectors)];
 }

@@ -38,7 +38,7 @@ import { selectorFromPrefix } from "../ike/trafficSelectors.js";
 import type { Registry } from "prom-client";
 import type { SocketAddress } from "../io/address.js";
 import type { EndpointConfig } from "./config.js";
-import { DATA_PLANE_CIPHERS, ikePeerSignature, type IkePeerEntry } from "./ikeConfig.js";
+import { DATA_PLANE_CIPHERS, ikePeerRemotePrefixes, ikePeerSignature, type IkePeerEntry } from "./ikeConfig.js";
 import { IkeMetrics } from "./ikeMetrics.js";
 import type { Child, Peer } from "./peer.js";
 import type { PeerTable } from "./peerTable.js";
@@ -83,6 +83,7 @@ export function ikePeerConfig(entry: IkePeerEntry): PeerConfigWithSignature {
     espProposals: entry.espProposals.map((p) => parseEspProposal(p, DATA_PLANE_CIPHERS)),
     localTs: entry.localSelectors.map((p) => selectorFromPrefix(p.text)),
     remoteTs: entry.selectors.map((p) => selectorFromPrefix(p.text)),
+    moreChildren: entry.moreChildren.map((c) => ({ localTs: c.localSelectors.map((p) => selectorFromPrefix(p.text)), remoteTs: c.selectors.map((p) => selectorFromPrefix(p.text)) })),
     start: entry.start,
     dpdMs: entry.dpdSeconds * 1000,
     dpdAction: entry.dpdAction,
@@ -360,7 +361,7 @@ export class IkeShell {
     }
     for (const entry of this.#entries.values()) {
       if (this.#traps.has(entry.name)) continue;
-      this.#traps.set(entry.name, table.addPeer({ name: entry.name, address: null, keepalive: false, trapSelectors: entry.selectors }));
+      this.#traps.set(entry.name, table.addPeer({ name: entry.name, address: null, keepalive: false, trapSelectors: ikePeerRemotePrefixes(entry) }));
       this.#trapSignatures.set(entry.name, ikePeerSignature(entry));
     }
   }

@@ -33,10 +33,16 @@ export interface IkePeerConfig {
   psk(remoteId: Identity | undefined): Uint8Array | undefined;
   ikeProposals: IkeProposal[];
   espProposals: EspProposal[];
-  /** Our side's traffic selectors (TSi as initiator, TSr as responder). */
+  /** Our side's traffic selectors (TSi as initiator, TSr as responder) of the first child SA. */
   localTs: Selector[];
   /** The peer's side. */
   remoteTs: Selector[];
+  /**
+   * More child SAs, each a selector pair of its own: an initiator asks for
+   * them with CREATE_CHILD_SA once the IKE SA is up (§1.3.1); a responder
+   * accepts requests within any pair.
+   */
+  moreChildren: { localTs: Selector[]; remoteTs: Selector[] }[];
   start: StartAction;
   /** Liveness check after this long without traffic from the peer; 0 = off. */
   dpdMs: number;

@@ -628,6 +628,8 @@ export class IkeCore {
     this.#unplug(sa, child, reason);
     sa.children.splice(at, 1);
     this.#childSpis.delete(child.inboundSpi);
+    // A peer's rekey whose new child is gone (its initiator deleted it) no longer holds the old one.
+    for (const other of sa.children) if (other.peerRekey?.child === child) other.peerRekey = undefined;
   }
 
   /** Forgets an IKE SA and its children at once (no message sent). */

@@ -28,6 +28,7 @@ export function warmUp(random: (length: number) => Uint8Array, groups: readonly 
     espProposals: [parseEspProposal("chacha20poly1305", espCiphers)],
     localTs: [selectorFromPrefix(initiator ? "10.0.1.0/24" : "10.0.2.0/24")],
     remoteTs: [selectorFromPrefix(initiator ? "10.0.2.0/24" : "10.0.1.0/24")],
+    moreChildren: [],
     start: "none",
     dpdMs: 0,
     dpdAction: "clear",

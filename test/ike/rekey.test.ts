@@ -117,6 +117,41 @@ describe("child SA rekeying", () => {
   });
 });
 
+describe("more child SAs per IKE SA", () => {
+  test("a second selector pair gets a child of its own (CREATE_CHILD_SA), rekeyed on its own lifetime", () => {
+    const more = { a: [{ localTs: ["10.78.1.0/24"], remoteTs: ["10.78.2.0/24"] }], b: [{ localTs: ["10.78.2.0/24"], remoteTs: ["10.78.1.0/24"] }] };
+    const bed = up({ a: { moreChildren: more.a, childLifetime: { rekeyMs: 120_000, lifeMs: 130_000, randMs: 60_000 } }, b: { moreChildren: more.b } });
+    bed.flush();
+    assert.equal(bed.a.children.size, 2);
+    assert.equal(bed.b.children.size, 2);
+    const prefixes = [...bed.a.children.values()].map((c) => c.remotePrefixes.join()).sort();
+    assert.deepEqual(prefixes, ["10.77.2.0/24", "10.78.2.0/24"]);
+    const exchanges = bed.wire.map((d) => decodeMessage(d.datagram).header.exchange);
+    assert.deepEqual(exchanges.slice(-2), [Exchange.CREATE_CHILD_SA, Exchange.CREATE_CHILD_SA]);
+    // Their jittered rekey times differ: over ten minutes each is rekeyed on its own schedule, both stay up.
+    const rekeyedAt = new Map<number, number[]>();
+    for (let s = 0; s < 600; s += 5) {
+      bed.advanceBy(5000);
+      for (const e of bed.events(bed.a, "child-rekeying")) {
+        const list = rekeyedAt.get(Number(e.fields.child)) ?? [];
+        if (!list.includes(Number(e.fields.child))) rekeyedAt.set(Number(e.fields.child), [...list, bed.now]);
+      }
+      assert.equal(bed.a.sealing.size, 2, "two children seal at all times");
+    }
+    assert.ok(bed.events(bed.a, "child-rekeying").length >= 6, "both rekeyed several times");
+    assert.equal(bed.a.children.size, 2);
+    assert.equal(bed.b.children.size, 2);
+  });
+
+  test("a pair the responder does not have is refused with TS_UNACCEPTABLE; the first child stays", () => {
+    const bed = up({ a: { moreChildren: [{ localTs: ["10.99.1.0/24"], remoteTs: ["10.99.2.0/24"] }] } });
+    bed.flush();
+    assert.equal(bed.a.children.size, 1);
+    assert.ok(bed.events(bed.a, "child-failed").some((e) => e.fields.reason === "TS_UNACCEPTABLE"));
+    assertOneTunnel(bed);
+  });
+});
+
 describe("IKE SA rekeying", () => {
   for (const who of ["a", "b"] as const) {
     test(`rekeyed by ${who === "a" ? "the original initiator" : "the original responder"}: new SPIs, children move, message IDs restart, the old SA goes`, () => {

@@ -130,8 +130,9 @@ function onRekeyResponse(sa: IkeSa, old: ChildSa, payloads: IkePayload[], ni: Ui
   const accepted = sa2 ? acceptedEsp(sa.peer!.espProposals, sa2.proposals, ke?.group) : null;
   const localTs = tsi ? fromWire(tsi.selectors) : [];
   const remoteTs = tsr ? fromWire(tsr.selectors) : [];
+  // A rekey keeps the old child's selectors (§2.8: it SHOULD NOT change them); anything outside them is refused.
   const tsOk = localTs.length > 0 && remoteTs.length > 0 && localTs.every(enforceable) && remoteTs.every(enforceable)
-    && within(localTs, sa.peer!.localTs) && within(remoteTs, sa.peer!.remoteTs);
+    && within(localTs, old.localTs) && within(remoteTs, old.remoteTs);
   let shared: Uint8Array | undefined;
   let problem = !nonce ? "no Nonce" : accepted === null ? `an ESP proposal we did not offer: ${sa2 ? describeOffered(sa2.proposals) : "(none)"}` : !tsOk ? "traffic selectors outside ours" : undefined;
   if (problem === undefined && ke) {
@@ -185,6 +186,71 @@ export function retire(sa: IkeSa, old: ChildSa): void {
   old.lingerUntil = sa.core.now + sa.core.rekeyLingerMs;
   old.rekeyAt = undefined;
   old.expireAt = undefined;
+}
+
+// ---------------------------------------------------------------- another child SA, as initiator
+
+/** Asks for one more child SA with its own selectors (§1.3.1), once the IKE SA is up. */
+export function createChild(sa: IkeSa, localTs: Selector[], remoteTs: Selector[], group = pfsGroup(sa.peer!.espProposals)): void {
+  const core = sa.core;
+  if (sa.state !== "established") return;
+  const ni = core.random(NONCE_BYTES);
+  const ke = group === undefined ? undefined : createKeyExchange(group, core.random);
+  const newSpi = core.allocateChildSpi(sa);
+  const payloads: IkePayload[] = [
+    { type: Payload.SA, proposals: espProposalsToWire(sa.peer!.espProposals, newSpi, ke !== undefined) },
+    { type: Payload.NONCE, data: ni },
+  ];
+  if (ke) payloads.push({ type: Payload.KE, group: ke.group, data: ke.publicValue });
+  payloads.push({ type: Payload.TSi, selectors: localTs.map(selectorToWire) }, { type: Payload.TSr, selectors: remoteTs.map(selectorToWire) });
+  sa.request(Exchange.CREATE_CHILD_SA, payloads, (response) => {
+    try {
+      onCreateResponse(sa, response, ni, ke, newSpi, localTs, remoteTs);
+    } finally {
+      ke?.wipe();
+    }
+  }, core.now);
+}
+
+function onCreateResponse(sa: IkeSa, payloads: IkePayload[], ni: Uint8Array, ke: KeyExchange | undefined, newSpi: number, offeredLocal: Selector[], offeredRemote: Selector[]): void {
+  const core = sa.core;
+  const error = notifies(payloads).find((n) => n.notifyType < FIRST_STATUS_NOTIFY);
+  const fail = (reason: string, detail: string): void => {
+    core.releaseChildSpi(sa, newSpi);
+    core.childFailed(sa, reason, detail);
+  };
+  if (sa.state !== "established") return fail("IKE_SA_GONE", "the IKE SA went while a child SA was being made");
+  if (error) {
+    const wanted = error.notifyType === Notify.INVALID_KE_PAYLOAD && error.data.length === 2 ? ((error.data[0]! << 8) | error.data[1]!) as GroupId : undefined;
+    if (wanted !== undefined && wanted !== ke?.group && sa.peer!.espProposals.some((p) => p.groups.includes(wanted))) {
+      core.releaseChildSpi(sa, newSpi);
+      return createChild(sa, offeredLocal, offeredRemote, wanted);
+    }
+    return fail(nameOf(Notify, error.notifyType), `the peer refused another CHILD_SA with ${nameOf(Notify, error.notifyType)}`);
+  }
+  const sa2 = findPayload(payloads, Payload.SA);
+  const nonce = findPayload(payloads, Payload.NONCE);
+  const kePayload = findPayload(payloads, Payload.KE);
+  const tsi = findPayload(payloads, Payload.TSi);
+  const tsr = findPayload(payloads, Payload.TSr);
+  const accepted = sa2 ? acceptedEsp(sa.peer!.espProposals, sa2.proposals, ke?.group) : null;
+  const localTs = tsi ? fromWire(tsi.selectors) : [];
+  const remoteTs = tsr ? fromWire(tsr.selectors) : [];
+  if (!nonce || accepted === null || localTs.length === 0 || remoteTs.length === 0 || !localTs.every(enforceable) || !remoteTs.every(enforceable)
+    || !within(localTs, offeredLocal) || !within(remoteTs, offeredRemote) || (ke && (!kePayload || kePayload.group !== ke.group))) {
+    if (accepted) deleteChildren(sa, [newSpi]);
+    return fail("INVALID_SYNTAX", "the answer to a CREATE_CHILD_SA is not one we can use");
+  }
+  let shared: Uint8Array | undefined;
+  try {
+    shared = ke ? ke.sharedSecret(kePayload!.data) : undefined;
+  } catch (error) {
+    if (!(error instanceof KeyExchangeError)) throw error;
+    deleteChildren(sa, [newSpi]);
+    return fail("INVALID_KE", `the peer's KE value is invalid: ${error.message}`);
+  }
+  establishChild(sa, { inboundSpi: newSpi, outboundSpi: accepted.peerSpi, algorithms: accepted.algorithms, localTs, remoteTs, ni, nr: nonce.data.slice(), sharedSecret: shared }, core.now);
+  shared?.fill(0);
 }
 
 // ---------------------------------------------------------------- rekeying the IKE SA, as initiator
@@ -363,8 +429,11 @@ function answerChild(sa: IkeSa, payloads: IkePayload[]): Answer {
     core.log("warn", "child-refused", `${sa.peerName}: no acceptable ESP proposal for a ${rekey ? "rekey" : "new CHILD_SA"} among ${describeOffered(sa2.proposals)}`, { ...sa.logFields, reason: "NO_PROPOSAL_CHOSEN" });
     return { payloads: [notify(Notify.NO_PROPOSAL_CHOSEN)] };
   }
-  const remoteTs = narrow(fromWire(tsi.selectors), peer.remoteTs);
-  const localTs = narrow(fromWire(tsr.selectors), peer.localTs);
+  // Within one configured pair: the first child's, or one of moreChildren.
+  const pairs = [{ localTs: peer.localTs, remoteTs: peer.remoteTs }, ...peer.moreChildren];
+  const narrowed = pairs.map((pair) => ({ remoteTs: narrow(fromWire(tsi.selectors), pair.remoteTs), localTs: narrow(fromWire(tsr.selectors), pair.localTs) }))
+    .find((pair) => pair.remoteTs.length > 0 && pair.localTs.length > 0) ?? { remoteTs: [], localTs: [] };
+  const { remoteTs, localTs } = narrowed;
   if (remoteTs.length === 0 || localTs.length === 0) {
     core.log("warn", "child-refused", `${sa.peerName}: traffic selectors ${fromWire(tsr.selectors).map(formatSelector).join(" ")} === ${fromWire(tsi.selectors).map(formatSelector).join(" ")} unacceptable`, { ...sa.logFields, reason: "TS_UNACCEPTABLE" });
     return { payloads: [notify(Notify.TS_UNACCEPTABLE)] };
