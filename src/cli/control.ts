@@ -60,7 +60,8 @@ function socketPath(args: string[]): { path: string; rest: string[]; json: boole
 function age(seconds: number): string {
   if (seconds < 120) return `${seconds}s`;
   if (seconds < 7200) return `${Math.round(seconds / 60)}m`;
-  return `${Math.round(seconds / 3600)}h`;
+  const minutes = Math.round(seconds / 60);
+  return minutes % 60 === 0 ? `${minutes / 60}h` : `${Math.floor(minutes / 60)}h${minutes % 60}m`;
 }
 
 /** ", rekeying in 52m, expires in 1h" (swanctl's wording); nothing when neither is due. */
