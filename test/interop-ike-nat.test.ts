@@ -109,6 +109,12 @@ describe("IKEv2 with strongSwan through a NAT", { skip }, () => {
     const [now] = await server.listSas();
     assert.deepEqual([now!.state, now!.remotePort], ["ESTABLISHED", flow.newPort], "strongSwan talks to the new port");
     assert.ok(await sluice.counter("sluice_ike_liveness_rtt_seconds_count") >= 1, "a liveness check was answered");
+    // Whatever IKE SA carries the tunnel now (strongSwan may have replaced it), sluice knows it is behind the NAT and keeps the mapping open.
+    const sas = (await sluice.status()).ike.filter((sa) => sa.state === "established");
+    assert.equal(sas.length, 1, JSON.stringify(sas));
+    assert.equal(sas[0]!.natLocal, true);
+    const sent = await sluice.counter("sluice_endpoint_keepalives_total", { direction: "out" });
+    await until(async () => ((await sluice.counter("sluice_endpoint_keepalives_total", { direction: "out" })) > sent ? true : undefined), "another keepalive", 3000);
     // strongSwan follows with a CHILD_SA rekey that sluice refuses (CREATE_CHILD_SA is not implemented), and reauthenticates instead.
     const rekey = server.log().split("\n").filter((l) => /queueing CHILD_REKEY|not support CHILD_SA rekeying|reauthenticating/.test(l));
     t.diagnostic(`strongSwan after the move: ${rekey.map((l) => l.replace(/^.*?\] /, "")).join(" | ") || "(no rekey)"}`);
