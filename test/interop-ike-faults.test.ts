@@ -4,19 +4,25 @@
 //
 // 1. Liveness. strongSwan is killed with SIGKILL (no DELETE): sluice, with
 //    dpd = 1 s and retransmissions 0.5 s × 1.4^n, 3 tries, finds it dead
-//    within dpd + 0.5 + 0.7 + 0.98 + 1.37 s, logs "peer-dead" and
-//    "ike-down", and clears the SAs (as initiator and as responder). With
-//    dpd_action = restart it connects again and again until a new strongSwan
-//    answers, and the tunnel is back (a ping crosses).
+//    within dpd + 0.5 + 0.7 + 0.98 + 1.37 s (observed about 4.5 s), logs
+//    "peer-dead" and "ike-down", and clears the SAs (as initiator and as
+//    responder); while strongSwan lived, its liveness checks were answered.
+//    With dpd_action = restart it connects again, and again after each
+//    attempt times out, until a new strongSwan answers; the tunnel is back
+//    within one attempt of strongSwan having its connections (a ping
+//    crosses). The new strongSwan is kept unreachable until swanctl loaded
+//    them: before that it answers NO_PROPOSAL_CHOSEN, which sluice takes as
+//    a refusal and retries only after 30 s.
 // 2. Loss. 30% of UDP 500/4500 dropped both ways (nftables numgen, no netem
 //    on this kernel; rolled on input at each end, so that a sender never
-//    sees its datagram refused, as with loss on a wire): handshakes still complete by retransmission, repeated
-//    until both kinds of repetition were seen in each role — sluice
-//    retransmitting (its counter; strongSwan logs the retransmits it
-//    answered from its cache) and strongSwan retransmitting (sluice answers
-//    from its cache, counted) — and every request processed once: exactly
-//    one IKE_SA_INIT answer, one IKE SA and one child per handshake on
-//    sluice's side, one CHILD_SA per IKE_SA on strongSwan's.
+//    sees its datagram refused, as with loss on a wire): handshakes still
+//    complete by retransmission, repeated until both kinds of repetition
+//    were seen in each role — sluice retransmitting (its events and
+//    counter; strongSwan logs the repeats it answered from its cache) and
+//    strongSwan retransmitting (sluice answers from its cache, counted) —
+//    and every request processed once: exactly one IKE_SA_INIT answer, one
+//    IKE SA and one child per handshake on sluice's side, one CHILD_SA per
+//    IKE_SA on strongSwan's.
 // Needs root, strongSwan, nftables, conntrack, ping: .ci/run installs them.
 import assert from "node:assert/strict";
 import { describe, test, type TestContext } from "node:test";
