@@ -1,6 +1,6 @@
 /**
  * `npm run bench [-- SUITE …] [--rounds N] [--time MS]`: runs the suites
- * (default: crypto and engine; `tunnel` needs root and is run when named),
+ * (default: crypto and engine; `tunnel` and `ike` need root and run when named),
  * prints the tables and writes bench/results/latest.json.
  */
 import { writeFileSync, mkdirSync, readFileSync, existsSync } from "node:fs";
@@ -8,9 +8,10 @@ import { cpus, totalmem } from "node:os";
 import { runCryptoSuite, type CryptoRow } from "./crypto.js";
 import { runEngineSuite, type EngineRow, type DispatchRow } from "./engine.js";
 import { runTunnelSuite, roundRatios, FIXED_RATE_DATAGRAM, type TunnelResult } from "./tunnel.js";
+import { runIkeSuite, formatIkeTable, type IkeResult } from "./ike.js";
 
-/** Suites run by default; "tunnel" needs root and runs only when named. */
-const SUITES = ["crypto", "engine", "tunnel"] as const;
+/** Suites run by default; "tunnel" and "ike" need root and run only when named. */
+const SUITES = ["crypto", "engine", "tunnel", "ike"] as const;
 const DEFAULT_SUITES = ["crypto", "engine"] as const;
 type Suite = (typeof SUITES)[number];
 
@@ -20,6 +21,9 @@ interface Args {
   timeMs: number;
   /** The tunnel suite's fixed UDP rate (iperf3 -b). */
   udpRate: string;
+  /** The ike suite: handshakes per round, and how many at once. */
+  handshakes: number;
+  concurrency: number;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -27,6 +31,8 @@ function parseArgs(argv: string[]): Args {
   let rounds = 5;
   let timeMs = 250;
   let udpRate = "500M";
+  let handshakes = 2000;
+  let concurrency = 32;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === "--rounds") rounds = positiveInt("--rounds", argv[++i]);
@@ -35,10 +41,12 @@ function parseArgs(argv: string[]): Args {
       udpRate = argv[++i] ?? "";
       if (!/^\d+[KMG]?$/.test(udpRate)) throw new Error(`--udp-rate needs an iperf3 rate like 500M, got ${udpRate || "nothing"}`);
     }
+    else if (arg === "--handshakes") handshakes = positiveInt("--handshakes", argv[++i]);
+    else if (arg === "--concurrency") concurrency = positiveInt("--concurrency", argv[++i]);
     else if ((SUITES as readonly string[]).includes(arg)) suites.push(arg as Suite);
-    else throw new Error(`unknown argument ${arg}; suites: ${SUITES.join(", ")}; options: --rounds N, --time MS, --udp-rate RATE`);
+    else throw new Error(`unknown argument ${arg}; suites: ${SUITES.join(", ")}; options: --rounds N, --time MS, --udp-rate RATE, --handshakes N, --concurrency N`);
   }
-  return { suites: suites.length ? suites : [...DEFAULT_SUITES], rounds, timeMs, udpRate };
+  return { suites: suites.length ? suites : [...DEFAULT_SUITES], rounds, timeMs, udpRate, handshakes, concurrency };
 }
 
 function positiveInt(name: string, value: string | undefined): number {
@@ -48,12 +56,13 @@ function positiveInt(name: string, value: string | undefined): number {
 }
 
 function formatCryptoTable(rows: CryptoRow[]): string {
-  const header = ["size", "op", "implementation", "Gbit/s", "packets/s", "ns/packet", "sluice batch ×"];
+  const header = ["size", "op", "implementation", "Gbit/s", "packets/s", "ns/packet", "× node:crypto", "sluice batch ×"];
   const lines = rows.map((r) => [
     `${r.size} B`, r.op, r.impl,
     r.gbitPerSecond.toFixed(2),
     r.packetsPerSecond >= 1e6 ? `${(r.packetsPerSecond / 1e6).toFixed(2)} M` : `${(r.packetsPerSecond / 1e3).toFixed(0)} k`,
     r.nsPerPacket.toFixed(0),
+    r.impl === "node:crypto" ? "—" : r.nodeRatio.toFixed(2),
     r.impl === "sluice batch" ? "—" : r.batchRatio.toFixed(2),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
@@ -103,10 +112,11 @@ function formatTunnelTable(result: TunnelResult): string {
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const log = (line: string): void => void process.stderr.write(`${line}\n`);
-  const results: { crypto?: CryptoRow[]; engine?: EngineRow[]; dispatch?: DispatchRow; tunnel?: TunnelResult } = {};
+  const results: { crypto?: CryptoRow[]; engine?: EngineRow[]; dispatch?: DispatchRow; tunnel?: TunnelResult; ike?: IkeResult } = {};
   if (args.suites.includes("crypto")) {
     results.crypto = await runCryptoSuite({ rounds: args.rounds, timeMs: args.timeMs }, undefined, log);
-    console.log(`\ncrypto: one core, median of ${args.rounds} rounds; "sluice batch ×" = sluice batch throughput / this row's\n`);
+    console.log(`\ncrypto: one core, median of ${args.rounds} rounds; "× node:crypto" = this row's throughput / node:crypto's;` +
+      ` "sluice batch ×" = sluice batch throughput / this row's; "sluice one-shot" allocates each result, "+ output" writes into the caller's array\n`);
     console.log(formatCryptoTable(results.crypto));
   }
   if (args.suites.includes("engine")) {
@@ -124,17 +134,23 @@ async function main(): Promise<void> {
       ` UDP at ${args.udpRate} = that rate offered in ${FIXED_RATE_DATAGRAM}-byte datagrams\n`);
     console.log(formatTunnelTable(results.tunnel));
   }
+  if (args.suites.includes("ike")) {
+    const rounds = Math.min(args.rounds, 3);
+    results.ike = await runIkeSuite({ rounds, count: args.handshakes, concurrency: args.concurrency }, log);
+    console.log(`\nike: handshakes as responder (IKE_SA_INIT + IKE_AUTH, PSK, X25519, one child SA; ${args.handshakes} per round from sluice's load generator,` +
+      ` ${args.concurrency} at once, each deleted once up), ${rounds} rounds running both responders in turn; generator and responder share the 2 cores\n`);
+    console.log(formatIkeTable(results.ike));
+  }
   const dir = new URL("../../bench/results/", import.meta.url);
   mkdirSync(dir, { recursive: true });
-  // Suites not run this time keep their last results, each with its own date.
+  // Suites not run this time keep their last results, each with its own date
+  // and machine (a suite run elsewhere must not take this machine's name).
   const latest = new URL("latest.json", dir);
-  const previous = existsSync(latest) ? (JSON.parse(readFileSync(latest, "utf8")) as Record<string, unknown>) : {};
+  const { machine: _former, ...previous } = existsSync(latest) ? (JSON.parse(readFileSync(latest, "utf8")) as Record<string, unknown>) : {};
   const date = new Date().toISOString();
-  const report: Record<string, unknown> = {
-    ...previous,
-    machine: { cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
-  };
-  for (const [suite, value] of Object.entries(results)) report[suite] = { date, options: args, results: value };
+  const machine = { cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version };
+  const report: Record<string, unknown> = { ...previous };
+  for (const [suite, value] of Object.entries(results)) report[suite] = { date, machine, options: args, results: value };
   writeFileSync(latest, `${JSON.stringify(report, null, 2)}\n`);
   log(`\nwrote bench/results/latest.json`);
 }

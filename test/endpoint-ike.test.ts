@@ -161,7 +161,7 @@ describe("IKE between two sluice endpoints (portable path, loopback)", () => {
     assert.match(text, /sluice_ike_sas\{state="established"\} 1/);
   });
 
-  test("a packet outside the child's selectors is not routed", async () => {
+  test("a packet outside the peer's selectors is not routed", async () => {
     const before = p.a.counters.drops["no-route"] ?? 0;
     assert.equal(p.a.sendInner(ipv4("10.77.1.1", "10.99.0.1", 10)), false);
     assert.equal(p.a.counters.drops["no-route"], before + 1);
@@ -171,8 +171,10 @@ describe("IKE between two sluice endpoints (portable path, loopback)", () => {
     const answer = await p.a.terminate("b");
     assert.equal(answer.ok, true);
     await waitUntil(() => ike(p.a).length === 0 && ike(p.b).length === 0, "no IKE SA left", 5000);
-    assert.equal([...p.a.table.peers].length, 0, "a's data-plane peer is gone");
-    assert.equal(p.a.sendInner(ipv4("10.77.1.1", "10.77.2.1", 10)), false);
+    assert.deepEqual([...p.a.table.peers].map((peer) => [peer.name, peer.children.size]), [["b", 0]], "only the peer's trap entry is left");
+    const noSa = p.a.counters.drops["no-sa"] ?? 0;
+    assert.equal(p.a.sendInner(ipv4("10.77.1.1", "10.77.2.1", 10)), false, "dropped, never sent in clear");
+    assert.equal(p.a.counters.drops["no-sa"], noSa + 1);
     assert.ok(p.logB.lines.some((l) => l.event === "ike-down" && l.reason === "deleted by the peer"));
   });
 
@@ -180,6 +182,37 @@ describe("IKE between two sluice endpoints (portable path, loopback)", () => {
     const answer = await p.a.initiate("b");
     assert.deepEqual(answer.ok, true, JSON.stringify(answer));
     assert.ok(up(p.a));
+  });
+});
+
+describe("IKE rekeying between two endpoints", () => {
+  test("child and IKE SA rekeyed from both sides while packets flow: none lost, status shows the new SPIs", async () => {
+    const p = await pair();
+    try {
+      await waitUntil(() => up(p.a) && up(p.b), "up", 10_000);
+      const spiBefore = (ike(p.a)[0] as unknown as { children: { spiIn: string }[] }).children[0]!.spiIn;
+      let sent = 0;
+      const pump = setInterval(() => {
+        for (let i = 0; i < 20; i++) if (p.a.sendInner(ipv4("10.77.1.1", "10.77.2.1", 200))) sent++;
+      }, 2);
+      for (const [endpoint, name, what] of [[p.a, "b", false], [p.b, "a", false], [p.a, "b", true], [p.b, "a", false]] as const) {
+        const answer = await endpoint.rekey(name, what);
+        assert.equal(answer.ok, true, JSON.stringify(answer));
+        await new Promise((resolve) => setTimeout(resolve, 150));
+      }
+      clearInterval(pump);
+      await waitUntil(() => p.receivedB.length === sent, `all ${sent} packets arrive (got ${p.receivedB.length})`, 5000);
+      assert.ok(sent > 500, `a real flow: ${sent} packets`);
+      const [sa] = ike(p.a) as unknown as { rekeyInSeconds?: number; children: { spiIn: string; state: string }[] }[];
+      assert.ok(sa!.children.some((c) => c.spiIn !== spiBefore && c.state === "installed"), "a new child carries the traffic");
+      assert.ok(p.logA.lines.some((l) => l.event === "child-rekeying"), "a rekeyed");
+      assert.ok(p.logB.lines.some((l) => l.event === "child-rekeying"), "b rekeyed");
+      assert.ok(p.logA.lines.some((l) => l.event === "ike-rekeying"), "a rekeyed the IKE SA");
+      assert.equal(p.a.counters.drops["no-sa"] ?? 0, 0);
+      assert.equal(p.b.counters.drops["unknown-spi"] ?? 0, 0);
+    } finally {
+      await p.stop();
+    }
   });
 });
 

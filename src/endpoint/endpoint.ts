@@ -364,6 +364,11 @@ export class Endpoint {
     return this.#ike?.initiate(name) ?? Promise.resolve({ ok: false, error: `no IKE peer named ${name}` });
   }
 
+  /** Rekeys an IKE peer's child SAs, or with `ike` its IKE SA, now. */
+  rekey(name: string, ike: boolean): Promise<ControlAnswer> {
+    return this.#ike?.rekey(name, ike) ?? Promise.resolve({ ok: false, error: `no IKE peer named ${name}` });
+  }
+
   /** Deletes the IKE SAs (and child SAs) with an IKE peer. */
   terminate(name: string): Promise<ControlAnswer> {
     return this.#ike?.terminate(name) ?? Promise.resolve({ ok: false, error: `no IKE peer named ${name}` });

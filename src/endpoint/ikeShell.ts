@@ -22,22 +22,23 @@
  * last inbound packets with, so liveness checks see ESP traffic too.
  */
 import { createSocket, type Socket } from "node:dgram";
-import { randomBytes } from "node:crypto";
 import { isIP } from "node:net";
 import { networkInterfaces } from "node:os";
 import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
+import { randomPool } from "../ike/randomPool.js";
 import { IkeCore, type IkeSaStatus } from "../ike/core.js";
 import type { ChildSaInstall, IkeAction } from "../ike/actions.js";
 import type { IkePeerConfig } from "../ike/config.js";
 import type { Endpoint as IkeEndpoint } from "../ike/natDetection.js";
 import { parseIdentity, parseIdentityPattern } from "../ike/identity.js";
-import { parseEspProposal, parseIkeProposal } from "../ike/proposals.js";
+import { groupName, parseEspProposal, parseIkeProposal } from "../ike/proposals.js";
+import { warmUp } from "../ike/warmUp.js";
 import { selectorFromPrefix } from "../ike/trafficSelectors.js";
 import type { Registry } from "prom-client";
 import type { SocketAddress } from "../io/address.js";
 import type { EndpointConfig } from "./config.js";
-import { DATA_PLANE_CIPHERS, ikePeerSignature, type IkePeerEntry } from "./ikeConfig.js";
+import { DATA_PLANE_CIPHERS, ikePeerRemotePrefixes, ikePeerSignature, type IkePeerEntry } from "./ikeConfig.js";
 import { IkeMetrics } from "./ikeMetrics.js";
 import type { Child, Peer } from "./peer.js";
 import type { PeerTable } from "./peerTable.js";
@@ -48,6 +49,8 @@ import type { ControlAnswer } from "./controlSocket.js";
 /** What the shell needs of the endpoint (the Endpoint class has it). */
 export interface ShellHost {
   readonly table: PeerTable;
+  /** For the sequence numbers children's outbound SAs have used. */
+  readonly engine: { saSeq(handle: Child["out"]): bigint };
   /** The bound NAT-T (ESP) port. */
   readonly port: number;
   readonly metrics: { readonly registry: Registry };
@@ -80,9 +83,12 @@ export function ikePeerConfig(entry: IkePeerEntry): PeerConfigWithSignature {
     espProposals: entry.espProposals.map((p) => parseEspProposal(p, DATA_PLANE_CIPHERS)),
     localTs: entry.localSelectors.map((p) => selectorFromPrefix(p.text)),
     remoteTs: entry.selectors.map((p) => selectorFromPrefix(p.text)),
+    moreChildren: entry.moreChildren.map((c) => ({ localTs: c.localSelectors.map((p) => selectorFromPrefix(p.text)), remoteTs: c.selectors.map((p) => selectorFromPrefix(p.text)) })),
     start: entry.start,
     dpdMs: entry.dpdSeconds * 1000,
     dpdAction: entry.dpdAction,
+    ikeLifetime: entry.ikeLifetime,
+    childLifetime: entry.childLifetime,
   };
 }
 
@@ -105,8 +111,9 @@ export class IkeShell {
   readonly #saOfPeer = new Map<Peer, number>();
   /** Data-plane children by the core's child id. */
   readonly #children = new Map<number, Child>();
-  /** Permanent trap entries of `trap` peers, by name. */
+  /** The permanent trap entry of each IKE peer, by name (see #setTraps), and the config it was made for. */
   readonly #traps = new Map<string, Peer>();
+  readonly #trapSignatures = new Map<string, string>();
   /** `sluice initiate` calls waiting for a peer's outcome. */
   readonly #waiters = new Map<string, ((answer: ControlAnswer) => void)[]>();
   #entries: Map<string, IkePeerEntry>;
@@ -122,11 +129,17 @@ export class IkeShell {
     const ike = config.ike;
     this.core = new IkeCore({
       peers,
-      random: (n) => new Uint8Array(randomBytes(n)),
+      random: randomPool(),
       retransmit: { timeoutMs: ike.retransmitTimeoutMs, base: ike.retransmitBase, tries: ike.retransmitTries },
       halfOpenTimeoutMs: ike.halfOpenTimeoutMs,
       local: { address: config.local.address, ikePort: ike.port, natTPort: host.port, addresses: hostAddresses },
       spiInUse: (spi) => host.table.childBySpi(spi) !== undefined,
+      childUsage: (spi) => {
+        const child = host.table.childBySpi(spi);
+        if (child === undefined) return undefined;
+        const c = host.table.childCounters(child);
+        return { bytes: c.bytesIn + c.bytesOut, packets: c.packetsIn + c.packetsOut, sentSequence: child.outboundActive ? Number(host.engine.saSeq(child.out)) : 0 };
+      },
       lastInbound: (spis) => {
         let last: number | undefined;
         for (const spi of spis) {
@@ -153,6 +166,8 @@ export class IkeShell {
       }
     });
     const shell = new IkeShell(host, config, log, peers);
+    const groups = [...new Set(peers.map((p) => groupName(p.ikeProposals[0]!.groups[0]!)))];
+    warmUp(randomPool(), groups, DATA_PLANE_CIPHERS);
     await shell.#bind();
     host.setControlHooks({
       onControl: (datagram, from) => shell.#receive(datagram, { address: from.address, port: from.port }, true),
@@ -213,6 +228,21 @@ export class IkeShell {
         return this.#install(action.child);
       case "child-down":
         return this.#uninstall(action.childId, action.ikeSaId);
+      case "child-outbound": {
+        const child = this.#children.get(action.childId);
+        if (child) this.host.table.activateOutbound(child);
+        const old = action.replaces === undefined ? undefined : this.#children.get(action.replaces);
+        if (old) this.host.table.retireOutbound(old);
+        return;
+      }
+      case "ike-rekeyed": {
+        const peer = this.#peerOfSa.get(action.oldIkeSaId);
+        if (peer === undefined) return;
+        this.#peerOfSa.delete(action.oldIkeSaId);
+        this.#peerOfSa.set(action.newIkeSaId, peer);
+        this.#saOfPeer.set(peer, action.newIkeSaId);
+        return;
+      }
       case "address": {
         const peer = this.#peerOfSa.get(action.ikeSaId);
         if (peer) this.host.table.setPeerAddress(peer, socketAddress(action.remote));
@@ -260,8 +290,12 @@ export class IkeShell {
       localSelectors: child.localPrefixes.map(parsePrefix),
       remoteSelectors: child.remotePrefixes.map(parsePrefix),
       label: `${child.peerName}{${child.childId}}`,
+      outboundPending: !child.outboundNow,
     });
     this.#children.set(child.childId, installed);
+    // A rekey initiator's new child took the routes (it was installed last): the old one stops sealing.
+    const old = child.replaces === undefined ? undefined : this.#children.get(child.replaces);
+    if (old) table.retireOutbound(old);
     this.#settle(child.peerName, { ok: true, message: `${child.peerName}{${child.childId}} established` });
   }
 
@@ -298,7 +332,7 @@ export class IkeShell {
 
   #acquire(peer: Peer): void {
     for (const [name, trap] of this.#traps) {
-      if (trap !== peer) continue;
+      if (trap !== peer || this.#entries.get(name)?.start !== "trap") continue;
       this.log.info({ event: "ike-acquire", peer: name }, `a packet for ${name}'s selectors: negotiating`);
       this.#run(this.core.initiate(name, this.#now()));
     }
@@ -309,17 +343,26 @@ export class IkeShell {
     if (ikeSaId !== undefined) this.#run(this.core.updateRemote(ikeSaId, { address: address.address, port: address.port }, this.#now()));
   }
 
+  /**
+   * Every IKE peer's configured selectors are routed to us from the start,
+   * through a trap entry: the kernel routes exist before the first child
+   * (no route change per negotiated child, and no packet leaks around the
+   * TUN while a tunnel comes up), and until a child carries a packet it is
+   * dropped ("no-sa"), never sent in clear. Only a `trap` peer's catches
+   * start a negotiation.
+   */
   #setTraps(): void {
     const table = this.host.table;
     for (const [name, trap] of this.#traps) {
       const entry = this.#entries.get(name);
-      if (entry?.start === "trap") continue;
+      if (entry !== undefined && ikePeerSignature(entry) === this.#trapSignatures.get(name)) continue;
       table.removePeer(trap);
       this.#traps.delete(name);
     }
     for (const entry of this.#entries.values()) {
-      if (entry.start !== "trap" || this.#traps.has(entry.name)) continue;
-      this.#traps.set(entry.name, table.addPeer({ name: entry.name, address: null, keepalive: false, trapSelectors: entry.selectors }));
+      if (this.#traps.has(entry.name)) continue;
+      this.#traps.set(entry.name, table.addPeer({ name: entry.name, address: null, keepalive: false, trapSelectors: ikePeerRemotePrefixes(entry) }));
+      this.#trapSignatures.set(entry.name, ikePeerSignature(entry));
     }
   }
 
@@ -349,6 +392,14 @@ export class IkeShell {
     return Promise.resolve({ ok: true, message: count === 0 ? `${name} had no IKE SA` : `${name}: ${count} IKE SA(s) deleted` });
   }
 
+  /** `sluice rekey NAME [--ike]`: starts the rekey; its outcome is in the log and in status. */
+  rekey(name: string, ike: boolean): Promise<ControlAnswer> {
+    if (!this.#entries.has(name)) return Promise.resolve({ ok: false, error: `no IKE peer named ${name}` });
+    if (!this.core.list().some((sa) => sa.peer === name && sa.state === "established")) return Promise.resolve({ ok: false, error: `${name} has no established IKE SA` });
+    this.#run(this.core.rekey(name, ike ? "ike" : "child", this.#now()));
+    return Promise.resolve({ ok: true, message: `${name}: rekeying its ${ike ? "IKE SA" : "child SAs"}` });
+  }
+
   #settle(name: string, answer: ControlAnswer): void {
     const list = this.#waiters.get(name);
     if (list === undefined) return;
@@ -356,18 +407,21 @@ export class IkeShell {
     for (const resolve of list) resolve(answer);
   }
 
-  /** What `sluice status` shows of IKE: every IKE SA with its children and their traffic. */
-  status(): (IkeSaStatus & { ageSeconds: number; children: (IkeSaStatus["children"][number] & { ageSeconds: number; packetsIn: number; bytesIn: number; packetsOut: number; bytesOut: number })[] })[] {
+  /** What `sluice status` shows of IKE: every IKE SA with its children, their traffic, and when each is due to be rekeyed or to expire. */
+  status(): Record<string, unknown>[] {
     const now = this.#now();
+    const inSeconds = (at: number | undefined): number | undefined => (at === undefined ? undefined : Math.max(0, Math.round((at - now) / 1000)));
     const byLabel = new Map<string, Child>();
     for (const child of this.#children.values()) byLabel.set(child.label, child);
     return this.core.list().map((sa) => ({
       ...sa,
       ageSeconds: Math.round((now - sa.createdAt) / 1000),
+      rekeyInSeconds: inSeconds(sa.rekeyAt),
+      expireInSeconds: inSeconds(sa.expireAt),
       children: sa.children.map((c) => {
         const data = byLabel.get(`${sa.peer}{${c.id}}`);
         const counters = data ? this.host.table.childCounters(data) : { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0 };
-        return { ...c, ageSeconds: Math.round((now - c.createdAt) / 1000), ...counters };
+        return { ...c, ageSeconds: Math.round((now - c.createdAt) / 1000), rekeyInSeconds: inSeconds(c.rekeyAt), expireInSeconds: inSeconds(c.expireAt), ...counters };
       }),
     }));
   }

@@ -71,6 +71,13 @@ export function contains(prefix: Prefix, bytes: Uint8Array, at: number): boolean
 export class PrefixTable<T> {
   #entries: { prefix: Prefix; value: T }[] = [];
 
+  /** A table of many entries, sorted once (add() sorts at every call). */
+  static of<T>(entries: Iterable<{ prefix: Prefix; value: T }>): PrefixTable<T> {
+    const table = new PrefixTable<T>();
+    table.#entries = [...entries].sort((a, b) => b.prefix.length - a.prefix.length);
+    return table;
+  }
+
   add(prefix: Prefix, value: T): void {
     this.#entries.push({ prefix, value });
     this.#entries.sort((a, b) => b.prefix.length - a.prefix.length);

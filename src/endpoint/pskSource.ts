@@ -7,7 +7,10 @@
  * - A peer whose remote ID is a pattern (`%any`, `*@example.org`): the file
  *   holds one line per initiator, `ID SECRET` (the same two forms for the
  *   secret; `#` starts a comment), so one `[[peer]]` serves many clients,
- *   each with a secret of its own.
+ *   each with a secret of its own. A file with nothing but one secret gives
+ *   every ID the pattern matches the same one (a group PSK, as a strongSwan
+ *   secret without ids): simpler, and weaker, since any client can then
+ *   impersonate the gateway to the others.
  *
  * Why a minimum length: with a PSK, one captured or provoked IKE_AUTH lets
  * an attacker test guesses offline (RFC 7296 §2.15 asks for keys as strong
@@ -50,8 +53,9 @@ function idKey(id: Identity): string {
 export function loadPsks(source: KeySource, remoteId: string, env?: NodeJS.ProcessEnv): (id: Identity | undefined) => Uint8Array | undefined {
   const where = describe(source);
   const text = readSource(source, env);
-  if (parseIdentityPattern(remoteId).kind === "exact") {
-    const secret = secretBytes(text.trim(), where);
+  const lines = text.split("\n").map((raw) => raw.replace(/#.*$/, "").trim()).filter((line) => line !== "");
+  if (parseIdentityPattern(remoteId).kind === "exact" || (lines.length === 1 && !/\s/.test(lines[0]!))) {
+    const secret = secretBytes(parseIdentityPattern(remoteId).kind === "exact" ? text.trim() : lines[0]!, where);
     return () => secret.slice();
   }
   const secrets = new Map<string, Uint8Array>();

@@ -213,6 +213,6 @@ export function respondInit(core: IkeCore, message: DecodedMessage, path: Path, 
   sa.cacheInitResponse(response);
   sa.expiresAt = now + core.halfOpenTimeoutMs;
   core.indexHalfOpen(sa);
-  core.log("info", "ike-init-answered", `IKE_SA_INIT from ${path.remote.address}:${path.remote.port} answered (${describeIke(chosen.algorithms)})`, { ...sa.logFields, ike: describeIke(chosen.algorithms), natLocal: sa.natLocal, natRemote: sa.natRemote });
+  core.log("debug", "ike-init-answered", `IKE_SA_INIT from ${path.remote.address}:${path.remote.port} answered (${describeIke(chosen.algorithms)})`, { ...sa.logFields, ike: describeIke(chosen.algorithms), natLocal: sa.natLocal, natRemote: sa.natRemote });
   core.send(response, path.remote, path.natT);
 }

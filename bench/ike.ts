@@ -1,0 +1,233 @@
+/**
+ * `npm run bench -- ike` (root): IKEv2 control-plane figures on the interop
+ * bed (test/fixtures/interop/: two namespaces joined by a veth).
+ *
+ * - Handshakes per second as responder: sluice's own initiator
+ *   (bench/ikeLoad.ts: many IKE SAs at once, IKE_SA_INIT + IKE_AUTH with a
+ *   PSK, X25519 and one child SA each, deleted once up) in A, against a
+ *   sluice responder (`sluice up`) and a strongSwan responder
+ *   (charon-systemd, kernel-libipsec) in B, in rounds that run both in turn;
+ *   the responder's CPU per handshake from /proc (strongSwan spreads over
+ *   both cores, sluice's IKE runs on its main thread).
+ * - Time from `start` to the first packet through the tunnel: the initiator
+ *   begins (sluice's "ike-connecting" log line; `swanctl --initiate` for
+ *   strongSwan) while a probe in A sends a UDP datagram to B's inner address
+ *   every millisecond; the first to arrive in B ends the clock.
+ *
+ * strongSwan's per-source half-open limit (block_threshold, default 5) and
+ * cookie threshold (30) would throttle a load from one address; they are
+ * raised for the bench so that its rate is strongSwan's, not its DoS guard's.
+ */
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { Charon } from "../test/fixtures/interop/charon.js";
+import { siteToSite, bedConfigs } from "../test/fixtures/interop/swanctl.js";
+import { TwoHosts, type Host } from "../test/fixtures/interop/topology.js";
+import { SluiceDaemon, initiatorPeer, responderPeer } from "../test/fixtures/interop/sluice.js";
+import { Proc } from "../test/fixtures/twoEndpoints.js";
+import { median } from "./measure.js";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const LOAD = join(ROOT, "dist/bench/ikeLoad.js");
+const PROBE = join(ROOT, "dist/bench/ikeProbe.js");
+const CLIENTS = "10.100.0.0/16";
+const GROUP_PSK = "sluice-bench-group-psk-0123456789";
+
+export interface HandshakeRound {
+  responder: "sluice" | "strongSwan";
+  handshakes: number;
+  seconds: number;
+  rate: number;
+  cpuMsPerHandshake: number;
+  latencyMs: { p50: number; p90: number; p99: number };
+  failures: Record<string, number>;
+  retransmits: number;
+}
+
+export interface FirstPacket {
+  path: string;
+  /** From the initiator's start to the first probe datagram through the tunnel, per round. */
+  ms: number[];
+}
+
+export interface IkeResult {
+  handshakes: HandshakeRound[];
+  /** sluice's rate ÷ strongSwan's, round by round. */
+  ratios: number[];
+  firstPacket: FirstPacket[];
+  settings: { count: number; concurrency: number; rounds: number };
+}
+
+/** utime + stime of a process, all its threads, in ms (/proc/PID/stat; Linux's clock tick is 100 Hz). */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/** A node script in a namespace, its JSON lines collected. */
+function runIn(ns: string, args: string[], description: string): Proc {
+  return new Proc(spawn("ip", ["netns", "exec", ns, process.execPath, ...args], { stdio: ["ignore", "pipe", "pipe"] }), description);
+}
+
+async function load(bed: TwoHosts, responderPid: number, responder: HandshakeRound["responder"], count: number, concurrency: number): Promise<HandshakeRound> {
+  const before = cpuMs(responderPid);
+  const generator = runIn(bed.a.ns, [LOAD, bed.b.address, String(count), String(concurrency), GROUP_PSK], "IKE load generator");
+  const done = await generator.waitForEvent("done", 600_000);
+  const cpu = cpuMs(responderPid) - before;
+  const handshakes = Number(done.handshakes);
+  return {
+    responder,
+    handshakes,
+    seconds: Number(done.seconds),
+    rate: Number(done.rate),
+    cpuMsPerHandshake: cpu / handshakes,
+    latencyMs: done.latencyMs as HandshakeRound["latencyMs"],
+    failures: done.failures as Record<string, number>,
+    retransmits: Number(done.retransmits),
+  };
+}
+
+async function sluiceResponderRound(count: number, concurrency: number): Promise<HandshakeRound> {
+  const bed = await TwoHosts.create();
+  try {
+    const daemon = await SluiceDaemon.start(bed.b, [{ ...responderPeer(bed.a, bed.b), remoteId: "*@bench.sluice.test", selectors: [CLIENTS], psk: GROUP_PSK }]);
+    try {
+      // `ip netns exec` execs node: the daemon's pid is sluice's.
+      return await load(bed, daemon.pid, "sluice", count, concurrency);
+    } finally {
+      await daemon.stop();
+    }
+  } finally {
+    await bed.destroy();
+  }
+}
+
+async function strongSwanResponderRound(count: number, concurrency: number): Promise<HandshakeRound> {
+  const bed = await TwoHosts.create();
+  try {
+    const swanctl = siteToSite({ local: bed.b.address, remote: "%any", localId: "b.sluice.test", remoteId: "%any", localTs: bed.b.site, remoteTs: CLIENTS, psk: GROUP_PSK });
+    const charon = await Charon.start(bed.b.ns, { swanctl, settings: ["block_threshold = 100000", "cookie_threshold = 100000", "init_limit_half_open = 0"] });
+    try {
+      return await load(bed, charon.pid!, "strongSwan", count, concurrency);
+    } finally {
+      await charon.stop();
+    }
+  } finally {
+    await bed.destroy();
+  }
+}
+
+/** Starts the probe pair; resolves with the receiver's first-arrival time (epoch ms). */
+function probe(from: Host, to: Host): { arrived: Promise<number>; stop(): void } {
+  const receiver = runIn(to.ns, [PROBE, "receive", to.inner, "9999"], "probe receiver");
+  const sender = runIn(from.ns, [PROBE, "send", to.inner, "9999", from.inner], "probe sender");
+  return {
+    arrived: receiver.waitForEvent("first", 30_000).then((line) => Number(line.at)),
+    stop() {
+      receiver.kill();
+      sender.kill();
+    },
+  };
+}
+
+async function firstPacketSluice(toStrongSwan: boolean): Promise<number> {
+  const bed = await TwoHosts.create();
+  try {
+    const responder = toStrongSwan
+      ? await Charon.start(bed.b.ns, { swanctl: bedConfigs(bed.a, bed.b).responder })
+      : await SluiceDaemon.start(bed.b, [responderPeer(bed.a, bed.b)]);
+    try {
+      const probes = probe(bed.a, bed.b);
+      try {
+        const initiator = await SluiceDaemon.start(bed.a, [initiatorPeer(bed.b, bed.a)]);
+        try {
+          const connecting = await initiator.waitForEvent("ike-connecting", 10_000);
+          return (await probes.arrived) - Number(connecting.time);
+        } finally {
+          await initiator.stop();
+        }
+      } finally {
+        probes.stop();
+      }
+    } finally {
+      await responder.stop();
+    }
+  } finally {
+    await bed.destroy();
+  }
+}
+
+async function firstPacketStrongSwan(): Promise<number> {
+  const bed = await TwoHosts.create();
+  try {
+    const conf = bedConfigs(bed.a, bed.b);
+    const responder = await Charon.start(bed.b.ns, { swanctl: conf.responder });
+    const initiator = await Charon.start(bed.a.ns, { swanctl: conf.initiator });
+    try {
+      const probes = probe(bed.a, bed.b);
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 200)); // the probes are running
+        const started = Date.now();
+        void initiator.initiate("net");
+        return (await probes.arrived) - started;
+      } finally {
+        probes.stop();
+      }
+    } finally {
+      await initiator.stop();
+      await responder.stop();
+    }
+  } finally {
+    await bed.destroy();
+  }
+}
+
+export async function runIkeSuite(options: { rounds: number; count: number; concurrency: number }, log: (line: string) => void): Promise<IkeResult> {
+  const handshakes: HandshakeRound[] = [];
+  const ratios: number[] = [];
+  for (let round = 1; round <= options.rounds; round++) {
+    const sluice = await sluiceResponderRound(options.count, options.concurrency);
+    const strongSwan = await strongSwanResponderRound(options.count, options.concurrency);
+    handshakes.push(sluice, strongSwan);
+    ratios.push(sluice.rate / strongSwan.rate);
+    log(`ike round ${round}: sluice ${sluice.rate.toFixed(0)}/s (${sluice.cpuMsPerHandshake.toFixed(2)} ms CPU each), strongSwan ${strongSwan.rate.toFixed(0)}/s (${strongSwan.cpuMsPerHandshake.toFixed(2)} ms CPU each)`);
+  }
+  const firstPacket: FirstPacket[] = [
+    { path: "sluice → sluice", ms: [] },
+    { path: "sluice → strongSwan", ms: [] },
+    { path: "strongSwan → strongSwan", ms: [] },
+  ];
+  for (let round = 1; round <= options.rounds; round++) {
+    firstPacket[0]!.ms.push(await firstPacketSluice(false));
+    firstPacket[1]!.ms.push(await firstPacketSluice(true));
+    firstPacket[2]!.ms.push(await firstPacketStrongSwan());
+    log(`first packet round ${round}: ${firstPacket.map((f) => `${f.path} ${f.ms.at(-1)!.toFixed(1)} ms`).join(", ")}`);
+  }
+  return { handshakes, ratios, firstPacket, settings: options };
+}
+
+export function formatIkeTable(result: IkeResult): string {
+  const rows: string[][] = [];
+  for (const responder of ["sluice", "strongSwan"] as const) {
+    const rounds = result.handshakes.filter((r) => r.responder === responder);
+    rows.push([
+      responder,
+      median(rounds.map((r) => r.rate)).toFixed(0),
+      median(rounds.map((r) => r.cpuMsPerHandshake)).toFixed(2),
+      median(rounds.map((r) => r.latencyMs.p50)).toFixed(1),
+      median(rounds.map((r) => r.latencyMs.p99)).toFixed(1),
+      rounds.map((r) => r.rate.toFixed(0)).join(" "),
+    ]);
+  }
+  const header = ["responder", "handshakes/s", "CPU ms each", "p50 ms", "p99 ms", "rounds"];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const fmt = (cells: string[]): string => cells.map((c, i) => (i === 0 || i === 5 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
+  const lines = [fmt(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(fmt)];
+  lines.push("", `sluice ÷ strongSwan, round by round: ${result.ratios.map((r) => r.toFixed(2)).join(", ")} (median ${median(result.ratios).toFixed(2)})`);
+  lines.push("", "time from start to the first packet through the tunnel (median, rounds):");
+  for (const f of result.firstPacket) lines.push(`  ${f.path.padEnd(24)} ${median(f.ms).toFixed(1).padStart(7)} ms   (${f.ms.map((ms) => ms.toFixed(1)).join(", ")})`);
+  return lines.join("\n");
+}
+
