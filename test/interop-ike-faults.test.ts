@@ -70,6 +70,7 @@ describe("IKEv2 with strongSwan: liveness", { skip }, () => {
     const responder = cleanUpAfter(t, await Charon.start(bed.b.ns, { swanctl: bedConfigs(bed.a, bed.b).responder }));
     const sluice = cleanUpAfter(t, await SluiceDaemon.start(bed.a, [initiatorPeer(bed.b, bed.a, { dpd: DPD_S, dpdAction: "clear" })], { extra: LIVENESS_IKE }));
     await sluice.waitForEvent("child-up", 15_000);
+    await sluice.routed(bed.b.site);
     assert.equal((await bed.ping(bed.a.ns, bed.b.inner, { from: bed.a.inner, count: 2, interval: 0.1 })).received, 2);
     // A live peer answers the checks: nothing happens over a few dpd periods.
     await sleep(3 * DPD_S * 1000);
@@ -91,6 +92,7 @@ describe("IKEv2 with strongSwan: liveness", { skip }, () => {
     const initiator = cleanUpAfter(t, await Charon.start(bed.a.ns, { swanctl: bedConfigs(bed.a, bed.b).initiator }));
     await initiator.initiate("net");
     await sluice.waitForEvent("child-up");
+    await sluice.routed(bed.a.site);
     assert.equal((await bed.ping(bed.b.ns, bed.a.inner, { from: bed.b.inner, count: 2, interval: 0.1 })).received, 2);
     const killedAt = Date.now();
     await initiator.kill("SIGKILL");
@@ -120,6 +122,7 @@ describe("IKEv2 with strongSwan: liveness", { skip }, () => {
     await closed.remove();
     const restartedAt = Date.now();
     await sluice.waitForEvents("child-up", 2, 10_000);
+    await sluice.routed(bed.b.site);
     t.diagnostic(`tunnel back ${Date.now() - restartedAt} ms after strongSwan was back`);
     // The next IKE_SA_INIT (a retransmission, or a new attempt) finds it: within one attempt's timeouts.
     assert.ok(Date.now() - restartedAt < DEAD_WITHIN_MS, "back within one attempt");

@@ -88,6 +88,7 @@ describe("IKEv2 with strongSwan: the algorithm matrix", { skip }, () => {
       const [ours] = (await sluice.status()).ike;
       assert.equal(ours!.ike, c.sluice);
       assert.equal(ours!.children[0]!.esp, "chacha20poly1305/noesn");
+      await sluice.routed(bed.b.site);
       await pingThrough(bed, bed.a, bed.b, c.proposal);
       t.diagnostic(`sluice → strongSwan ${c.proposal}: ${Date.now() - started} ms to a ping through`);
       assert.equal((await sluice.terminate(`m${i}`)).ok, true);
@@ -110,6 +111,7 @@ describe("IKEv2 with strongSwan: the algorithm matrix", { skip }, () => {
       const ours = await until(async () => (await sluice.status()).ike.find((sa) => sa.state === "established" && sa.children.length === 1), "sluice's IKE SA");
       assert.equal(ours.ike, c.sluice);
       assert.equal(ours.children[0]!.esp, "chacha20poly1305/noesn");
+      await sluice.routed(bed.a.site);
       await pingThrough(bed, bed.a, bed.b, c.proposal);
       t.diagnostic(`strongSwan → sluice ${c.proposal}: ${Date.now() - started} ms to a ping through`);
       await initiator.terminate({ ike: "site" });

@@ -74,6 +74,7 @@ describe("IKEv2 with strongSwan through a NAT", { skip }, () => {
     const server = cleanUpAfter(t, await Charon.start(bed.server.ns, { swanctl: bedConfigs(bed.client, bed.server, { initiatorSeenAs: bed.nat.outside }).responder }));
     const sluice = cleanUpAfter(t, await SluiceDaemon.start(bed.client, [initiatorPeer(bed.server, bed.client, { dpd: 1 })], { extra: "[keepalive]\ninterval = 1", metricsPort: METRICS_PORT }));
     await sluice.waitForEvent("child-up", 15_000);
+    await sluice.routed(bed.server.site);
 
     // NAT detected on both sides; IKE_SA_INIT went to 500, the rest floated to 4500.
     const [ours] = (await sluice.status()).ike;
@@ -129,6 +130,7 @@ describe("IKEv2 with strongSwan through a NAT", { skip }, () => {
     const sluice = cleanUpAfter(t, await SluiceDaemon.start(bed.server, [responderPeer(bed.client, bed.server)], { metricsPort: METRICS_PORT }));
     const client = cleanUpAfter(t, await Charon.start(bed.client.ns, { keepAlive: 1, swanctl: bedConfigs(bed.client, bed.server, { initiatorOverrides: { dpdDelay: 1 } }).initiator }));
     await client.initiate("net");
+    await sluice.routed(bed.client.site);
 
     const natTPort = (await bed.mappings(4500))[0]!.publicPort;
     const [ours] = (await sluice.status()).ike;

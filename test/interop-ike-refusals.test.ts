@@ -105,6 +105,7 @@ describe("IKEv2 with strongSwan: refusals", { skip }, () => {
     // INVALID_KE: strongSwan asks for ecp256, sluice retries with it, the tunnel comes up.
     run = await attempt("ke");
     assert.equal(run.ok, true);
+    await sluice.routed(bed.b.site);
     const retry = await failure("ike-invalid-ke", "ke");
     assert.equal(retry.group, "ecp256");
     await responder.waitForLog(/DH group CURVE_25519 unacceptable, requesting ECP_256/, { fromLine: run.from });
@@ -207,6 +208,7 @@ describe("IKEv2 with strongSwan: refusals", { skip }, () => {
     // INVALID_KE: sluice asks for ecp256 (statelessly), strongSwan retries with it, the tunnel comes up.
     run = await attempt({ proposals: X25519_FIRST });
     assert.equal(run.ok, true, run.output);
+    await sluice.routed(bed.a.site);
     event = await since(run.events, "ike-refused");
     assert.equal(event.reason, "INVALID_KE_PAYLOAD");
     assert.match(String(event.msg), /KE of group curve25519; asked for ecp256/);

@@ -101,6 +101,7 @@ describe("IKEv2 with strongSwan: rekeying", { skip }, () => {
     const charon = cleanUpAfter(t, await Charon.start(bed.b.ns, { swanctl: bedConfigs(bed.a, bed.b).responder }));
     const sluice = cleanUpAfter(t, await SluiceDaemon.start(bed.a, [initiatorPeer(bed.b, bed.a)]));
     await sluice.waitForEvent("child-up", 15_000);
+    await sluice.routed(bed.b.site);
     await rekeyEverything({ bed, charon, sluice, peer: "b" }, "site", (text) => t.diagnostic(text));
     assert.equal((await sluice.terminate("b")).ok, true);
     await noSas(charon);
@@ -111,6 +112,7 @@ describe("IKEv2 with strongSwan: rekeying", { skip }, () => {
     const sluice = cleanUpAfter(t, await SluiceDaemon.start(bed.b, [responderPeer(bed.a, bed.b)]));
     const charon = cleanUpAfter(t, await Charon.start(bed.a.ns, { swanctl: bedConfigs(bed.a, bed.b).initiator }));
     await charon.initiate("net");
+    await sluice.routed(bed.a.site);
     await rekeyEverything({ bed, charon, sluice, peer: "a" }, "site", (text) => t.diagnostic(text));
     await charon.terminate({ ike: "site" });
     await until(async () => ((await sluice.status()).ike.length === 0 ? true : undefined), "sluice to forget the IKE SA");

@@ -48,6 +48,7 @@ describe("IKEv2 with strongSwan", { skip }, () => {
     const responder = cleanUpAfter(t, await Charon.start(bed.b.ns, { swanctl: bedConfigs(bed.a, bed.b).responder }));
     const sluice = cleanUpAfter(t, await SluiceDaemon.start(bed.a, [initiatorPeer(bed.b, bed.a)]));
     await sluice.waitForEvent("child-up", 15_000);
+    await sluice.routed(bed.b.site);
     const there = await bed.ping(bed.a.ns, bed.b.inner, { from: bed.a.inner, count: 5, interval: 0.1 });
     assert.equal(there.received, 5, there.output);
     const back = await bed.ping(bed.b.ns, bed.a.inner, { from: bed.b.inner, count: 5, interval: 0.1 });
@@ -81,6 +82,7 @@ describe("IKEv2 with strongSwan", { skip }, () => {
     const output = await initiator.initiate("net");
     assert.match(output, /CHILD_SA net\{\d+\} established/);
     await sluice.waitForEvent("child-up", 5000);
+    await sluice.routed(bed.a.site);
     const there = await bed.ping(bed.a.ns, bed.b.inner, { from: bed.a.inner, count: 5, interval: 0.1 });
     assert.equal(there.received, 5, there.output);
     const back = await bed.ping(bed.b.ns, bed.a.inner, { from: bed.b.inner, count: 5, interval: 0.1 });
