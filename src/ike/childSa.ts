@@ -52,6 +52,13 @@ export interface NewChild {
   /** The nonces of the exchange that made it (IKE_AUTH: the IKE SA's). */
   ni: Uint8Array;
   nr: Uint8Array;
+  /**
+   * Whether we initiated the exchange that made it. Its keys go by that
+   * exchange's roles (§2.17: initiator-to-responder first), not the IKE SA's:
+   * the two differ when the IKE responder starts a CREATE_CHILD_SA.
+   * Default: the IKE SA's role, which IKE_AUTH's is.
+   */
+  initiator?: boolean;
   /** g^ir of a PFS exchange. */
   sharedSecret?: Uint8Array;
   /** Seal on it at once (default), or wait: a rekey responder keeps the old outbound SA until its DELETE arrives. */
@@ -67,7 +74,7 @@ export interface NewChild {
  */
 export function establishChild(sa: IkeSa, spec: NewChild, now: number): ChildSa {
   const keys = deriveChildKeys(sa.algorithms!.prf, sa.keys!.skD, spec.algorithms.cipher, spec.ni, spec.nr, spec.sharedSecret);
-  const initiator = sa.role === "initiator";
+  const initiator = spec.initiator ?? sa.role === "initiator";
   const inbound = initiator ? keys.responderToInitiator : keys.initiatorToResponder;
   const outbound = initiator ? keys.initiatorToResponder : keys.responderToInitiator;
   const child: ChildSa = {

@@ -169,7 +169,7 @@ function onRekeyResponse(sa: IkeSa, old: ChildSa, payloads: IkePayload[], ni: Ui
     core.log("info", "child-rekey-collision", `CHILD_SA ${sa.peerName}{${old.id}} was rekeyed by both sides; the peer's {${collision.child.id}} survives`, { ...sa.logFields, child: old.id });
     return;
   }
-  const child = establishChild(sa, { inboundSpi: newSpi, outboundSpi: accepted!.peerSpi, algorithms: accepted!.algorithms, localTs, remoteTs, ni, nr, sharedSecret: shared, replaces: old }, now);
+  const child = establishChild(sa, { inboundSpi: newSpi, outboundSpi: accepted!.peerSpi, algorithms: accepted!.algorithms, localTs, remoteTs, ni, nr, sharedSecret: shared, initiator: true, replaces: old }, now);
   shared?.fill(0);
   if (collision) {
     // Ours survives: the peer deletes its redundant child, which never took our traffic.
@@ -249,7 +249,7 @@ function onCreateResponse(sa: IkeSa, payloads: IkePayload[], ni: Uint8Array, ke:
     deleteChildren(sa, [newSpi]);
     return fail("INVALID_KE", `the peer's KE value is invalid: ${error.message}`);
   }
-  establishChild(sa, { inboundSpi: newSpi, outboundSpi: accepted.peerSpi, algorithms: accepted.algorithms, localTs, remoteTs, ni, nr: nonce.data.slice(), sharedSecret: shared }, core.now);
+  establishChild(sa, { inboundSpi: newSpi, outboundSpi: accepted.peerSpi, algorithms: accepted.algorithms, localTs, remoteTs, ni, nr: nonce.data.slice(), sharedSecret: shared, initiator: true }, core.now);
   shared?.fill(0);
 }
 
@@ -454,7 +454,7 @@ function answerChild(sa: IkeSa, payloads: IkePayload[]): Answer {
   const nr = core.random(NONCE_BYTES);
   const inboundSpi = core.allocateChildSpi(sa);
   // A rekey's new child waits with its outbound SA until the old one's DELETE (the initiator may not have our new SA's inbound half before our answer).
-  const child = establishChild(sa, { inboundSpi, outboundSpi: chosen.peerSpi, algorithms: chosen.algorithms, localTs, remoteTs, ni, nr, sharedSecret: shared, outbound: old === undefined }, now);
+  const child = establishChild(sa, { inboundSpi, outboundSpi: chosen.peerSpi, algorithms: chosen.algorithms, localTs, remoteTs, ni, nr, sharedSecret: shared, initiator: false, outbound: old === undefined }, now);
   shared?.fill(0);
   if (old) old.peerRekey = { child, ni, nr };
   const answer: IkePayload[] = [{ type: Payload.SA, proposals: [chosenEspToWire(chosen.algorithms, chosen.number, inboundSpi)] }, { type: Payload.NONCE, data: nr }];
