@@ -81,6 +81,8 @@ export interface IkeSettings {
   retransmitBase: number;
   retransmitTries: number;
   halfOpenTimeoutMs: number;
+  /** After a refused (re)connect of a `start` or `restart` peer, the next try waits this long. */
+  retryDelayMs: number;
 }
 
 export const IKE_PEER_KEYS = ["name", "endpoint", "selectors", "local_selectors", "replay_window", "ike", "child", "children"];
@@ -200,13 +202,14 @@ export function ikePeerEntry(t: Table, key: string): IkePeerEntry {
 /** The `[ike]` table. */
 export function ikeSettings(value: unknown): IkeSettings {
   const t = table(value ?? {}, "ike");
-  known(t, "ike", ["port", "retransmit_timeout", "retransmit_base", "retransmit_tries", "half_open_timeout"]);
+  known(t, "ike", ["port", "retransmit_timeout", "retransmit_base", "retransmit_tries", "half_open_timeout", "retry_delay"]);
   return {
     port: int(t, "port", "ike.", 0, 65535, 500),
     retransmitTimeoutMs: num(t, "retransmit_timeout", "ike.", 0.05, 600, 4) * 1000,
     retransmitBase: num(t, "retransmit_base", "ike.", 1, 10, 1.8),
     retransmitTries: int(t, "retransmit_tries", "ike.", 0, 100, 5),
     halfOpenTimeoutMs: num(t, "half_open_timeout", "ike.", 1, 3600, 30) * 1000,
+    retryDelayMs: num(t, "retry_delay", "ike.", 0.1, 3600, 30) * 1000,
   };
 }
 

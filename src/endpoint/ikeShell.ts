@@ -132,6 +132,7 @@ export class IkeShell {
       random: randomPool(),
       retransmit: { timeoutMs: ike.retransmitTimeoutMs, base: ike.retransmitBase, tries: ike.retransmitTries },
       halfOpenTimeoutMs: ike.halfOpenTimeoutMs,
+      retryDelayMs: ike.retryDelayMs,
       local: { address: config.local.address, ikePort: ike.port, natTPort: host.port, addresses: hostAddresses },
       spiInUse: (spi) => host.table.childBySpi(spi) !== undefined,
       childUsage: (spi) => {
