@@ -23,7 +23,7 @@ import { execFileSync } from "node:child_process";
 import type { NativeIo, TunOffloadStats } from "../io/native.js";
 import type { EndpointConfig } from "./config.js";
 import type { Prefix } from "./prefix.js";
-import { TunRoutes } from "./tunRoutes.js";
+import { TunRoutes, kernelPrefixes } from "./tunRoutes.js";
 import { ikePeerRemotePrefixes } from "./ikeConfig.js";
 import type { Forwarder } from "./forwarder.js";
 import type { Entries, InnerPort } from "./ports.js";
@@ -199,6 +199,6 @@ function configureTun(name: string, config: EndpointConfig): void {
   // IKE peers' selectors too: their trap entries route them from the start (ikeShell.ts), so the
   // kernel must send them to the TUN before the first handshake, not a background change later.
   for (const prefix of [...config.peers.flatMap((peer) => peer.selectors), ...config.ikePeers.flatMap(ikePeerRemotePrefixes)]) {
-    ip(prefix.family === 6 ? "-6" : "-4", "route", "replace", prefix.text, "dev", name);
+    for (const text of kernelPrefixes(prefix)) ip(prefix.family === 6 ? "-6" : "-4", "route", "replace", text, "dev", name);
   }
 }
