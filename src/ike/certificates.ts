@@ -126,10 +126,29 @@ function derChildren(der: Uint8Array): Uint8Array[] {
 }
 
 /**
- * Parses a DER certificate.
+ * Certificates parsed before, by the SHA-256 of their DER: the ASN.1
+ * library takes about 2 ms per certificate, more than the signatures of a
+ * handshake, and peers present the same certificates again (CAs, returning
+ * road warriors). Only the parse is kept; validation runs every time.
+ */
+const parsedCertificates = new Map<string, ParsedCertificate>();
+const PARSED_MAX = 1024;
+
+/**
+ * Parses a DER certificate (or returns the same certificate parsed before).
  * @throws Error naming what is wrong with it
  */
 export function parseCertificate(der: Uint8Array): ParsedCertificate {
+  const key = createHash("sha256").update(der).digest("hex");
+  const known = parsedCertificates.get(key);
+  if (known !== undefined) return known;
+  const parsed = parseNew(der.slice());
+  if (parsedCertificates.size >= PARSED_MAX) parsedCertificates.delete(parsedCertificates.keys().next().value!);
+  parsedCertificates.set(key, parsed);
+  return parsed;
+}
+
+function parseNew(der: Uint8Array): ParsedCertificate {
   let x509: X509Certificate;
   let cert: Certificate;
   try {

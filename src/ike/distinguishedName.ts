@@ -86,10 +86,20 @@ function attributeValue(oid: string, value: string): AttributeValue {
   return PRINTABLE.test(value) ? new AttributeValue({ printableString: value }) : new AttributeValue({ utf8String: value });
 }
 
+/** Parsed DNs by their DER (hex): the same few names (CAs, peers) are compared at every handshake, and parsing one costs a fraction of a millisecond. */
+const parsed = new Map<string, DnRdns>();
+const PARSED_MAX = 1024;
+
 /** The RDNs of a DN's DER. @throws Error when the bytes are not a DN */
 export function dnRdns(der: Uint8Array): DnRdns {
+  const key = Buffer.from(der).toString("hex");
+  const known = parsed.get(key);
+  if (known !== undefined) return known;
   const name = AsnConvert.parse(der, Name);
-  return name.map((rdn) => rdn.map((attribute) => ({ oid: attribute.type, value: attribute.value.toString() })));
+  const rdns = name.map((rdn) => rdn.map((attribute) => ({ oid: attribute.type, value: attribute.value.toString() })));
+  if (parsed.size >= PARSED_MAX) parsed.delete(parsed.keys().next().value!);
+  parsed.set(key, rdns);
+  return rdns;
 }
 
 /** A DN as strongSwan prints it: `C=CH, O=sluice, CN=a.sluice.test`; unknown attributes by OID, commas in values as `\,` (parseDn reads it back). */
@@ -112,6 +122,7 @@ export function dnEquals(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 function compare(pattern: Uint8Array, der: Uint8Array, wildcards: boolean): boolean {
+  if (!wildcards && pattern.length === der.length && Buffer.from(pattern).equals(der)) return true;
   let a: DnRdns;
   let b: DnRdns;
   try {
