@@ -297,7 +297,7 @@ export async function runIkeSuite(options: { rounds: number; count: number; conc
 export function formatIkeTable(result: IkeResult): string {
   const lines = result.handshakes.length > 0 ? [handshakeTable(result.handshakes), "", `sluice ÷ strongSwan, round by round: ${result.ratios.map((r) => r.toFixed(2)).join(", ")} (median ${median(result.ratios).toFixed(2)})`] : [];
   for (const c of result.certificates ?? []) {
-    lines.push("", `certificate handshakes, ${c.keyType === "rsa3072" ? "RSA-3072" : "ECDSA P-256"} both sides (PKCS#1 v1.5 / ECDSA with SHA-256, chain to a test root):`, handshakeTable(c.rounds));
+    lines.push("", `certificate handshakes, ${c.keyType === "rsa3072" ? "RSA-3072" : "ECDSA P-256"} both sides (${c.keyType === "rsa3072" ? "RSA PKCS#1 v1.5" : "ECDSA"} with SHA-256, the chain checked to a test root):`, handshakeTable(c.rounds));
     lines.push("", `sluice ÷ strongSwan, round by round: ${c.ratios.map((r) => r.toFixed(2)).join(", ")} (median ${median(c.ratios).toFixed(2)})`);
   }
   if (result.firstPacket.some((f) => f.ms.length > 0)) {
