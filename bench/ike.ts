@@ -14,6 +14,13 @@
  *   strongSwan) while a probe in A sends a UDP datagram to B's inner address
  *   every millisecond; the first to arrive in B ends the clock.
  *
+ * - Certificate handshakes per second as responder, ECDSA P-256 and
+ *   RSA-3072: the same load with each client signing with a certificate of
+ *   its own (one key, a certificate per client ID) and the responder signing
+ *   with its gateway certificate, each side validating the other's chain to
+ *   a test root (test/fixtures/pki.ts makes it with openssl for the run);
+ *   sluice and strongSwan in rounds, side by side.
+ *
  * strongSwan's per-source half-open limit (block_threshold, default 5) and
  * cookie threshold (30) would throttle a load from one address; they are
  * raised for the bench so that its rate is strongSwan's, not its DoS guard's.
@@ -28,6 +35,8 @@ import { TwoHosts, type Host } from "../test/fixtures/interop/topology.js";
 import { SluiceDaemon, initiatorPeer, responderPeer } from "../test/fixtures/interop/sluice.js";
 import { Proc } from "../test/fixtures/twoEndpoints.js";
 import { median } from "./measure.js";
+import { copyFileSync, mkdirSync, chmodSync } from "node:fs";
+import { benchCertificates, createPki, type BenchCertificates } from "../test/fixtures/pki.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const LOAD = join(ROOT, "dist/bench/ikeLoad.js");
@@ -52,8 +61,20 @@ export interface FirstPacket {
   ms: number[];
 }
 
+/** Certificate handshakes of one key type, sluice and strongSwan in rounds. */
+export interface CertificateRounds {
+  keyType: "ecdsa-p256" | "rsa3072";
+  rounds: HandshakeRound[];
+  /** sluice's rate ÷ strongSwan's, round by round. */
+  ratios: number[];
+}
+
+/** What `npm run bench -- ike` runs (`--ike-parts`; default all). */
+export type IkePart = "psk" | "certs" | "first-packet";
+
 export interface IkeResult {
   handshakes: HandshakeRound[];
+  certificates?: CertificateRounds[];
   /** sluice's rate ÷ strongSwan's, round by round. */
   ratios: number[];
   firstPacket: FirstPacket[];
@@ -71,9 +92,10 @@ function runIn(ns: string, args: string[], description: string): Proc {
   return new Proc(spawn("ip", ["netns", "exec", ns, process.execPath, ...args], { stdio: ["ignore", "pipe", "pipe"] }), description);
 }
 
-async function load(bed: TwoHosts, responderPid: number, responder: HandshakeRound["responder"], count: number, concurrency: number): Promise<HandshakeRound> {
+async function load(bed: TwoHosts, responderPid: number, responder: HandshakeRound["responder"], count: number, concurrency: number, certs?: BenchCertificates): Promise<HandshakeRound> {
   const before = cpuMs(responderPid);
-  const generator = runIn(bed.a.ns, [LOAD, bed.b.address, String(count), String(concurrency), GROUP_PSK], "IKE load generator");
+  const args = [LOAD, bed.b.address, String(count), String(concurrency), GROUP_PSK, ...(certs ? ["chacha20poly1305-prfsha256-x25519", "--certs", certs.clientDir, certs.ca] : [])];
+  const generator = runIn(bed.a.ns, args, "IKE load generator");
   const done = await generator.waitForEvent("done", 600_000);
   const cpu = cpuMs(responderPid) - before;
   const handshakes = Number(done.handshakes);
@@ -111,6 +133,47 @@ async function strongSwanResponderRound(count: number, concurrency: number): Pro
     const charon = await Charon.start(bed.b.ns, { swanctl, settings: ["block_threshold = 100000", "cookie_threshold = 100000", "init_limit_half_open = 0"] });
     try {
       return await load(bed, charon.pid!, "strongSwan", count, concurrency);
+    } finally {
+      await charon.stop();
+    }
+  } finally {
+    await bed.destroy();
+  }
+}
+
+/** strongSwan's plugins for certificates, beyond the bed's. */
+const CERT_PLUGINS = ["pem", "x509", "pkcs1", "pkcs8", "pubkey", "revocation", "constraints"];
+
+async function sluiceCertRound(certs: BenchCertificates, count: number, concurrency: number): Promise<HandshakeRound> {
+  const bed = await TwoHosts.create();
+  try {
+    const gw = certs.gateway;
+    const daemon = await SluiceDaemon.start(bed.b, [{ ...responderPeer(bed.a, bed.b), localId: gw.id, remoteId: "%any", selectors: [CLIENTS], psk: null, ike: { cert_file: gw.cert, key_file: gw.key, ca_files: [certs.ca] } }]);
+    try {
+      return await load(bed, daemon.pid, "sluice", count, concurrency, certs);
+    } finally {
+      await daemon.stop();
+    }
+  } finally {
+    await bed.destroy();
+  }
+}
+
+async function strongSwanCertRound(certs: BenchCertificates, count: number, concurrency: number): Promise<HandshakeRound> {
+  const bed = await TwoHosts.create();
+  try {
+    const charon = await Charon.start(bed.b.ns, { plugins: CERT_PLUGINS, settings: ["block_threshold = 100000", "cookie_threshold = 100000", "init_limit_half_open = 0"] });
+    try {
+      for (const sub of ["x509", "x509ca", "private"]) mkdirSync(join(charon.dir, sub), { recursive: true });
+      copyFileSync(certs.gateway.cert, join(charon.dir, "x509", "gw.pem"));
+      copyFileSync(certs.gateway.key, join(charon.dir, "private", "gw.pem"));
+      chmodSync(join(charon.dir, "private", "gw.pem"), 0o600);
+      copyFileSync(certs.ca, join(charon.dir, "x509ca", "root.pem"));
+      await charon.load(siteToSite({
+        local: bed.b.address, remote: "%any", localId: certs.gateway.id, remoteId: "%any", localTs: bed.b.site, remoteTs: CLIENTS,
+        localAuth: ["auth = pubkey", "certs = gw.pem"], remoteAuth: ["auth = pubkey", "cacerts = root.pem"],
+      }));
+      return await load(bed, charon.pid!, "strongSwan", count, concurrency, certs);
     } finally {
       await charon.stop();
     }
@@ -184,34 +247,70 @@ async function firstPacketStrongSwan(): Promise<number> {
   }
 }
 
-export async function runIkeSuite(options: { rounds: number; count: number; concurrency: number }, log: (line: string) => void): Promise<IkeResult> {
+export async function runIkeSuite(options: { rounds: number; count: number; concurrency: number; parts?: IkePart[] }, log: (line: string) => void): Promise<IkeResult> {
+  const parts = options.parts ?? ["psk", "certs", "first-packet"];
   const handshakes: HandshakeRound[] = [];
   const ratios: number[] = [];
-  for (let round = 1; round <= options.rounds; round++) {
+  for (let round = 1; round <= (parts.includes("psk") ? options.rounds : 0); round++) {
     const sluice = await sluiceResponderRound(options.count, options.concurrency);
     const strongSwan = await strongSwanResponderRound(options.count, options.concurrency);
     handshakes.push(sluice, strongSwan);
     ratios.push(sluice.rate / strongSwan.rate);
     log(`ike round ${round}: sluice ${sluice.rate.toFixed(0)}/s (${sluice.cpuMsPerHandshake.toFixed(2)} ms CPU each), strongSwan ${strongSwan.rate.toFixed(0)}/s (${strongSwan.cpuMsPerHandshake.toFixed(2)} ms CPU each)`);
   }
+  const certificates: CertificateRounds[] = [];
+  if (parts.includes("certs")) {
+    const pki = createPki();
+    try {
+      // Certificate handshakes cost more CPU: a quarter of the PSK count per round.
+      const count = Math.max(100, Math.round(options.count / 4));
+      for (const keyType of ["ecdsa-p256", "rsa3072"] as const) {
+        const certs = benchCertificates(pki, keyType, options.concurrency);
+        const entry: CertificateRounds = { keyType, rounds: [], ratios: [] };
+        for (let round = 1; round <= options.rounds; round++) {
+          const sluice = await sluiceCertRound(certs, count, options.concurrency);
+          const strongSwan = await strongSwanCertRound(certs, count, options.concurrency);
+          entry.rounds.push(sluice, strongSwan);
+          entry.ratios.push(sluice.rate / strongSwan.rate);
+          log(`ike certificates ${keyType} round ${round}: sluice ${sluice.rate.toFixed(0)}/s (${sluice.cpuMsPerHandshake.toFixed(2)} ms CPU each, failures ${JSON.stringify(sluice.failures)}), strongSwan ${strongSwan.rate.toFixed(0)}/s (${strongSwan.cpuMsPerHandshake.toFixed(2)} ms CPU each, failures ${JSON.stringify(strongSwan.failures)})`);
+        }
+        certificates.push(entry);
+      }
+    } finally {
+      pki.destroy();
+    }
+  }
   const firstPacket: FirstPacket[] = [
     { path: "sluice → sluice", ms: [] },
     { path: "sluice → strongSwan", ms: [] },
     { path: "strongSwan → strongSwan", ms: [] },
   ];
-  for (let round = 1; round <= options.rounds; round++) {
+  for (let round = 1; round <= (parts.includes("first-packet") ? options.rounds : 0); round++) {
     firstPacket[0]!.ms.push(await firstPacketSluice(false));
     firstPacket[1]!.ms.push(await firstPacketSluice(true));
     firstPacket[2]!.ms.push(await firstPacketStrongSwan());
     log(`first packet round ${round}: ${firstPacket.map((f) => `${f.path} ${f.ms.at(-1)!.toFixed(1)} ms`).join(", ")}`);
   }
-  return { handshakes, ratios, firstPacket, settings: options };
+  return { handshakes, certificates, ratios, firstPacket, settings: { count: options.count, concurrency: options.concurrency, rounds: options.rounds } };
 }
 
 export function formatIkeTable(result: IkeResult): string {
+  const lines = result.handshakes.length > 0 ? [handshakeTable(result.handshakes), "", `sluice ÷ strongSwan, round by round: ${result.ratios.map((r) => r.toFixed(2)).join(", ")} (median ${median(result.ratios).toFixed(2)})`] : [];
+  for (const c of result.certificates ?? []) {
+    lines.push("", `certificate handshakes, ${c.keyType === "rsa3072" ? "RSA-3072" : "ECDSA P-256"} both sides (${c.keyType === "rsa3072" ? "RSA PKCS#1 v1.5" : "ECDSA"} with SHA-256, the chain checked to a test root):`, handshakeTable(c.rounds));
+    lines.push("", `sluice ÷ strongSwan, round by round: ${c.ratios.map((r) => r.toFixed(2)).join(", ")} (median ${median(c.ratios).toFixed(2)})`);
+  }
+  if (result.firstPacket.some((f) => f.ms.length > 0)) {
+    lines.push("", "time from start to the first packet through the tunnel (median, rounds):");
+    for (const f of result.firstPacket) lines.push(`  ${f.path.padEnd(24)} ${median(f.ms).toFixed(1).padStart(7)} ms   (${f.ms.map((ms) => ms.toFixed(1)).join(", ")})`);
+  }
+  return lines.join("\n");
+}
+
+function handshakeTable(handshakes: HandshakeRound[]): string {
   const rows: string[][] = [];
   for (const responder of ["sluice", "strongSwan"] as const) {
-    const rounds = result.handshakes.filter((r) => r.responder === responder);
+    const rounds = handshakes.filter((r) => r.responder === responder);
     rows.push([
       responder,
       median(rounds.map((r) => r.rate)).toFixed(0),
@@ -224,10 +323,6 @@ export function formatIkeTable(result: IkeResult): string {
   const header = ["responder", "handshakes/s", "CPU ms each", "p50 ms", "p99 ms", "rounds"];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const fmt = (cells: string[]): string => cells.map((c, i) => (i === 0 || i === 5 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
-  const lines = [fmt(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(fmt)];
-  lines.push("", `sluice ÷ strongSwan, round by round: ${result.ratios.map((r) => r.toFixed(2)).join(", ")} (median ${median(result.ratios).toFixed(2)})`);
-  lines.push("", "time from start to the first packet through the tunnel (median, rounds):");
-  for (const f of result.firstPacket) lines.push(`  ${f.path.padEnd(24)} ${median(f.ms).toFixed(1).padStart(7)} ms   (${f.ms.map((ms) => ms.toFixed(1)).join(", ")})`);
-  return lines.join("\n");
+  return [fmt(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(fmt)].join("\n");
 }
 

@@ -4,7 +4,13 @@
  * driving many IKE SAs at once against one responder, over two UDP sockets
  * (IKE, then NAT-T with the non-ESP marker), as road-warrior clients would.
  *
- *   node dist/bench/ikeLoad.js RESPONDER COUNT CONCURRENCY PSK [PROPOSAL]
+ *   node dist/bench/ikeLoad.js RESPONDER COUNT CONCURRENCY PSK [PROPOSAL] [--certs DIR CA]
+ *
+ * With --certs each client authenticates with a certificate instead of the
+ * PSK (DIR holds key.pem and client-N.pem, made by test/fixtures/pki.ts's
+ * benchCertificates; its ID is the certificate's DNS name) and checks the
+ * responder's certificate against CA: certificate handshakes, each side
+ * signing and verifying one signature and a chain.
  *
  * Each handshake is IKE_SA_INIT + IKE_AUTH with one child SA, from a client
  * identity of its own (client-N@bench.sluice.test) asking for a /32 of its
@@ -22,8 +28,13 @@ import type { IkePeerConfig } from "../src/ike/config.js";
 import { parseIdentity, parseIdentityPattern } from "../src/ike/identity.js";
 import { parseEspProposal, parseIkeProposal } from "../src/ike/proposals.js";
 import { selectorFromPrefix } from "../src/ike/trafficSelectors.js";
+import { loadLocalCredential, loadPeerTrust } from "../src/endpoint/credentials.js";
+import { join } from "node:path";
 
-const [responder = "", countText = "1000", concurrencyText = "32", psk = "", proposal = "chacha20poly1305-prfsha256-x25519"] = process.argv.slice(2);
+const argv = process.argv.slice(2);
+const certsAt = argv.indexOf("--certs");
+const certs = certsAt < 0 ? undefined : { dir: argv[certsAt + 1]!, ca: argv[certsAt + 2]! };
+const [responder = "", countText = "1000", concurrencyText = "32", psk = "", proposal = "chacha20poly1305-prfsha256-x25519"] = certsAt < 0 ? argv : argv.slice(0, certsAt);
 const count = Number(countText);
 const concurrency = Number(concurrencyText);
 const MARKER = new Uint8Array(4);
@@ -33,13 +44,18 @@ function say(object: Record<string, unknown>): void {
 }
 
 const secret = new TextEncoder().encode(psk);
+const trust = certs ? loadPeerTrust([certs.ca], undefined) : undefined;
 const peers: IkePeerConfig[] = Array.from({ length: concurrency }, (_, i) => ({
   name: `c${i}`,
   remote: { address: responder, port: 500 },
   remoteNatTPort: 4500,
-  localId: parseIdentity(`client-${i}@bench.sluice.test`),
+  localId: parseIdentity(certs ? `client-${i}.bench.sluice.test` : `client-${i}@bench.sluice.test`),
   remoteId: parseIdentityPattern("%any"),
   psk: () => secret.slice(),
+  ...(certs && trust ? {
+    localAuth: { method: "pubkey" as const, credential: loadLocalCredential({ certFile: join(certs.dir, `client-${i}.pem`), keyFile: join(certs.dir, "key.pem"), rsaPss: false, sendCert: "always" }).credential },
+    remoteAuth: { method: "pubkey" as const, trust },
+  } : {}),
   ikeProposals: [parseIkeProposal(proposal)],
   espProposals: [parseEspProposal("chacha20poly1305", [{ id: 28, keyBits: 256 }])],
   localTs: [selectorFromPrefix(`10.100.${i >> 8}.${i & 255}/32`)],

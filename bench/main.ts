@@ -8,7 +8,7 @@ import { cpus, totalmem } from "node:os";
 import { runCryptoSuite, type CryptoRow } from "./crypto.js";
 import { runEngineSuite, type EngineRow, type DispatchRow } from "./engine.js";
 import { runTunnelSuite, roundRatios, FIXED_RATE_DATAGRAM, type TunnelResult } from "./tunnel.js";
-import { runIkeSuite, formatIkeTable, type IkeResult } from "./ike.js";
+import { runIkeSuite, formatIkeTable, type IkeResult, type IkePart } from "./ike.js";
 
 /** Suites run by default; "tunnel" and "ike" need root and run only when named. */
 const SUITES = ["crypto", "engine", "tunnel", "ike"] as const;
@@ -24,6 +24,8 @@ interface Args {
   /** The ike suite: handshakes per round, and how many at once. */
   handshakes: number;
   concurrency: number;
+  /** The ike suite's parts (--ike-parts psk,certs,first-packet). */
+  ikeParts: IkePart[] | undefined;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -33,6 +35,7 @@ function parseArgs(argv: string[]): Args {
   let udpRate = "500M";
   let handshakes = 2000;
   let concurrency = 32;
+  let ikeParts: IkePart[] | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === "--rounds") rounds = positiveInt("--rounds", argv[++i]);
@@ -43,10 +46,14 @@ function parseArgs(argv: string[]): Args {
     }
     else if (arg === "--handshakes") handshakes = positiveInt("--handshakes", argv[++i]);
     else if (arg === "--concurrency") concurrency = positiveInt("--concurrency", argv[++i]);
+    else if (arg === "--ike-parts") {
+      ikeParts = (argv[++i] ?? "").split(",") as IkePart[];
+      if (ikeParts.some((p) => !["psk", "certs", "first-packet"].includes(p))) throw new Error(`--ike-parts takes psk, certs, first-packet (comma-separated), got ${argv[i]}`);
+    }
     else if ((SUITES as readonly string[]).includes(arg)) suites.push(arg as Suite);
-    else throw new Error(`unknown argument ${arg}; suites: ${SUITES.join(", ")}; options: --rounds N, --time MS, --udp-rate RATE, --handshakes N, --concurrency N`);
+    else throw new Error(`unknown argument ${arg}; suites: ${SUITES.join(", ")}; options: --rounds N, --time MS, --udp-rate RATE, --handshakes N, --concurrency N, --ike-parts psk,certs,first-packet`);
   }
-  return { suites: suites.length ? suites : [...DEFAULT_SUITES], rounds, timeMs, udpRate, handshakes, concurrency };
+  return { suites: suites.length ? suites : [...DEFAULT_SUITES], rounds, timeMs, udpRate, handshakes, concurrency, ikeParts };
 }
 
 function positiveInt(name: string, value: string | undefined): number {
@@ -136,7 +143,7 @@ async function main(): Promise<void> {
   }
   if (args.suites.includes("ike")) {
     const rounds = Math.min(args.rounds, 3);
-    results.ike = await runIkeSuite({ rounds, count: args.handshakes, concurrency: args.concurrency }, log);
+    results.ike = await runIkeSuite({ rounds, count: args.handshakes, concurrency: args.concurrency, parts: args.ikeParts }, log);
     console.log(`\nike: handshakes as responder (IKE_SA_INIT + IKE_AUTH, PSK, X25519, one child SA; ${args.handshakes} per round from sluice's load generator,` +
       ` ${args.concurrency} at once, each deleted once up), ${rounds} rounds running both responders in turn; generator and responder share the 2 cores\n`);
     console.log(formatIkeTable(results.ike));

@@ -30,19 +30,35 @@
  * selectors = ["10.78.2.0/24"]
  * local_selectors = ["10.78.1.0/24"]
  * rekey_bytes = 0               # 0: no volume limit
+ *
+ * [[peer]]                      # certificates (credentials.ts): each direction "psk" or "pubkey" of its own
+ * name = "road-warriors"
+ * selectors = ["10.100.0.0/16"]
+ * local_selectors = ["10.77.2.0/24"]
+ * [peer.ike]
+ * auth = "pubkey"               # default "pubkey" with cert_file, else "psk"
+ * cert_file = "/etc/sluice/gw.pem"      # ours first, then intermediates to send
+ * key_file = "/etc/sluice/gw.key"       # mode 0600 or stricter
+ * remote_auth = "pubkey"        # default "pubkey" with ca_files, else "psk"
+ * ca_files = ["/etc/sluice/ca.pem"]
+ * crl_file = "/etc/sluice/ca.crl"
+ * remote_id = "C=CH, O=example, CN=*"   # default "%any" with remote_auth pubkey; local_id: the certificate's subject
  * ```
  *
  * Everything is checked here, before anything starts: identities, proposal
  * keywords (against the ciphers the data plane has), selectors, and that an
- * action that must initiate has an endpoint to initiate to. The PSK itself
- * is read when the endpoint starts (pskSource.ts) and at every handshake.
+ * action that must initiate has an endpoint to initiate to, and that each
+ * direction's authentication has what it needs. The PSK itself is read
+ * when the endpoint starts (pskSource.ts) and at every handshake;
+ * certificates, keys, CAs and CRLs when it starts and on reload
+ * (credentials.ts).
  */
 import { parseIdentity, parseIdentityPattern } from "../ike/identity.js";
 import { DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS, parseEspProposal, parseIkeProposal, type Cipher } from "../ike/proposals.js";
 import type { DpdAction, StartAction } from "../ike/config.js";
 import type { ChildLifetime, Lifetime } from "../ike/lifetimes.js";
 import type { Prefix } from "./prefix.js";
-import { ConfigError, address, choice, int, keySource, known, num, prefixList, str, stringList, table, type KeySource, type Table } from "./configValues.js";
+import { ConfigError, address, bool, choice, int, keySource, known, num, prefixList, str, stringList, table, type KeySource, type Table } from "./configValues.js";
 
 /** The ESP ciphers the engine runs (RFC 7634). */
 export const DATA_PLANE_CIPHERS: readonly Cipher[] = [{ id: 28, keyBits: 256 }];
@@ -61,9 +77,21 @@ export interface IkePeerEntry {
   /** More child SAs, a selector pair each (`[[peer.children]]`). */
   moreChildren: { selectors: Prefix[]; localSelectors: Prefix[] }[];
   replayWindow: number;
-  localId: string;
+  /** Absent with `auth = "pubkey"`: the certificate's subject DN. */
+  localId: string | undefined;
   remoteId: string;
-  psk: KeySource;
+  /** Absent when neither direction uses a PSK. */
+  psk: KeySource | undefined;
+  /** How we authenticate, and how the peer must. */
+  auth: "psk" | "pubkey";
+  remoteAuth: "psk" | "pubkey";
+  certFile: string | undefined;
+  keyFile: string | undefined;
+  /** RSA keys: sign with RSASSA-PSS. */
+  rsaPss: boolean;
+  sendCert: "always" | "ifasked" | "never";
+  caFiles: string[];
+  crlFile: string | undefined;
   proposals: string[];
   espProposals: string[];
   start: StartAction;
@@ -87,7 +115,8 @@ export interface IkeSettings {
 
 export const IKE_PEER_KEYS = ["name", "endpoint", "selectors", "local_selectors", "replay_window", "ike", "child", "children"];
 const LIFETIME_KEYS = ["rekey_time", "life_time", "rand_time"];
-const IKE_KEYS = ["local_id", "remote_id", "psk", "psk_file", "psk_env", "proposals", "esp_proposals", "start", "dpd", "dpd_action", "nat_t_port", ...LIFETIME_KEYS];
+const AUTH_KEYS = ["auth", "remote_auth", "cert_file", "key_file", "rsa_pss", "send_cert", "ca_files", "crl_file"];
+const IKE_KEYS = [...AUTH_KEYS, "local_id", "remote_id", "psk", "psk_file", "psk_env", "proposals", "esp_proposals", "start", "dpd", "dpd_action", "nat_t_port", ...LIFETIME_KEYS];
 const CHILD_KEYS = [...LIFETIME_KEYS, "rekey_bytes", "life_bytes", "rekey_packets", "life_packets"];
 
 /**
@@ -146,10 +175,11 @@ export function ikePeerEntry(t: Table, key: string): IkePeerEntry {
   const endpoint = t.endpoint === undefined ? undefined : ikeEndpoint(str(t, "endpoint", k), `${k}endpoint`);
   const replayWindow = int(t, "replay_window", k, 64, 65536, 1024);
   if (replayWindow % 64 !== 0) throw new ConfigError(`${k}replay_window`, `must be a multiple of 64, got ${replayWindow}`);
-  const localId = str(ike, "local_id", ik);
-  const remoteId = str(ike, "remote_id", ik);
+  const auth = authentication(ike, ik);
+  const localId = auth.auth === "pubkey" && ike.local_id === undefined ? undefined : str(ike, "local_id", ik);
+  const remoteId = str(ike, "remote_id", ik, auth.remoteAuth === "pubkey" ? "%any" : undefined);
   try {
-    parseIdentity(localId);
+    if (localId !== undefined) parseIdentity(localId);
   } catch (error) {
     throw new ConfigError(`${ik}local_id`, (error as Error).message);
   }
@@ -188,7 +218,8 @@ export function ikePeerEntry(t: Table, key: string): IkePeerEntry {
     replayWindow,
     localId,
     remoteId,
-    psk: keySource(ike, "psk", ik, true)!,
+    psk: keySource(ike, "psk", ik, auth.auth === "psk" || auth.remoteAuth === "psk"),
+    ...auth,
     proposals,
     espProposals,
     start,
@@ -196,6 +227,36 @@ export function ikePeerEntry(t: Table, key: string): IkePeerEntry {
     dpdAction,
     ikeLifetime: lifetime(ike, ik, 14400),
     childLifetime: childLifetime(t.child, `${k}child`),
+  };
+}
+
+/**
+ * `auth`, `remote_auth` and the files each needs: a certificate and its key
+ * for `auth = "pubkey"`, CA certificates for `remote_auth = "pubkey"`. The
+ * files are read when the endpoint starts (credentials.ts).
+ */
+function authentication(ike: Table, ik: string): Pick<IkePeerEntry, "auth" | "remoteAuth" | "certFile" | "keyFile" | "rsaPss" | "sendCert" | "caFiles" | "crlFile"> {
+  const optional = (name: string): string | undefined => (ike[name] === undefined ? undefined : str(ike, name, ik));
+  const certFile = optional("cert_file");
+  const keyFile = optional("key_file");
+  const caFiles = ike.ca_files === undefined ? [] : stringList(ike, "ca_files", ik, []);
+  const crlFile = optional("crl_file");
+  const auth = choice(ike, "auth", ik, ["psk", "pubkey"] as const, certFile !== undefined ? "pubkey" : "psk");
+  const remoteAuth = choice(ike, "remote_auth", ik, ["psk", "pubkey"] as const, caFiles.length > 0 ? "pubkey" : "psk");
+  if (auth === "pubkey" && certFile === undefined) throw new ConfigError(`${ik}cert_file`, `is required with auth = "pubkey" (our certificate, then intermediates)`);
+  if (auth === "pubkey" && keyFile === undefined) throw new ConfigError(`${ik}key_file`, `is required with auth = "pubkey" (the certificate's private key)`);
+  if (auth === "psk" && (certFile !== undefined || keyFile !== undefined)) throw new ConfigError(`${ik}${certFile !== undefined ? "cert_file" : "key_file"}`, `is only for auth = "pubkey"`);
+  if (remoteAuth === "pubkey" && caFiles.length === 0) throw new ConfigError(`${ik}ca_files`, `is required with remote_auth = "pubkey" (the CAs the peer's certificate must lead to)`);
+  if (remoteAuth === "psk" && (caFiles.length > 0 || crlFile !== undefined)) throw new ConfigError(`${ik}${crlFile !== undefined && caFiles.length === 0 ? "crl_file" : "ca_files"}`, `is only for remote_auth = "pubkey"`);
+  return {
+    auth,
+    remoteAuth,
+    certFile,
+    keyFile,
+    rsaPss: bool(ike, "rsa_pss", ik, false),
+    sendCert: choice(ike, "send_cert", ik, ["ifasked", "always", "never"] as const, "ifasked"),
+    caFiles,
+    crlFile,
   };
 }
 

@@ -31,7 +31,8 @@ import { IkeCore, type IkeSaStatus } from "../ike/core.js";
 import type { ChildSaInstall, IkeAction } from "../ike/actions.js";
 import type { IkePeerConfig } from "../ike/config.js";
 import type { Endpoint as IkeEndpoint } from "../ike/natDetection.js";
-import { parseIdentity, parseIdentityPattern } from "../ike/identity.js";
+import { formatIdentity, parseIdentity, parseIdentityPattern } from "../ike/identity.js";
+import { certificateHasIdentity, describeCertificate } from "../ike/certificates.js";
 import { groupName, parseEspProposal, parseIkeProposal } from "../ike/proposals.js";
 import { warmUp } from "../ike/warmUp.js";
 import { selectorFromPrefix } from "../ike/trafficSelectors.js";
@@ -44,6 +45,7 @@ import type { Child, Peer } from "./peer.js";
 import type { PeerTable } from "./peerTable.js";
 import { parsePrefix } from "./prefix.js";
 import { loadPsks } from "./pskSource.js";
+import { loadLocalCredential, loadPeerTrust } from "./credentials.js";
 import type { ControlAnswer } from "./controlSocket.js";
 
 /** What the shell needs of the endpoint (the Endpoint class has it). */
@@ -69,16 +71,23 @@ const INITIATE_WAIT_MS = 30_000;
 
 type PeerConfigWithSignature = IkePeerConfig & { signature: string };
 
-/** The core's peer config from a config entry; reads the PSK now (throws naming the source). */
+/** The core's peer config from a config entry; reads the PSK, certificates and keys now (throws naming the source). */
 export function ikePeerConfig(entry: IkePeerEntry): PeerConfigWithSignature {
+  const local = entry.auth === "pubkey" ? loadLocalCredential({ certFile: entry.certFile!, keyFile: entry.keyFile!, rsaPss: entry.rsaPss, sendCert: entry.sendCert }) : undefined;
+  const localId = entry.localId !== undefined ? parseIdentity(entry.localId) : local!.subject;
+  if (local && !certificateHasIdentity(local.certificate, localId)) {
+    throw new Error(`local_id ${formatIdentity(localId)} is not in the certificate of ${entry.certFile} (${describeCertificate(local.certificate)}): the peer would refuse it; give its subject DN or a subjectAltName`);
+  }
   return {
     name: entry.name,
     signature: ikePeerSignature(entry),
     remote: entry.endpoint,
     remoteNatTPort: entry.natTPort,
-    localId: parseIdentity(entry.localId),
+    localId,
     remoteId: parseIdentityPattern(entry.remoteId),
-    psk: loadPsks(entry.psk, entry.remoteId),
+    psk: entry.psk ? loadPsks(entry.psk, entry.remoteId) : () => undefined,
+    localAuth: local ? { method: "pubkey", credential: local.credential } : { method: "psk" },
+    remoteAuth: entry.remoteAuth === "pubkey" ? { method: "pubkey", trust: loadPeerTrust(entry.caFiles, entry.crlFile) } : { method: "psk" },
     ikeProposals: entry.proposals.map(parseIkeProposal),
     espProposals: entry.espProposals.map((p) => parseEspProposal(p, DATA_PLANE_CIPHERS)),
     localTs: entry.localSelectors.map((p) => selectorFromPrefix(p.text)),

@@ -6,12 +6,47 @@
  * wiped right after, so it does not sit in the core's memory for the life of
  * the process; and a peer with a wildcard remote ID looks the secret up by
  * the ID the initiator presented (a secrets file with one line per client).
+ *
+ * Why certificates are functions and objects handed in too: the core signs
+ * and verifies but reads no file and no wall clock. The shell
+ * (src/endpoint/credentials.ts) loads the private key, the certificates,
+ * the CAs and the CRL, and validates a peer's chain at the wall clock's
+ * time; tests build the same from certificates they make.
  */
 import type { Identity, IdentityPattern } from "./identity.js";
 import type { Endpoint } from "./natDetection.js";
 import type { EspProposal, IkeProposal } from "./proposals.js";
 import type { Selector } from "./trafficSelectors.js";
 import type { ChildLifetime, Lifetime } from "./lifetimes.js";
+import type { KeyKind, SignatureScheme } from "./signatures.js";
+import type { Validation } from "./certificates.js";
+
+/** Our certificate and what signs with its key (RFC 7296 §2.15, §3.6). */
+export interface LocalCredential {
+  /** DER certificates to send in CERT payloads: ours first, then intermediates toward the CA. */
+  chain: readonly Uint8Array[];
+  /** The key's kind: which schemes it can sign with. */
+  kind: KeyKind;
+  /** RSA keys: sign with RSASSA-PSS instead of PKCS#1 v1.5. */
+  rsaPss: boolean;
+  /** `always`: CERT in every IKE_AUTH; `ifasked`: only after the peer's CERTREQ (strongSwan's default); `never`. */
+  sendCert: "always" | "ifasked" | "never";
+  /** Signs the AUTH octets. */
+  sign(method: number, scheme: SignatureScheme, octets: Uint8Array): Uint8Array;
+}
+
+/** What the peer's certificate chain must lead to, and how it is checked. */
+export interface PeerTrust {
+  /** SHA-1 of each trusted CA's SubjectPublicKeyInfo: our CERTREQ (§3.7). */
+  caKeyHashes: readonly Uint8Array[];
+  /** Validates the chain the peer sent (its certificate first) for the identity it claims, now (the shell's wall clock). */
+  validate(chain: readonly Uint8Array[], id: Identity): Validation;
+}
+
+/** How we prove who we are: a PSK (`psk()`), or a signature with our certificate's key. */
+export type LocalAuth = { method: "psk" } | { method: "pubkey"; credential: LocalCredential };
+/** How the peer must prove who it is: its PSK, or a signature by a certificate that `trust` accepts. */
+export type RemoteAuth = { method: "psk" } | { method: "pubkey"; trust: PeerTrust };
 
 export type StartAction = "start" | "trap" | "none";
 export type DpdAction = "clear" | "restart";
@@ -31,6 +66,10 @@ export interface IkePeerConfig {
    * Returns a fresh copy: the core wipes it after use.
    */
   psk(remoteId: Identity | undefined): Uint8Array | undefined;
+  /** How we authenticate (default: PSK); either side may differ from the other (PSK one way, certificates the other). */
+  localAuth?: LocalAuth;
+  /** How the peer must authenticate (default: PSK). */
+  remoteAuth?: RemoteAuth;
   ikeProposals: IkeProposal[];
   espProposals: EspProposal[];
   /** Our side's traffic selectors (TSi as initiator, TSr as responder) of the first child SA. */

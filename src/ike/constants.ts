@@ -114,6 +114,12 @@ export const AuthMethod = {
   DIGITAL_SIGNATURE: 14,
 } as const;
 
+/** RFC 7296 §3.6: Certificate Encoding (CERT and CERTREQ payloads). */
+export const CertEncoding = {
+  /** DER certificate; in a CERTREQ: SHA-1 hashes of trusted CAs' SubjectPublicKeyInfo. */
+  X509_SIGNATURE: 4,
+} as const;
+
 /** RFC 7296 §3.13.1: TS Type. */
 export const TsType = {
   IPV4_ADDR_RANGE: 7,

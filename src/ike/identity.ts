@@ -14,6 +14,7 @@ import { isIP } from "node:net";
 import { IdType } from "./constants.js";
 import { addressBytes } from "../endpoint/prefix.js";
 import { equalBytes } from "./codec/bytes.js";
+import { dnEquals, dnHasWildcard, dnMatches, formatDn, parseDn } from "./distinguishedName.js";
 
 export interface Identity {
   type: number;
@@ -24,7 +25,9 @@ export interface Identity {
 export type IdentityPattern =
   | { kind: "exact"; id: Identity }
   | { kind: "any" }
-  | { kind: "suffix"; type: number; suffix: string };
+  | { kind: "suffix"; type: number; suffix: string }
+  /** A DN with `*` values. */
+  | { kind: "dn"; der: Uint8Array };
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -32,7 +35,7 @@ const decoder = new TextDecoder();
 /** Parses a config identity; throws an Error naming the problem. */
 export function parseIdentity(text: string): Identity {
   if (typeof text !== "string" || text === "") throw new Error("an identity must be a non-empty string");
-  const prefixed = /^(fqdn|email|rfc822|ipv4|ipv6|keyid):(.*)$/i.exec(text);
+  const prefixed = /^(fqdn|email|rfc822|ipv4|ipv6|keyid|asn1dn):(.*)$/i.exec(text);
   if (prefixed) {
     const [, kind, value = ""] = prefixed;
     if (value === "") throw new Error(`"${text}" has nothing after "${kind}:"`);
@@ -48,6 +51,13 @@ export function parseIdentity(text: string): Identity {
       case "ipv6":
         if (isIP(value) !== 6) throw new Error(`"${value}" is not an IPv6 address`);
         return { type: IdType.IPV6_ADDR, data: addressBytes(value, 6) };
+      case "asn1dn": {
+        if (!value.startsWith("#")) return { type: IdType.DER_ASN1_DN, data: parseDn(value) };
+        if (!/^([0-9a-f]{2})+$/i.test(value.slice(1))) throw new Error(`"${text}": asn1dn:# must be followed by hex digits`);
+        const data = Uint8Array.from(Buffer.from(value.slice(1), "hex"));
+        formatDn(data); // throws when the bytes are not a DN
+        return { type: IdType.DER_ASN1_DN, data };
+      }
       default: {
         if (value.startsWith("#")) {
           const hex = value.slice(1);
@@ -60,6 +70,8 @@ export function parseIdentity(text: string): Identity {
   }
   const family = isIP(text);
   if (family !== 0) return { type: family === 4 ? IdType.IPV4_ADDR : IdType.IPV6_ADDR, data: addressBytes(text, family as 4 | 6) };
+  // strongSwan's rule: text with "=" in it is a distinguished name.
+  if (text.includes("=")) return { type: IdType.DER_ASN1_DN, data: parseDn(text) };
   if (text.startsWith("@")) {
     if (text.length === 1) throw new Error(`"@" needs a name after it`);
     return { type: IdType.FQDN, data: encoder.encode(text.slice(1)) };
@@ -73,7 +85,11 @@ export function parseIdentityPattern(text: string): IdentityPattern {
   if (text === "%any" || text === "*") return { kind: "any" };
   if (/^\*@[^@*]+$/.test(text)) return { kind: "suffix", type: IdType.RFC822_ADDR, suffix: text.slice(1).toLowerCase() };
   if (/^\*\.[^@*]+$/.test(text)) return { kind: "suffix", type: IdType.FQDN, suffix: text.slice(1).toLowerCase() };
-  if (text.includes("*")) throw new Error(`"${text}": a wildcard may only be "%any", "*@domain" or "*.domain"`);
+  if (text.includes("=")) {
+    const id = parseIdentity(text);
+    return id.type === IdType.DER_ASN1_DN && dnHasWildcard(id.data) ? { kind: "dn", der: id.data } : { kind: "exact", id };
+  }
+  if (text.includes("*")) throw new Error(`"${text}": a wildcard may only be "%any", "*@domain", "*.domain" or a DN value ("CN=*")`);
   return { kind: "exact", id: parseIdentity(text) };
 }
 
@@ -86,12 +102,15 @@ export function identityMatches(pattern: IdentityPattern, id: Identity): boolean
       return sameIdentity(pattern.id, id);
     case "suffix":
       return id.type === pattern.type && decoder.decode(id.data).toLowerCase().endsWith(pattern.suffix);
+    case "dn":
+      return id.type === IdType.DER_ASN1_DN && dnMatches(pattern.der, id.data);
   }
 }
 
 export function sameIdentity(a: Identity, b: Identity): boolean {
   if (a.type !== b.type) return false;
   if (a.type === IdType.FQDN || a.type === IdType.RFC822_ADDR) return decoder.decode(a.data).toLowerCase() === decoder.decode(b.data).toLowerCase();
+  if (a.type === IdType.DER_ASN1_DN) return equalBytes(a.data, b.data) || dnEquals(a.data, b.data);
   return equalBytes(a.data, b.data);
 }
 
@@ -111,13 +130,28 @@ export function formatIdentity(id: Identity): string {
       return printable(decoder.decode(id.data));
     case IdType.KEY_ID:
       return `keyid:#${Buffer.from(id.data).toString("hex")}`;
+    case IdType.DER_ASN1_DN:
+      try {
+        return printable(formatDn(id.data));
+      } catch {
+        return `asn1dn:#${Buffer.from(id.data).toString("hex")}`;
+      }
     default:
       return `id${id.type}:#${Buffer.from(id.data).toString("hex")}`;
   }
 }
 
 export function formatPattern(pattern: IdentityPattern): string {
-  return pattern.kind === "any" ? "%any" : pattern.kind === "suffix" ? `*${pattern.suffix}` : formatIdentity(pattern.id);
+  switch (pattern.kind) {
+    case "any":
+      return "%any";
+    case "suffix":
+      return `*${pattern.suffix}`;
+    case "dn":
+      return formatIdentity({ type: IdType.DER_ASN1_DN, data: pattern.der });
+    case "exact":
+      return formatIdentity(pattern.id);
+  }
 }
 
 /** A peer's ID is attacker-chosen text: control characters never reach a log line. */

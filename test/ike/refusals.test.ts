@@ -45,7 +45,7 @@ describe("refusals", () => {
     wrong.start();
     wrong.runUntil(() => wrong.events(wrong.b, "ike-failed").length > 0, 60_000);
     assert.deepEqual(reasons(wrong, "a", "ike-failed"), ["AUTHENTICATION_FAILED"]);
-    assert.match(wrong.events(wrong.a, "ike-failed")[0]!.message, /responder's AUTH does not verify/);
+    assert.match(wrong.events(wrong.a, "ike-failed")[0]!.message, /the responder's authentication failed: the AUTH of b\.sluice\.test does not verify/);
     assert.deepEqual(reasons(wrong, "b", "ike-failed"), ["AUTHENTICATION_FAILED"], "the responder learns it from the INFORMATIONAL");
     assert.equal(wrong.a.children.size, 0);
     assert.equal(wrong.b.children.size, 0, "the responder's child is removed with its IKE SA");

@@ -1,11 +1,12 @@
 /**
- * IKE_AUTH (RFC 7296 §1.2, §2.15): identities, PSK authentication, and the
+ * IKE_AUTH (RFC 7296 §1.2, §2.15): identities, authentication (a PSK or a
+ * certificate's signature, each way on its own: authenticate.ts), and the
  * first child SA, all inside the SK payload.
  *
  *   Initiator                         Responder
- *   HDR, SK {IDi, [N(INITIAL_CONTACT)], [IDr], AUTH,
+ *   HDR, SK {IDi, [CERT+], [N(INITIAL_CONTACT)], [CERTREQ], [IDr], AUTH,
  *            SAi2, TSi, TSr}  -->
- *                             <--  HDR, SK {IDr, AUTH, SAr2, TSi, TSr}
+ *                             <--  HDR, SK {IDr, [CERT+], AUTH, SAr2, TSi, TSr}
  *                             <--  HDR, SK {IDr, AUTH, N(NO_PROPOSAL_CHOSEN | TS_UNACCEPTABLE)}
  *                             <--  HDR, SK {N(AUTHENTICATION_FAILED)}
  *
@@ -17,7 +18,7 @@
  */
 import { AuthMethod, Exchange, FIRST_STATUS_NOTIFY, Notify, Payload, nameOf } from "../constants.js";
 import { findNotify, findPayload, notifies, notify, payloadBody, type IdPayload, type IkePayload } from "../codec/payloads.js";
-import { authEquals, pskAuth, signedOctets } from "../auth.js";
+import { certificateRequest, ownAuth, verifyPeerAuth } from "./authenticate.js";
 import { establishChild } from "../childSa.js";
 import { createChild } from "./createChildSa.js";
 import { formatIdentity, formatPattern, identityMatches, sameIdentity, type Identity } from "../identity.js";
@@ -42,26 +43,6 @@ function fromWire(selectors: readonly WireSelector[]): Selector[] {
   return selectors.map(selectorFromWire).filter((s): s is Selector => s !== null);
 }
 
-/** Our AUTH for the PSK of `peer` (§2.15); the PSK is wiped at once. */
-function ourAuth(sa: IkeSa, psk: Uint8Array, idBody: Uint8Array): Uint8Array {
-  const initiator = sa.role === "initiator";
-  const octets = signedOctets(sa.algorithms!.prf, initiator ? sa.initRequest! : sa.initResponse!, initiator ? sa.nr! : sa.ni!, initiator ? sa.keys!.skPi : sa.keys!.skPr, idBody);
-  const auth = pskAuth(sa.algorithms!.prf, psk, octets);
-  psk.fill(0);
-  return auth;
-}
-
-/** Whether the peer's AUTH verifies with the PSK (wiped). */
-function peerAuthVerifies(sa: IkeSa, psk: Uint8Array, idBody: Uint8Array, received: Uint8Array): boolean {
-  const initiator = sa.role === "initiator";
-  const octets = signedOctets(sa.algorithms!.prf, initiator ? sa.initResponse! : sa.initRequest!, initiator ? sa.ni! : sa.nr!, initiator ? sa.keys!.skPr : sa.keys!.skPi, idBody);
-  const expected = pskAuth(sa.algorithms!.prf, psk, octets);
-  psk.fill(0);
-  const ok = authEquals(expected, received);
-  expected.fill(0);
-  return ok;
-}
-
 // ---------------------------------------------------------------- initiator
 
 /** The IKE_AUTH request, right after IKE_SA_INIT. */
@@ -69,14 +50,15 @@ export function sendAuthRequest(sa: IkeSa, now: number): void {
   const core = sa.core;
   const peer = sa.peer!;
   const remoteId = peer.remoteId.kind === "exact" ? peer.remoteId.id : undefined;
-  const psk = peer.psk(remoteId);
-  if (psk === undefined) return core.fail(sa, "NO_PSK", `no pre-shared key for ${formatPattern(peer.remoteId)}`);
-  sa.localId = peer.localId;
   const idi = idPayload(Payload.IDi, peer.localId);
-  const payloads: IkePayload[] = [idi];
+  const own = ownAuth(sa, peer, payloadBody(idi), []);
+  if ("error" in own) return core.fail(sa, own.error, own.detail);
+  sa.localId = peer.localId;
+  const payloads: IkePayload[] = [idi, ...own.certs];
   if (!core.hasEstablished(peer.name)) payloads.push(notify(Notify.INITIAL_CONTACT));
+  payloads.push(...certificateRequest([peer]));
   if (remoteId) payloads.push(idPayload(Payload.IDr, remoteId));
-  payloads.push({ type: Payload.AUTH, method: AuthMethod.SHARED_KEY_MIC, data: ourAuth(sa, psk, payloadBody(idi)) });
+  payloads.push(own.auth);
   const inboundSpi = core.allocateChildSpi(sa);
   payloads.push({ type: Payload.SA, proposals: espProposalsToWire(peer.espProposals, inboundSpi, false) }, ...tsPayloads(peer.localTs, peer.remoteTs));
   sa.state = "authenticating";
@@ -87,7 +69,7 @@ function onAuthResponse(sa: IkeSa, payloads: IkePayload[], inboundSpi: number): 
   const core = sa.core;
   const peer = sa.peer!;
   const now = core.now;
-  if (findNotify(payloads, Notify.AUTHENTICATION_FAILED)) return core.fail(sa, "AUTHENTICATION_FAILED", "the responder refused our authentication (wrong PSK or unknown ID?)");
+  if (findNotify(payloads, Notify.AUTHENTICATION_FAILED)) return core.fail(sa, "AUTHENTICATION_FAILED", `the responder refused our authentication (${peer.localAuth?.method === "pubkey" ? "certificate not trusted, or" : "wrong PSK or"} unknown ID?)`);
   const idr = findPayload(payloads, Payload.IDr);
   const auth = findPayload(payloads, Payload.AUTH);
   if (!idr || !auth) {
@@ -96,10 +78,9 @@ function onAuthResponse(sa: IkeSa, payloads: IkePayload[], inboundSpi: number): 
   }
   const remoteId: Identity = { type: idr.idType, data: idr.data.slice() };
   if (!identityMatches(peer.remoteId, remoteId)) return authFailed(sa, `the responder's ID ${formatIdentity(remoteId)} is not ${formatPattern(peer.remoteId)}`);
-  if (auth.method !== AuthMethod.SHARED_KEY_MIC) return authFailed(sa, `the responder authenticates with method ${auth.method}, not a PSK`);
-  const psk = peer.psk(remoteId);
-  if (psk === undefined || !peerAuthVerifies(sa, psk, idr.body!, auth.data)) return authFailed(sa, `the responder's AUTH does not verify with the PSK for ${formatIdentity(remoteId)} (wrong PSK?)`);
   sa.remoteId = remoteId;
+  const verified = verifyPeerAuth(sa, peer, remoteId, idr.body!, auth, payloads);
+  if (!verified.ok) return authFailed(sa, `the responder's authentication failed: ${verified.reason}`);
   core.established(sa);
   const refusal = notifies(payloads).find((n) => n.notifyType < FIRST_STATUS_NOTIFY);
   if (refusal) return core.childFailed(sa, nameOf(Notify, refusal.notifyType), `the responder refused the child SA with ${nameOf(Notify, refusal.notifyType)}`);
@@ -135,12 +116,20 @@ function deleteIke(sa: IkeSa, reason: string, detail: string): void {
 
 // ---------------------------------------------------------------- responder
 
-/** Picks the peer config for an initiator's IDi (and IDr, when it names one) among those its address allowed. */
-function matchPeer(sa: IkeSa, remoteId: Identity, ourId: Identity | undefined): IkePeerConfig | undefined {
+/**
+ * Picks the peer config for an initiator's IDi (and IDr, when it names one)
+ * among those its address allowed; of those, one that expects the AUTH
+ * method it used (a PSK or a signature) first, so PSK and certificate road
+ * warriors can share one pattern; else the first (whose refusal then names
+ * the method it expects).
+ */
+function matchPeer(sa: IkeSa, remoteId: Identity, ourId: Identity | undefined, method: number): IkePeerConfig | undefined {
   const chosen = chosenIkeToWire(sa.algorithms!, 1);
-  return sa.candidates.find((peer) => identityMatches(peer.remoteId, remoteId)
+  const matching = sa.candidates.filter((peer) => identityMatches(peer.remoteId, remoteId)
     && (ourId === undefined || sameIdentity(peer.localId, ourId))
     && chooseIke(peer.ikeProposals, [chosen]) !== null);
+  const wantsPsk = method === AuthMethod.SHARED_KEY_MIC;
+  return matching.find((peer) => ((peer.remoteAuth?.method ?? "psk") === "psk") === wantsPsk) ?? matching[0];
 }
 
 /** The responder's side of IKE_AUTH. */
@@ -158,20 +147,20 @@ export function answerAuth(sa: IkeSa, payloads: IkePayload[]): Answer {
   const remoteId: Identity = { type: idi.idType, data: idi.data.slice() };
   const idr = findPayload(payloads, Payload.IDr);
   const ourId = idr ? { type: idr.idType, data: idr.data } : undefined;
-  const peer = matchPeer(sa, remoteId, ourId);
+  const peer = matchPeer(sa, remoteId, ourId, auth.method);
   if (peer === undefined) {
     return refuse("AUTHENTICATION_FAILED", `no peer config matches ${formatIdentity(remoteId)}${ourId ? ` asking for ${formatIdentity(ourId)}` : ""} from ${sa.remote.address}`);
   }
   sa.peer = peer;
   sa.remoteId = remoteId;
-  if (auth.method !== AuthMethod.SHARED_KEY_MIC) return refuse("AUTHENTICATION_FAILED", `${formatIdentity(remoteId)} authenticates with method ${auth.method}; only PSK is configured`);
-  const psk = peer.psk(remoteId);
-  if (psk === undefined) return refuse("AUTHENTICATION_FAILED", `no pre-shared key for ${formatIdentity(remoteId)}`);
-  if (!peerAuthVerifies(sa, psk, idi.body!, auth.data)) return refuse("AUTHENTICATION_FAILED", `the AUTH of ${formatIdentity(remoteId)} does not verify (wrong PSK?)`);
-  const ownPsk = peer.psk(remoteId)!;
+  const verified = verifyPeerAuth(sa, peer, remoteId, idi.body!, auth, payloads);
+  if (!verified.ok) return refuse("AUTHENTICATION_FAILED", verified.reason);
   sa.localId = peer.localId;
   const ownId = idPayload(Payload.IDr, peer.localId);
-  const answer: IkePayload[] = [ownId, { type: Payload.AUTH, method: AuthMethod.SHARED_KEY_MIC, data: ourAuth(sa, ownPsk, payloadBody(ownId)) }];
+  const own = ownAuth(sa, peer, payloadBody(ownId), payloads);
+  // We cannot prove who we are: the initiator learns no more than with a refusal of its own AUTH (§2.21.2).
+  if ("error" in own) return refuse(own.error, own.detail);
+  const answer: IkePayload[] = [ownId, ...own.certs, own.auth];
   if (findNotify(payloads, Notify.INITIAL_CONTACT)) core.initialContact(sa);
   core.established(sa);
   answer.push(...answerFirstChild(sa, peer, payloads, now));

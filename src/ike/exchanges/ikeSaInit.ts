@@ -7,7 +7,7 @@
  *     N(NAT_D_S), N(NAT_D_D),
  *     N(SIGNATURE_HASH_ALGORITHMS) -->
  *                                <-- HDR, SAr1, KEr, Nr, N(NAT_D_S), N(NAT_D_D),
- *                                      N(SIGNATURE_HASH_ALGORITHMS)
+ *                                      N(SIGNATURE_HASH_ALGORITHMS), [CERTREQ]
  *                                <-- or HDR, N(INVALID_KE_PAYLOAD | NO_PROPOSAL_CHOSEN | COOKIE)
  *
  * Why the responder keeps no state for a refusal: until IKE_AUTH nothing is
@@ -27,13 +27,15 @@ import type { IkeCore } from "../core.js";
 import type { IkePeerConfig } from "../config.js";
 import type { IkeSa, Path } from "../ikeSa.js";
 import { sendAuthRequest } from "./ikeAuth.js";
+import { certificateRequest } from "./authenticate.js";
 
 const NONCE_BYTES = 32;
 /** INVALID_KE_PAYLOAD and COOKIE retries per connection attempt: a peer cannot keep us in a loop. */
 const MAX_INIT_RETRIES = 3;
 
+/** RFC 7427 §4, RFC 8420 §2: the hashes we verify signatures with; Identity for Ed25519. */
 function signatureHashes(): IkePayload {
-  return notify(Notify.SIGNATURE_HASH_ALGORITHMS, new Uint8Array([0, SignatureHash.SHA2_256, 0, SignatureHash.SHA2_384, 0, SignatureHash.SHA2_512]));
+  return notify(Notify.SIGNATURE_HASH_ALGORITHMS, new Uint8Array([0, SignatureHash.SHA2_256, 0, SignatureHash.SHA2_384, 0, SignatureHash.SHA2_512, 0, SignatureHash.IDENTITY]));
 }
 
 /**
@@ -207,6 +209,8 @@ export function respondInit(core: IkeCore, message: DecodedMessage, path: Path, 
     fakeSourceHash(core),
     notify(Notify.NAT_DETECTION_DESTINATION_IP, natHash(spiI, sa.spiR, path.remote)),
     signatureHashes(),
+    // §3.7: the CAs we trust, when a peer this address may be expects a certificate.
+    ...certificateRequest(candidates),
   ]);
   keyExchange.wipe();
   sa.initResponse = response;
