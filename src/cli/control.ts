@@ -8,7 +8,9 @@
  * selectors and traffic; static-key peers follow. `--json` prints the raw
  * answer for scripts.
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { removeKillSwitch } from "../endpoint/killSwitch.js";
 import { parseConfig } from "../endpoint/config.js";
 import { requestControl, type ControlRequest } from "../endpoint/controlSocket.js";
 
@@ -94,6 +96,42 @@ export function formatStatus(status: { ike?: IkeStatus[]; staticPeers?: StaticSt
   }
   if (lines.length === 0) lines.push("no SAs");
   return lines.join("\n");
+}
+
+/**
+ * `sluice down`: stops a running endpoint cleanly (its control socket) and
+ * opens the machine again: the kill switch's table, and what a killed
+ * client left behind (its resolvconf entry), are removed whether or not an
+ * endpoint was running.
+ */
+export async function down(args: string[]): Promise<number> {
+  let tun = "sluice0";
+  const configAt = args.indexOf("-c") >= 0 ? args.indexOf("-c") : args.indexOf("--config");
+  if (configAt >= 0) tun = parseConfig(readFileSync(args[configAt + 1]!, "utf8")).tun.name;
+  let path: string | undefined;
+  try {
+    path = socketPath(args).path;
+  } catch {
+    // no socket anywhere: nothing running to stop
+  }
+  if (path !== undefined) {
+    try {
+      const answer = await requestControl(path, { command: "stop" }, 15_000);
+      if (answer.ok) {
+        for (let waited = 0; waited < 15_000 && existsSync(path); waited += 100) await new Promise((resolve) => setTimeout(resolve, 100));
+        console.log("sluice stopped");
+      }
+    } catch {
+      // not running (a stale socket, or killed): the clean-up below is all there is to do
+    }
+  }
+  if (removeKillSwitch()) console.log("kill switch removed");
+  try {
+    execFileSync("resolvconf", ["-d", `${tun}.sluice`], { stdio: "ignore" });
+  } catch {
+    // no resolvconf, or no entry of ours
+  }
+  return 0;
 }
 
 /** Runs a control command; returns the exit status. */

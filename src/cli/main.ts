@@ -26,9 +26,10 @@ import { parseConfig, ConfigError } from "../endpoint/config.js";
 import { Endpoint } from "../endpoint/endpoint.js";
 import { serveMetrics } from "../endpoint/metrics.js";
 import { serveControl } from "../endpoint/controlSocket.js";
+import { applyKillSwitch, killSwitchSpec, removeKillSwitch } from "../endpoint/killSwitch.js";
 import { selectIoPath } from "../io/index.js";
 import { demo } from "./demo.js";
-import { control } from "./control.js";
+import { control, down } from "./control.js";
 
 const USAGE = `usage: sluice <command>
 
@@ -39,6 +40,8 @@ commands:
   initiate NAME                      negotiate with IKE peer NAME now; waits for its child SA
   terminate NAME                     delete the IKE SAs with peer NAME
   rekey NAME [--ike]                 rekey peer NAME's child SAs (or, with --ike, its IKE SA) now
+  down                               stop the running endpoint cleanly and remove its kill switch
+                                     (also after sluice was killed: the kill switch outlives it)
                                      (these three take -s SOCKET or -c FILE; default: the one /run/sluice/*.sock)
   demo                               (root) two endpoints in two network namespaces: ping, iperf3, counters
   version                            print the version
@@ -95,12 +98,21 @@ async function up(args: string[]): Promise<void> {
   const destination = pino.destination({ dest: 1, sync: false });
   const log = pino({ base: { service: "sluice" } }, destination);
   process.on("exit", () => destination.flushSync());
+  if (config.client.killSwitch) {
+    // Before the first packet: from here until a clean stop (or `sluice down`) nothing leaves outside the tunnel.
+    try {
+      applyKillSwitch(killSwitchSpec(config));
+    } catch (error) {
+      fail(`could not start: ${firstLine(error)}`, 1);
+    }
+    log.info({ event: "kill-switch", tun: config.tun.name, allow: config.client.allow.map((p) => p.text) }, "kill switch on: nothing leaves outside the tunnel but IKE/ESP to the gateway and what [client] allow names");
+  }
   let endpoint: Endpoint;
   try {
     endpoint = await Endpoint.start(config, selectIoPath(), log);
   } catch (error) {
-    // Endpoint.start released what it had opened before it threw.
-    fail(`could not start: ${firstLine(error)}`, 1);
+    // Endpoint.start released what it had opened before it threw; a kill switch stays (fail closed).
+    fail(`could not start: ${firstLine(error)}${config.client.killSwitch ? " (the kill switch stays on: sluice down removes it)" : ""}`, 1);
   }
   let server: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   if (metricsAt) {
@@ -114,10 +126,31 @@ async function up(args: string[]): Promise<void> {
     log.info({ event: "metrics", listen: metrics }, "serving metrics");
   }
   let controlServer: Awaited<ReturnType<typeof serveControl>> | undefined;
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ event: "signal", signal }, "shutting down");
+    server?.close();
+    controlServer?.close();
+    await endpoint.stop();
+    // A clean stop opens the machine again; SIGKILL leaves the kill switch in force (fail closed).
+    if (config.client.killSwitch && removeKillSwitch()) log.info({ event: "kill-switch", removed: true }, "kill switch off");
+    process.exit(0);
+  };
   const socket = config.control.socket;
   if (socket !== null) {
     try {
-      controlServer = await serveControl(socket, endpoint);
+      controlServer = await serveControl(socket, {
+        status: () => endpoint.status(),
+        initiate: (name) => endpoint.initiate(name),
+        terminate: (name) => endpoint.terminate(name),
+        rekey: (name, ike) => endpoint.rekey(name, ike),
+        down: () => {
+          setImmediate(() => void stop("sluice down"));
+          return Promise.resolve({ ok: true, message: "stopping" });
+        },
+      });
       log.info({ event: "control", socket }, "control socket ready");
     } catch (error) {
       if (config.control.explicit) {
@@ -128,16 +161,7 @@ async function up(args: string[]): Promise<void> {
       log.warn({ event: "control", socket, error: firstLine(error) }, `no control socket (the default ${socket} is not available: set [control] socket)`);
     }
   }
-  let stopping = false;
-  const stop = async (signal: string): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ event: "signal", signal }, "shutting down");
-    server?.close();
-    controlServer?.close();
-    await endpoint.stop();
-    process.exit(0);
-  };
+
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGHUP", () => {
@@ -164,6 +188,13 @@ switch (command) {
   case "rekey":
     try {
       process.exit(await control(command, rest));
+    } catch (error) {
+      fail(firstLine(error), 1);
+    }
+    break;
+  case "down":
+    try {
+      process.exit(await down(rest));
     } catch (error) {
       fail(firstLine(error), 1);
     }

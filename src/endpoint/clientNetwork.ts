@@ -7,9 +7,9 @@
  * - Addresses: `ip addr replace VIP/32 dev TUN` (/128 for IPv6); the
  *   kernel then picks the virtual IP as the source of what it routes into
  *   the TUN, which is what the gateway's narrowed selectors allow.
- * - The gateway: a host route to it through the way it was reached before
- *   (`ip route get`), so that a full tunnel (routed as two /1 halves,
- *   tunRoutes.ts) never swallows its own IKE and ESP packets.
+ * - The gateway stays reachable outside the tunnel through the host route
+ *   the TUN's setup gave it (gatewayBypass, tunPort.ts), made before any
+ *   full-tunnel route could swallow its IKE and ESP packets.
  * - DNS: systemd-resolved (`resolvectl dns TUN …` and the `~.` routing
  *   domain, so every name goes to the gateway's servers), else resolvconf
  *   (`resolvconf -a TUN.sluice`), else a log line saying neither is there.
@@ -26,8 +26,6 @@ import type { Logger } from "pino";
 export interface ClientSettings {
   addresses: string[];
   dns: string[];
-  /** The gateway's outer address: kept outside the tunnel. */
-  gateway: string;
 }
 
 function run(command: string, args: string[], input?: string): string {
@@ -57,7 +55,6 @@ export function routeTo(address: string): string[] | undefined {
 
 export class ClientNetwork {
   #applied: ClientSettings | undefined;
-  #bypass: string[] | undefined;
   #dns: "resolved" | "resolvconf" | undefined;
 
   constructor(private readonly tun: string, private readonly log: Logger) {}
@@ -71,15 +68,6 @@ export class ClientNetwork {
         run("ip", [family(address), "addr", "replace", `${address}/${isIP(address) === 6 ? 128 : 32}`, "dev", this.tun]);
       } catch (error) {
         this.log.warn({ event: "client-address-error", address, error: String((error as { stderr?: string }).stderr ?? error).trim() }, `could not put ${address} on ${this.tun}`);
-      }
-    }
-    const via = routeTo(settings.gateway);
-    if (via && !via.includes(this.tun)) {
-      try {
-        run("ip", [family(settings.gateway), "route", "replace", settings.gateway, ...via]);
-        this.#bypass = [family(settings.gateway), "route", "del", settings.gateway, ...via];
-      } catch (error) {
-        this.log.warn({ event: "client-route-error", error: String(error) }, `could not keep a route to the gateway ${settings.gateway} outside the tunnel`);
       }
     }
     this.#applyDns(settings.dns);
@@ -117,11 +105,9 @@ export class ClientNetwork {
       }
     };
     for (const address of this.#applied.addresses) quiet("ip", [isIP(address) === 6 ? "-6" : "-4", "addr", "del", `${address}/${isIP(address) === 6 ? 128 : 32}`, "dev", this.tun]);
-    if (this.#bypass) quiet("ip", this.#bypass);
     if (this.#dns === "resolved") quiet("resolvectl", ["revert", this.tun]);
     if (this.#dns === "resolvconf") quiet("resolvconf", ["-d", `${this.tun}.sluice`]);
     this.#applied = undefined;
-    this.#bypass = undefined;
     this.#dns = undefined;
   }
 

@@ -28,11 +28,11 @@
  */
 import { parse as parseToml } from "smol-toml";
 import { parsePrefix, type Prefix } from "./prefix.js";
-import { ConfigError, address, bool, hostPort, int, keySource, known, str, table, type KeySource, type Table } from "./configValues.js";
-import { ikePeerEntry, ikeSettings, type IkePeerEntry, type IkeSettings } from "./ikeConfig.js";
+import { ConfigError, address, bool, hostPort, int, keySource, known, prefixList, str, table, type KeySource, type Table } from "./configValues.js";
+import { ikePeerEntry, ikeSettings, poolEntry, type IkePeerEntry, type IkeSettings, type PoolEntry } from "./ikeConfig.js";
 
 export { ConfigError, type KeySource } from "./configValues.js";
-export type { IkePeerEntry, IkeSettings } from "./ikeConfig.js";
+export type { IkePeerEntry, IkeSettings, PoolEntry } from "./ikeConfig.js";
 
 export interface SaConfig {
   spi: number;
@@ -75,6 +75,13 @@ export interface EndpointConfig {
    * second endpoint in another namespace, is skipped with a warning).
    */
   control: { socket: string | null; explicit: boolean };
+  /** `[[pool]]`: virtual IPs for road warriors. */
+  pools: PoolEntry[];
+  /**
+   * `[client]`: a road-warrior client's kill switch (killSwitch.ts): nothing
+   * leaves outside the tunnel but IKE/ESP to its gateways, loopback and `allow`.
+   */
+  client: { killSwitch: boolean; allow: Prefix[] };
 }
 
 function saConfig(value: unknown, key: string): SaConfig {
@@ -131,7 +138,7 @@ export function parseConfig(text: string): EndpointConfig {
   } catch (error) {
     throw new ConfigError("(file)", `not valid TOML: ${(error as Error).message.split("\n")[0]}`);
   }
-  known(root, "", ["local", "tun", "engine", "state", "keepalive", "ike", "control", "peer"]);
+  known(root, "", ["local", "tun", "engine", "state", "keepalive", "ike", "control", "pool", "client", "peer"]);
   const local = table(root.local ?? {}, "local");
   known(local, "local", ["address", "port"]);
   const tun = table(root.tun ?? {}, "tun");
@@ -144,6 +151,10 @@ export function parseConfig(text: string): EndpointConfig {
   known(keepalive, "keepalive", ["interval"]);
   const control = table(root.control ?? {}, "control");
   known(control, "control", ["socket"]);
+  const client = table(root.client ?? {}, "client");
+  known(client, "client", ["kill_switch", "allow"]);
+  if (root.pool !== undefined && !Array.isArray(root.pool)) throw new ConfigError("pool", "must be an array of tables ([[pool]])");
+  const pools = ((root.pool as unknown[] | undefined) ?? []).map((value, i) => poolEntry(value, `pool[${i}]`));
   const rawAddresses = tun.addresses ?? [];
   if (!Array.isArray(rawAddresses)) throw new ConfigError("tun.addresses", "must be a list like [\"10.0.0.1/24\"]");
   const addresses = rawAddresses.map((text, i) => {
@@ -178,6 +189,8 @@ export function parseConfig(text: string): EndpointConfig {
     control: control.socket === false ? { socket: null, explicit: true }
       : control.socket === undefined ? { socket: `/run/sluice/${str(tun, "name", "tun.", "sluice0")}.sock`, explicit: false }
         : { socket: str(control, "socket", "control."), explicit: true },
+    pools,
+    client: { killSwitch: bool(client, "kill_switch", "client.", false), allow: prefixList(client, "allow", "client.", true) },
   };
   if (config.tun.name.length > 15) throw new ConfigError("tun.name", "must be at most 15 characters (IFNAMSIZ)");
   const spis = new Map<number, string>();
@@ -189,6 +202,17 @@ export function parseConfig(text: string): EndpointConfig {
       spis.set(spi, `${key}.${which}`);
     }
   });
+  const poolNames = new Set<string>();
+  pools.forEach((pool, i) => {
+    if (poolNames.has(pool.name)) throw new ConfigError(`pool[${i}].name`, `"${pool.name}" is already the name of another pool`);
+    poolNames.add(pool.name);
+  });
+  for (const peer of ikePeers) {
+    peer.pools.forEach((name, i) => {
+      if (!poolNames.has(name)) throw new ConfigError(`${keyOf.get(peer)!}.ike.pools[${i}]`, `no [[pool]] named "${name}"`);
+    });
+  }
+  if (config.client.killSwitch && !ikePeers.some((peer) => peer.endpoint)) throw new ConfigError("client.kill_switch", "needs an IKE peer with an endpoint (the gateway whose IKE and ESP may pass)");
   // Reloads, logs, metrics and the control socket name peers: one name, one peer.
   const names = new Map<string, string>();
   for (const [peer, key] of keyOf) {

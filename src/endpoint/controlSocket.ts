@@ -22,7 +22,8 @@ export type ControlRequest =
   | { command: "status" }
   | { command: "initiate"; name: string }
   | { command: "terminate"; name: string }
-  | { command: "rekey"; name: string; ike?: boolean };
+  | { command: "rekey"; name: string; ike?: boolean }
+  | { command: "stop" };
 export type ControlAnswer = { ok: true; [key: string]: unknown } | { ok: false; error: string };
 
 export interface ControlHandler {
@@ -32,6 +33,8 @@ export interface ControlHandler {
   terminate(name: string): Promise<ControlAnswer>;
   /** Rekeys the peer's child SAs, or with `ike` its IKE SA. */
   rekey(name: string, ike: boolean): Promise<ControlAnswer>;
+  /** `sluice down`: a clean stop (DELETEs sent, the kill switch removed); answered before the process exits. */
+  down?(): Promise<ControlAnswer>;
 }
 
 const MAX_REQUEST_BYTES = 4096;
@@ -48,12 +51,13 @@ function parseRequest(line: string): ControlRequest | string {
   if (typeof value !== "object" || value === null) return "not a JSON object";
   const request = value as Record<string, unknown>;
   if (request.command === "status") return { command: "status" };
+  if (request.command === "stop") return { command: "stop" };
   if (request.command === "initiate" || request.command === "terminate" || request.command === "rekey") {
     if (typeof request.name !== "string" || request.name === "") return `${request.command} needs a peer name`;
     if (request.command === "rekey") return { command: "rekey", name: request.name, ike: request.ike === true };
     return { command: request.command, name: request.name };
   }
-  return `unknown command ${JSON.stringify(request.command)} (status, initiate, terminate, rekey)`;
+  return `unknown command ${JSON.stringify(request.command)} (status, initiate, terminate, rekey, stop)`;
 }
 
 /**
@@ -145,6 +149,8 @@ async function answer(line: string, handler: ControlHandler): Promise<ControlAns
         return await handler.terminate(request.name);
       case "rekey":
         return await handler.rekey(request.name, request.ike ?? false);
+      case "stop":
+        return handler.down ? await handler.down() : { ok: false, error: "this endpoint cannot be stopped from its control socket" };
     }
   } catch (error) {
     return { ok: false, error: error instanceof Error ? error.message : String(error) };

@@ -40,7 +40,7 @@ import { TunPort } from "./tunPort.js";
 import { NativeUdpPort } from "./udpPort.js";
 import { AppPort, type InnerPacketHandler } from "./appPort.js";
 import { DgramPort } from "./dgramPort.js";
-import { IkeShell, ikePeerConfig } from "./ikeShell.js";
+import { IkeShell, ikePeerConfig, makePools } from "./ikeShell.js";
 import type { ControlAnswer } from "./controlSocket.js";
 
 export type { EndpointCounters, ControlHooks } from "./forwarder.js";
@@ -226,6 +226,11 @@ export class Endpoint {
     this.#counters.udpReceiveOverflows = this.outer.receiveOverflows?.() ?? null;
   }
 
+  /** The TUN device's name on the native path. */
+  get tunName(): string | undefined {
+    return this.io.path === "native" ? this.io.tun : undefined;
+  }
+
   /** The bound UDP port (the one the kernel chose when the config asks for 0). */
   get port(): number {
     return this.outer.port;
@@ -318,7 +323,7 @@ export class Endpoint {
   async #reload(config: EndpointConfig): Promise<void> {
     if (this.#stopped) return;
     // Every IKE peer's PSK must read before anything changes: a bad file fails the reload whole.
-    for (const entry of config.ikePeers) ikePeerConfig(entry);
+    for (const entry of config.ikePeers) ikePeerConfig(entry, makePools(config));
     this.forwarder.hold();
     try {
       await this.engine.idle();

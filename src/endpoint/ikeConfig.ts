@@ -57,7 +57,8 @@ import { parseIdentity, parseIdentityPattern } from "../ike/identity.js";
 import { DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS, parseEspProposal, parseIkeProposal, type Cipher } from "../ike/proposals.js";
 import type { DpdAction, StartAction } from "../ike/config.js";
 import type { ChildLifetime, Lifetime } from "../ike/lifetimes.js";
-import type { Prefix } from "./prefix.js";
+import { parsePrefix, type Prefix } from "./prefix.js";
+import { parsePoolRange } from "../ike/addressPool.js";
 import { ConfigError, address, bool, choice, int, keySource, known, num, prefixList, str, stringList, table, type KeySource, type Table } from "./configValues.js";
 
 /** The ESP ciphers the engine runs (RFC 7634). */
@@ -99,6 +100,17 @@ export interface IkePeerEntry {
   dpdAction: DpdAction;
   ikeLifetime: Lifetime;
   childLifetime: ChildLifetime;
+  /** A client: the virtual IP families it asks the gateway for (`vips = ["0.0.0.0", "::"]`). */
+  vips: (4 | 6)[];
+  /** A gateway: the `[[pool]]`s its clients' virtual IPs come from. */
+  pools: string[];
+}
+
+/** A `[[pool]]`: virtual IPs for road warriors (RFC 7296 §2.19), and the DNS servers handed out with them. */
+export interface PoolEntry {
+  name: string;
+  addresses: string[];
+  dns: string[];
 }
 
 /** The `[ike]` table. */
@@ -116,7 +128,7 @@ export interface IkeSettings {
 export const IKE_PEER_KEYS = ["name", "endpoint", "selectors", "local_selectors", "replay_window", "ike", "child", "children"];
 const LIFETIME_KEYS = ["rekey_time", "life_time", "rand_time"];
 const AUTH_KEYS = ["auth", "remote_auth", "cert_file", "key_file", "rsa_pss", "send_cert", "ca_files", "crl_file"];
-const IKE_KEYS = [...AUTH_KEYS, "local_id", "remote_id", "psk", "psk_file", "psk_env", "proposals", "esp_proposals", "start", "dpd", "dpd_action", "nat_t_port", ...LIFETIME_KEYS];
+const IKE_KEYS = [...AUTH_KEYS, "local_id", "remote_id", "psk", "psk_file", "psk_env", "proposals", "esp_proposals", "start", "dpd", "dpd_action", "nat_t_port", "vips", "pools", ...LIFETIME_KEYS];
 const CHILD_KEYS = [...LIFETIME_KEYS, "rekey_bytes", "life_bytes", "rekey_packets", "life_packets"];
 
 /**
@@ -152,6 +164,34 @@ function ikeEndpoint(value: string, key: string): { address: string; port: numbe
   const port = portText === undefined ? 500 : Number(portText);
   if (port < 1 || port > 65535) throw new ConfigError(key, `port ${port} is out of range`);
   return { address: address(host, key), port };
+}
+
+/** `vips = ["0.0.0.0", "::"]` (strongSwan's spelling): the families of virtual IP to ask for. */
+function virtualIpFamilies(ike: Table, ik: string): (4 | 6)[] {
+  if (ike.vips === undefined) return [];
+  return [...new Set(stringList(ike, "vips", ik, []).map((text, i) => {
+    if (text === "0.0.0.0") return 4 as const;
+    if (text === "::") return 6 as const;
+    throw new ConfigError(`${ik}vips[${i}]`, `"${text}": ask for "0.0.0.0" (any IPv4 address) and/or "::" (any IPv6 address); the gateway chooses`);
+  }))];
+}
+
+/** A `[[pool]]` table. */
+export function poolEntry(value: unknown, key: string): PoolEntry {
+  const t = table(value, key);
+  known(t, key, ["name", "addresses", "dns"]);
+  const k = `${key}.`;
+  const addresses = stringList(t, "addresses", k, []);
+  addresses.forEach((text, i) => {
+    try {
+      parsePoolRange(text);
+    } catch (error) {
+      throw new ConfigError(`${k}addresses[${i}]`, (error as Error).message);
+    }
+  });
+  const dns = t.dns === undefined ? [] : stringList(t, "dns", k, []);
+  dns.forEach((text, i) => address(text, `${k}dns[${i}]`));
+  return { name: str(t, "name", k), addresses, dns };
 }
 
 /** `[[peer.children]]`: each table one more child SA with `selectors` and `local_selectors`. */
@@ -204,6 +244,9 @@ export function ikePeerEntry(t: Table, key: string): IkePeerEntry {
       throw new ConfigError(`${ik}esp_proposals[${i}]`, (error as Error).message);
     }
   });
+  const vips = virtualIpFamilies(ike, ik);
+  const pools = ike.pools === undefined ? [] : stringList(ike, "pools", ik, []);
+  if (vips.length > 0 && pools.length > 0) throw new ConfigError(`${ik}pools`, "a peer either asks for virtual IPs (vips, a client) or hands them out (pools, a gateway), not both");
   const start = choice(ike, "start", ik, ["start", "trap", "none"] as const, endpoint ? "start" : "none");
   const dpdAction = choice(ike, "dpd_action", ik, ["clear", "restart"] as const, "clear");
   if (endpoint === undefined && start !== "none") throw new ConfigError(`${ik}start`, `"${start}" needs an endpoint to initiate to (${k}endpoint)`);
@@ -213,7 +256,10 @@ export function ikePeerEntry(t: Table, key: string): IkePeerEntry {
     endpoint,
     natTPort: int(ike, "nat_t_port", ik, 1, 65535, 4500),
     selectors: prefixList(t, "selectors", k),
-    localSelectors: prefixList(t, "local_selectors", k),
+    // A client asking for virtual IPs cannot name its own side yet: any address, narrowed by the gateway to the ones it gives.
+    localSelectors: vips.length > 0 && t.local_selectors === undefined
+      ? vips.map((family) => parsePrefix(family === 4 ? "0.0.0.0/0" : "::/0"))
+      : prefixList(t, "local_selectors", k),
     moreChildren: moreChildren(t.children, `${k}children`),
     replayWindow,
     localId,
@@ -225,6 +271,8 @@ export function ikePeerEntry(t: Table, key: string): IkePeerEntry {
     start,
     dpdSeconds: int(ike, "dpd", ik, 0, 86400, 30),
     dpdAction,
+    vips,
+    pools,
     ikeLifetime: lifetime(ike, ik, 14400),
     childLifetime: childLifetime(t.child, `${k}child`),
   };

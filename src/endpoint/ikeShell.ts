@@ -45,12 +45,16 @@ import type { Child, Peer } from "./peer.js";
 import type { PeerTable } from "./peerTable.js";
 import { parsePrefix } from "./prefix.js";
 import { loadPsks } from "./pskSource.js";
+import { ClientNetwork } from "./clientNetwork.js";
+import { AddressPool } from "../ike/addressPool.js";
 import { loadLocalCredential, loadPeerTrust } from "./credentials.js";
 import type { ControlAnswer } from "./controlSocket.js";
 
 /** What the shell needs of the endpoint (the Endpoint class has it). */
 export interface ShellHost {
   readonly table: PeerTable;
+  /** The TUN device (native path), where a client's virtual IP goes. */
+  readonly tunName?: string;
   /** For the sequence numbers children's outbound SAs have used. */
   readonly engine: { saSeq(handle: Child["out"]): bigint };
   /** The bound NAT-T (ESP) port. */
@@ -72,7 +76,14 @@ const INITIATE_WAIT_MS = 30_000;
 type PeerConfigWithSignature = IkePeerConfig & { signature: string };
 
 /** The core's peer config from a config entry; reads the PSK, certificates and keys now (throws naming the source). */
-export function ikePeerConfig(entry: IkePeerEntry): PeerConfigWithSignature {
+/** The gateway's `[[pool]]`s, made once and kept across reloads: a lease outlives its IKE SA (addressPool.ts). */
+export type Pools = Map<string, { pool: AddressPool; dns: string[] }>;
+
+export function makePools(config: EndpointConfig): Pools {
+  return new Map(config.pools.map((entry) => [entry.name, { pool: new AddressPool(entry.name, entry.addresses), dns: entry.dns }]));
+}
+
+export function ikePeerConfig(entry: IkePeerEntry, pools: Pools = new Map()): PeerConfigWithSignature {
   const local = entry.auth === "pubkey" ? loadLocalCredential({ certFile: entry.certFile!, keyFile: entry.keyFile!, rsaPss: entry.rsaPss, sendCert: entry.sendCert }) : undefined;
   const localId = entry.localId !== undefined ? parseIdentity(entry.localId) : local!.subject;
   if (local && !certificateHasIdentity(local.certificate, localId)) {
@@ -98,6 +109,9 @@ export function ikePeerConfig(entry: IkePeerEntry): PeerConfigWithSignature {
     dpdAction: entry.dpdAction,
     ikeLifetime: entry.ikeLifetime,
     childLifetime: entry.childLifetime,
+    vips: entry.vips,
+    pools: entry.pools.map((name) => pools.get(name)!.pool),
+    dns: [...new Set(entry.pools.flatMap((name) => pools.get(name)!.dns))],
   };
 }
 
@@ -127,12 +141,15 @@ export class IkeShell {
   readonly #waiters = new Map<string, ((answer: ControlAnswer) => void)[]>();
   #entries: Map<string, IkePeerEntry>;
   #stopped = false;
+  /** Client mode: the virtual IP and DNS servers the gateway gave, on this host. */
+  #client: ClientNetwork | undefined;
 
   private constructor(
     private readonly host: ShellHost,
     private config: EndpointConfig,
     private readonly log: Logger,
     peers: PeerConfigWithSignature[],
+    private readonly pools: Pools,
   ) {
     this.#entries = new Map(config.ikePeers.map((e) => [e.name, e]));
     const ike = config.ike;
@@ -168,14 +185,15 @@ export class IkeShell {
    * @throws Error naming what failed (a PSK source, the IKE port in use)
    */
   static async start(host: ShellHost, config: EndpointConfig, log: Logger): Promise<IkeShell> {
+    const pools = makePools(config);
     const peers = config.ikePeers.map((entry) => {
       try {
-        return ikePeerConfig(entry);
+        return ikePeerConfig(entry, pools);
       } catch (error) {
         throw new Error(`peer ${entry.name}: ${(error as Error).message}`);
       }
     });
-    const shell = new IkeShell(host, config, log, peers);
+    const shell = new IkeShell(host, config, log, peers, pools);
     const groups = [...new Set(peers.map((p) => groupName(p.ikeProposals[0]!.groups[0]!)))];
     warmUp(randomPool(), groups, DATA_PLANE_CIPHERS);
     await shell.#bind();
@@ -260,6 +278,13 @@ export class IkeShell {
       }
       case "liveness":
         return this.#metrics.observeRtt(action.peerName, action.rttMs);
+      case "virtual-ip":
+        if (this.host.tunName === undefined) {
+          this.log.info({ event: "client-network", addresses: action.addresses, dns: action.dns }, `virtual IP ${action.addresses.join(", ")} (portable path: no TUN device to put it on; the application sends from it)`);
+          return;
+        }
+        this.#client ??= new ClientNetwork(this.host.tunName, this.log);
+        return this.#client.apply({ addresses: action.addresses, dns: action.dns });
       case "log": {
         this.log[action.level]({ event: action.event, ...action.fields }, action.message);
         if (action.event === "ike-failed" || action.event === "child-failed") this.#settle(String(action.fields.peer), { ok: false, error: action.message });
@@ -440,9 +465,12 @@ export class IkeShell {
 
   /** SIGHUP: changed or removed peers' SAs are deleted, unchanged ones kept, new `start` peers connected. */
   reload(config: EndpointConfig): void {
+    if (JSON.stringify(config.pools) !== JSON.stringify(this.config.pools)) {
+      this.log.warn({ event: "reload", setting: "pool" }, "changes to [[pool]] need a restart (leases live in the running pools); kept the running pools");
+    }
     const peers = config.ikePeers.map((entry) => {
       try {
-        return ikePeerConfig(entry);
+        return ikePeerConfig(entry, this.pools);
       } catch (error) {
         throw new Error(`peer ${entry.name}: ${(error as Error).message}`);
       }
@@ -463,6 +491,7 @@ export class IkeShell {
     this.#stopped = true;
     if (this.#timer) clearTimeout(this.#timer);
     for (const [name] of this.#waiters) this.#settle(name, { ok: false, error: "sluice is stopping" });
+    this.#client?.remove();
     const socket = this.#socket;
     this.#socket = undefined;
     if (socket) await new Promise<void>((resolve) => socket.close(() => resolve()));

@@ -17,17 +17,25 @@
  */
 import { execFileSync } from "node:child_process";
 import { isIP } from "node:net";
+import type { EndpointConfig } from "./config.js";
 
 export const KILL_SWITCH_TABLE = "sluice_killswitch";
 
 export interface KillSwitchSpec {
   /** The TUN device the tunnel's traffic uses. */
   tun: string;
-  /** The gateway's address and the ports IKE and ESP use there. */
-  gateway: string;
+  /** The gateways' addresses and the ports IKE and ESP use there. */
+  gateways: string[];
   ports: number[];
   /** Prefixes that may be reached outside the tunnel ("192.168.1.0/24"). */
   allow: string[];
+}
+
+/** The kill switch a config asks for: its TUN, its IKE peers' endpoints on the IKE and NAT-T ports, `[client] allow`. */
+export function killSwitchSpec(config: EndpointConfig): KillSwitchSpec {
+  const gateways = [...new Set(config.ikePeers.flatMap((peer) => (peer.endpoint ? [peer.endpoint.address] : [])))];
+  const ports = [...new Set([config.ike.port, ...config.ikePeers.flatMap((peer) => [peer.endpoint?.port ?? 500, peer.natTPort])])];
+  return { tun: config.tun.name, gateways, ports, allow: config.client.allow.map((prefix) => prefix.text) };
 }
 
 /** The ruleset text (`nft -f`): the table recreated whole, so applying it again replaces the old one. */
@@ -44,7 +52,7 @@ export function killSwitchRules(spec: KillSwitchSpec): string {
     "    type filter hook output priority -10; policy drop;",
     '    oifname "lo" accept',
     `    oifname ${quoted} accept`,
-    `    ${family(spec.gateway)} daddr ${spec.gateway} udp dport { ${ports} } accept`,
+    ...spec.gateways.map((gateway) => `    ${family(gateway)} daddr ${gateway} udp dport { ${ports} } accept`),
     "    icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit } accept",
     ...allow,
     "  }",

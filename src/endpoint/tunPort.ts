@@ -20,10 +20,12 @@
  * (backpressure), as it would for any router.
  */
 import { execFileSync } from "node:child_process";
+import { isIP } from "node:net";
 import type { NativeIo, TunOffloadStats } from "../io/native.js";
 import type { EndpointConfig } from "./config.js";
-import type { Prefix } from "./prefix.js";
+import { PrefixTable, addressBytes, type Prefix } from "./prefix.js";
 import { TunRoutes, kernelPrefixes } from "./tunRoutes.js";
+import { routeTo } from "./clientNetwork.js";
 import { ikePeerRemotePrefixes } from "./ikeConfig.js";
 import type { Forwarder } from "./forwarder.js";
 import type { Entries, InnerPort } from "./ports.js";
@@ -52,6 +54,9 @@ export class TunPort implements InnerPort {
   /** The batch the read loop is filling (given back if the loop throws). */
   #building: Batch | null = null;
 
+  /** Host routes to peers inside the routed prefixes, undone on close (gatewayBypass). */
+  #bypass: string[][] = [];
+
   private constructor(
     private readonly io: NativeIo,
     readonly fd: number,
@@ -67,13 +72,16 @@ export class TunPort implements InnerPort {
   /** Opens (creating if needed) the TUN device and brings it up with the config's addresses, MTU and routes. */
   static open(io: NativeIo, config: EndpointConfig): TunPort {
     const tun = io.tunOpen(config.tun.name, { offload: process.env.SLUICE_TUN_OFFLOAD !== "0" });
+    let bypass: string[][];
     try {
-      configureTun(tun.name, config);
+      bypass = configureTun(tun.name, config);
     } catch (error) {
       io.close(tun.fd);
       throw error;
     }
-    return new TunPort(io, tun.fd, tun.name, tun.offload, [...config.peers.flatMap((peer) => peer.selectors), ...config.ikePeers.flatMap(ikePeerRemotePrefixes)]);
+    const port = new TunPort(io, tun.fd, tun.name, tun.offload, [...config.peers.flatMap((peer) => peer.selectors), ...config.ikePeers.flatMap(ikePeerRemotePrefixes)]);
+    port.#bypass = bypass;
+    return port;
   }
 
   /** What the offloads did so far (null without offloads, or once closed). */
@@ -114,6 +122,14 @@ export class TunPort implements InnerPort {
     this.#closed = true;
     this.#routes?.close();
     this.io.close(this.fd);
+    for (const args of this.#bypass) {
+      try {
+        ip(...args);
+      } catch {
+        // gone already
+      }
+    }
+    this.#bypass = [];
   }
 
   setRoutes(prefixes: readonly Prefix[]): void {
@@ -192,13 +208,42 @@ function ip(...args: string[]): void {
   execFileSync("ip", args, { stdio: ["ignore", "ignore", "pipe"] });
 }
 
-/** Brings the TUN up with its addresses and MTU, and routes the peers' selectors into it. */
-function configureTun(name: string, config: EndpointConfig): void {
+/**
+ * Brings the TUN up with its addresses and MTU, and routes the peers'
+ * selectors into it. Returns the bypass routes it made (see gatewayBypass).
+ */
+function configureTun(name: string, config: EndpointConfig): string[][] {
   ip("link", "set", "dev", name, "mtu", String(config.tun.mtu), "up");
   for (const prefix of config.tun.addresses) ip(prefix.family === 6 ? "-6" : "-4", "addr", "add", prefix.text, "dev", name);
   // IKE peers' selectors too: their trap entries route them from the start (ikeShell.ts), so the
   // kernel must send them to the TUN before the first handshake, not a background change later.
-  for (const prefix of [...config.peers.flatMap((peer) => peer.selectors), ...config.ikePeers.flatMap(ikePeerRemotePrefixes)]) {
+  const routed = [...config.peers.flatMap((peer) => peer.selectors), ...config.ikePeers.flatMap(ikePeerRemotePrefixes)];
+  const bypass = gatewayBypass(config, routed);
+  for (const prefix of routed) {
     for (const text of kernelPrefixes(prefix)) ip(prefix.family === 6 ? "-6" : "-4", "route", "replace", text, "dev", name);
   }
+  return bypass;
+}
+
+/**
+ * A peer whose own address lies inside what is routed into the tunnel (a
+ * road warrior's gateway behind a full tunnel, 0.0.0.0/0) would have its
+ * IKE and ESP packets routed into the TUN too, and never leave. Before the
+ * TUN's routes go in, each such peer gets a host route the way the kernel
+ * reaches it now (`ip route get`), removed again when the TUN closes.
+ * Returns the `ip route del` arguments of each.
+ */
+function gatewayBypass(config: EndpointConfig, routed: readonly Prefix[]): string[][] {
+  const table = PrefixTable.of(routed.map((prefix) => ({ prefix, value: true })));
+  const peers = [...config.peers.map((peer) => peer.address), ...config.ikePeers.flatMap((peer) => (peer.endpoint ? [peer.endpoint.address] : []))];
+  const undo: string[][] = [];
+  for (const address of new Set(peers)) {
+    const family = isIP(address) === 6 ? 6 : 4;
+    if (table.lookup(family, addressBytes(address, family), 0) === undefined) continue;
+    const via = routeTo(address);
+    if (via === undefined) continue;
+    ip(family === 6 ? "-6" : "-4", "route", "replace", address, ...via);
+    undo.push([family === 6 ? "-6" : "-4", "route", "del", address, ...via]);
+  }
+  return undo;
 }

@@ -50,6 +50,8 @@ export type IkeAction =
   | { type: "ike-rekeyed"; oldIkeSaId: number; newIkeSaId: number; peerName: string }
   /** The peer moved (NAT rebinding seen on an authenticated IKE message): ESP follows. */
   | { type: "address"; ikeSaId: number; peerName: string; remote: Endpoint }
+  /** A client got its virtual IPs and DNS servers from the gateway (CFG_REPLY), before its first child-up. */
+  | { type: "virtual-ip"; ikeSaId: number; peerName: string; addresses: string[]; dns: string[]; gateway: Endpoint }
   /** The round trip of a liveness check that was answered without retransmission. */
   | { type: "liveness"; ikeSaId: number; peerName: string; rttMs: number }
   | { type: "log"; level: "debug" | "info" | "warn"; event: string; message: string; fields: Record<string, string | number | boolean | undefined> };

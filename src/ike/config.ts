@@ -17,6 +17,7 @@ import type { Identity, IdentityPattern } from "./identity.js";
 import type { Endpoint } from "./natDetection.js";
 import type { EspProposal, IkeProposal } from "./proposals.js";
 import type { Selector } from "./trafficSelectors.js";
+import type { AddressPool } from "./addressPool.js";
 import type { ChildLifetime, Lifetime } from "./lifetimes.js";
 import type { KeyKind, SignatureScheme } from "./signatures.js";
 import type { Validation } from "./certificates.js";
@@ -82,6 +83,11 @@ export interface IkePeerConfig {
    * accepts requests within any pair.
    */
   moreChildren: { localTs: Selector[]; remoteTs: Selector[] }[];
+  /** A client: the virtual IP families to ask the gateway for (RFC 7296 §2.19, CFG_REQUEST). */
+  vips?: (4 | 6)[];
+  /** A gateway: where clients' virtual IPs come from, and the DNS servers handed out with them. */
+  pools?: AddressPool[];
+  dns?: string[];
   start: StartAction;
   /** Liveness check after this long without traffic from the peer; 0 = off. */
   dpdMs: number;

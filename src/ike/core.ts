@@ -71,6 +71,8 @@ export interface IkeSaStatus {
   natRemote: boolean;
   localId?: string;
   remoteId?: string;
+  /** Virtual IPs: the client's (given) or the gateway's client's (leased). */
+  virtualIps: string[];
   ike?: string;
   createdAt: number;
   establishedAt?: number;
@@ -266,6 +268,7 @@ export class IkeCore {
       natRemote: sa.natRemote,
       localId: sa.localId && formatIdentity(sa.localId),
       remoteId: sa.remoteId && formatIdentity(sa.remoteId),
+      virtualIps: sa.virtualIps,
       ike: sa.algorithms && describeIke(sa.algorithms),
       createdAt: sa.createdAt,
       establishedAt: sa.establishedAt,
@@ -639,6 +642,8 @@ export class IkeCore {
     for (const child of [...sa.children]) this.removeChild(sa, child, reason);
     for (const spi of sa.pendingSpis) this.#childSpis.delete(spi);
     sa.pendingSpis.clear();
+    // A client's address stays its own while it is away (addressPool.ts): released, not forgotten.
+    for (const lease of sa.leases.splice(0)) lease.pool.release(lease.identity, lease.family, this.now);
     if (this.#bySpi.get(sa.ourSpi) === sa) this.#bySpi.delete(sa.ourSpi);
     if (this.#byInit.get(initKey(sa.spiI, sa.remote)) === sa) this.#byInit.delete(initKey(sa.spiI, sa.remote));
     sa.close();

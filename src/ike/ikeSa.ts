@@ -28,6 +28,7 @@ import { wipeIkeKeys, type IkeKeys } from "./keySchedule.js";
 import type { Endpoint } from "./natDetection.js";
 import { SkCipher } from "./sk.js";
 import type { ChildSa } from "./childSa.js";
+import type { AddressPool } from "./addressPool.js";
 
 export type IkeSaState =
   /** Initiator: IKE_SA_INIT sent. */
@@ -99,6 +100,9 @@ export class IkeSa {
   localId: Identity | undefined;
   remoteId: Identity | undefined;
   readonly children: ChildSa[] = [];
+  /** Virtual IPs: a client's given by the gateway; a gateway's leases to this client (released when the SA goes). */
+  virtualIps: string[] = [];
+  leases: { pool: AddressPool; identity: string; family: 4 | 6 }[] = [];
   /** Inbound SPIs reserved for child SAs being negotiated (released when the SA closes). */
   readonly pendingSpis = new Set<number>();
   establishedAt: number | undefined;

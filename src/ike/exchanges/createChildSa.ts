@@ -380,6 +380,8 @@ function makeRekeyedSa(old: IkeSa, role: "initiator" | "responder", spiI: bigint
 /** The children (and what the data plane knows the peer by) move to the new IKE SA. */
 function moveChildren(from: IkeSa, to: IkeSa): void {
   to.children.push(...from.children.splice(0));
+  to.leases.push(...from.leases.splice(0));
+  to.virtualIps = from.virtualIps;
   for (const spi of from.pendingSpis) to.pendingSpis.add(spi);
   from.pendingSpis.clear();
   from.core.emit({ type: "ike-rekeyed", oldIkeSaId: from.id, newIkeSaId: to.id, peerName: to.peerName });

@@ -23,7 +23,8 @@ import { establishChild } from "../childSa.js";
 import { createChild } from "./createChildSa.js";
 import { formatIdentity, formatPattern, identityMatches, sameIdentity, type Identity } from "../identity.js";
 import { acceptedEsp, chooseEsp, chooseIke, chosenEspToWire, chosenIkeToWire, describeOffered, espProposalsToWire } from "../proposals.js";
-import { enforceable, narrow, selectorFromWire, selectorToWire, within, formatSelector, type Selector } from "../trafficSelectors.js";
+import { enforceable, narrow, selectorFromPrefix, selectorFromWire, selectorToWire, within, formatSelector, type Selector } from "../trafficSelectors.js";
+import { readVipReply, readVipRequest, vipReplyPayload, vipRequestPayload } from "../configPayload.js";
 import type { IkePeerConfig } from "../config.js";
 import type { Answer, IkeSa } from "../ikeSa.js";
 import type { WireSelector } from "../codec/payloads.js";
@@ -59,6 +60,8 @@ export function sendAuthRequest(sa: IkeSa, now: number): void {
   payloads.push(...certificateRequest([peer]));
   if (remoteId) payloads.push(idPayload(Payload.IDr, remoteId));
   payloads.push(own.auth);
+  // §2.19: a client asks for its virtual IPs (and DNS servers) here.
+  if (peer.vips && peer.vips.length > 0) payloads.push(vipRequestPayload(peer.vips));
   const inboundSpi = core.allocateChildSpi(sa);
   payloads.push({ type: Payload.SA, proposals: espProposalsToWire(peer.espProposals, inboundSpi, false) }, ...tsPayloads(peer.localTs, peer.remoteTs));
   sa.state = "authenticating";
@@ -82,6 +85,18 @@ function onAuthResponse(sa: IkeSa, payloads: IkePayload[], inboundSpi: number): 
   const verified = verifyPeerAuth(sa, peer, remoteId, idr.body!, auth, payloads);
   if (!verified.ok) return authFailed(sa, `the responder's authentication failed: ${verified.reason}`);
   core.established(sa);
+  const cp = findPayload(payloads, Payload.CP);
+  const reply = cp ? readVipReply(cp) : undefined;
+  if (peer.vips && peer.vips.length > 0) {
+    if (!reply || reply.addresses.length === 0) {
+      core.log("warn", "vip-missing", `${peer.name}: the gateway gave no virtual IP`, { ...sa.logFields, reason: "INTERNAL_ADDRESS_FAILURE" });
+    } else {
+      sa.virtualIps = reply.addresses;
+      // Before the first child: the address is on the TUN before a packet could want it as its source.
+      core.emit({ type: "virtual-ip", ikeSaId: sa.id, peerName: peer.name, addresses: reply.addresses, dns: reply.dns, gateway: { ...sa.remote } });
+      core.log("info", "vip", `${peer.name}: virtual IP ${reply.addresses.join(", ")}${reply.dns.length ? `, DNS ${reply.dns.join(", ")}` : ""}`, { ...sa.logFields, vips: reply.addresses.join(" ") });
+    }
+  }
   const refusal = notifies(payloads).find((n) => n.notifyType < FIRST_STATUS_NOTIFY);
   if (refusal) return core.childFailed(sa, nameOf(Notify, refusal.notifyType), `the responder refused the child SA with ${nameOf(Notify, refusal.notifyType)}`);
   const sa2 = findPayload(payloads, Payload.SA);
@@ -163,8 +178,44 @@ export function answerAuth(sa: IkeSa, payloads: IkePayload[]): Answer {
   const answer: IkePayload[] = [ownId, ...own.certs, own.auth];
   if (findNotify(payloads, Notify.INITIAL_CONTACT)) core.initialContact(sa);
   core.established(sa);
+  const cp = findPayload(payloads, Payload.CP);
+  const request = cp ? readVipRequest(cp) : undefined;
+  if (request && peer.pools && peer.pools.length > 0) {
+    const given = assignVirtualIps(sa, peer, remoteId, request, now);
+    if (given === undefined) {
+      core.childFailed(sa, "INTERNAL_ADDRESS_FAILURE", `no virtual IP left for ${formatIdentity(remoteId)} in ${peer.pools.map((p) => p.name).join(", ")}`);
+      answer.push(notify(Notify.INTERNAL_ADDRESS_FAILURE));
+      return { payloads: answer };
+    }
+    answer.push(vipReplyPayload({ addresses: given, dns: request.dns ? peer.dns ?? [] : [] }));
+  }
   answer.push(...answerFirstChild(sa, peer, payloads, now));
   return { payloads: answer };
+}
+
+/**
+ * Leases the client's virtual IPs (§2.19): one per family it asked for that
+ * a pool of its peer config has; the same identity gets the same address
+ * again. Undefined (INTERNAL_ADDRESS_FAILURE) when it asked and none was left.
+ */
+function assignVirtualIps(sa: IkeSa, peer: IkePeerConfig, remoteId: Identity, request: { ipv4: boolean; ipv6: boolean }, now: number): string[] | undefined {
+  const identity = formatIdentity(remoteId);
+  const given: string[] = [];
+  for (const family of [4, 6] as const) {
+    if (!(family === 4 ? request.ipv4 : request.ipv6)) continue;
+    for (const pool of peer.pools!) {
+      if (!pool.families.has(family)) continue;
+      const address = pool.acquire(identity, family, now);
+      if (address === undefined) continue;
+      sa.leases.push({ pool, identity, family });
+      given.push(address);
+      break;
+    }
+  }
+  if (given.length === 0) return undefined;
+  sa.virtualIps = given;
+  sa.core.log("info", "vip-lease", `${identity} gets ${given.join(", ")}`, { ...sa.logFields, vips: given.join(" ") });
+  return given;
 }
 
 /** The first child SA: ESP proposal, narrowed selectors, keys; or the notify that refuses it. */
@@ -182,7 +233,9 @@ function answerFirstChild(sa: IkeSa, peer: IkePeerConfig, payloads: IkePayload[]
     core.childFailed(sa, "NO_PROPOSAL_CHOSEN", `no acceptable ESP proposal among ${describeOffered(sa2.proposals)}`);
     return [notify(Notify.NO_PROPOSAL_CHOSEN)];
   }
-  const remoteTs = narrow(fromWire(tsi.selectors), peer.remoteTs);
+  // A client with a virtual IP may send only from it (the data plane's inbound policy enforces the narrowed selector).
+  const clientSide = sa.virtualIps.length > 0 ? narrow(peer.remoteTs, sa.virtualIps.map((a) => selectorFromPrefix(a))) : peer.remoteTs;
+  const remoteTs = narrow(fromWire(tsi.selectors), clientSide);
   const localTs = narrow(fromWire(tsr.selectors), peer.localTs);
   if (remoteTs.length === 0 || localTs.length === 0) {
     core.childFailed(sa, "TS_UNACCEPTABLE", `traffic selectors ${fromWire(tsr.selectors).map(formatSelector).join(" ")} === ${fromWire(tsi.selectors).map(formatSelector).join(" ")} unacceptable`);
