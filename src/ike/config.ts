@@ -11,6 +11,8 @@ import type { Identity, IdentityPattern } from "./identity.js";
 import type { Endpoint } from "./natDetection.js";
 import type { EspProposal, IkeProposal } from "./proposals.js";
 import type { Selector } from "./trafficSelectors.js";
+import type { DosSettings } from "./dosGuard.js";
+import type { FragmentSettings } from "./fragments.js";
 
 export type StartAction = "start" | "trap" | "none";
 export type DpdAction = "clear" | "restart";
@@ -64,6 +66,10 @@ export interface IkeCoreOptions {
   spiInUse?(spi: number): boolean;
   /** When the data plane last opened a packet from any of these child SAs (inbound SPIs), for liveness. */
   lastInbound?(inboundSpis: readonly number[]): number | undefined;
+  /** What new IKE_SA_INIT requests may cost (cookies, half-open limits; dosGuard.ts). */
+  dos?: Partial<DosSettings>;
+  /** RFC 7383 fragmentation: whether, above what size, and the reassembly limits (fragments.ts). */
+  fragmentation?: Partial<FragmentSettings>;
 }
 
 export const DEFAULT_RETRANSMIT: RetransmitPolicy = { timeoutMs: 4000, base: 1.8, tries: 5 };

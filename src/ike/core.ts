@@ -37,6 +37,9 @@ import { answerAuth } from "./exchanges/ikeAuth.js";
 import { answerInformational, sendIkeDelete, sendLivenessCheck } from "./exchanges/informational.js";
 import { answerCreateChild } from "./exchanges/createChildSa.js";
 import type { IkePayload } from "./codec/payloads.js";
+import { DosGuard, type DosStatus } from "./dosGuard.js";
+import { DEFAULT_FRAGMENTATION, type FragmentSettings } from "./fragments.js";
+import { LogLimiter } from "./logLimiter.js";
 
 /** What the core has counted; read at scrape time (metrics) and by `sluice status`. */
 export interface IkeCounters {
@@ -90,12 +93,15 @@ export class IkeCore {
   readonly retransmit: RetransmitPolicy;
   readonly halfOpenTimeoutMs: number;
   readonly random: (length: number) => Uint8Array;
+  readonly fragmentation: FragmentSettings;
   /** The time of the call in progress (handlers read it). */
   now = 0;
   #peers = new Map<string, IkePeerConfig>();
   readonly #bySpi = new Map<bigint, IkeSa>();
   /** Half-open responder SAs by SPIi and source: retransmitted IKE_SA_INIT requests find their answer. */
   readonly #byInit = new Map<string, IkeSa>();
+  /** The #byInit key each half-open SA was filed under (its remote may move before it is forgotten). */
+  readonly #initKeys = new Map<IkeSa, string>();
   readonly #deadlines = new DeadlineQueue<IkeSa>();
   /** Peers to connect again at a time (a `start` or `restart` peer whose attempt was refused). */
   readonly #reconnects = new Map<string, number>();
@@ -104,12 +110,18 @@ export class IkeCore {
   #nextSaId = 1;
   #nextChildId = 1;
   readonly #retryDelayMs: number;
+  /** Admission of new IKE_SA_INIT requests: cookies and half-open limits (dosGuard.ts). */
+  readonly #dos: DosGuard;
+  /** Drop and refusal lines: one per cause per interval (a flood must not flood the log). */
+  readonly #logLimiter = new LogLimiter();
 
   constructor(private readonly options: IkeCoreOptions & { local?: LocalPorts }) {
     this.random = options.random;
     this.retransmit = { ...DEFAULT_RETRANSMIT, ...options.retransmit };
     this.halfOpenTimeoutMs = options.halfOpenTimeoutMs ?? DEFAULT_HALF_OPEN_TIMEOUT_MS;
     this.#retryDelayMs = options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS;
+    this.fragmentation = { ...DEFAULT_FRAGMENTATION, ...options.fragmentation };
+    this.#dos = new DosGuard(this, options.dos);
     for (const peer of options.peers) this.#peers.set(peer.name, peer);
   }
 
@@ -207,6 +219,7 @@ export class IkeCore {
         if (sa.state === "established") sendIkeDelete(sa, now);
         this.removeSa(sa, "shutting down");
       }
+      this.#dos.wipe();
     });
   }
 
@@ -242,6 +255,21 @@ export class IkeCore {
     const counts: Record<IkeSaState, number> = { connecting: 0, "half-open": 0, authenticating: 0, established: 0, deleting: 0, closed: 0 };
     for (const sa of this.#bySpi.values()) counts[sa.state]++;
     return counts;
+  }
+
+  /**
+   * What the core holds, by table: for tests that check memory stays
+   * bounded under floods and fuzzing (every table here must shrink back).
+   */
+  footprint(): { sas: number; halfOpenIndex: number; timers: number; childSpis: number; reconnects: number; reassemblyBytes: number; dos: DosStatus } {
+    let reassemblyBytes = 0;
+    for (const sa of this.#bySpi.values()) reassemblyBytes += sa.fragments.heldBytes;
+    return { sas: this.#bySpi.size, halfOpenIndex: this.#byInit.size + this.#initKeys.size, timers: this.#deadlines.size, childSpis: this.#childSpis.size, reconnects: this.#reconnects.size, reassemblyBytes, dos: this.#dos.status() };
+  }
+
+  /** Half-open SAs and whether cookies are required now, for metrics and status. */
+  dosStatus(): DosStatus {
+    return this.#dos.status();
   }
 
   get peers(): IkePeerConfig[] {
@@ -283,7 +311,7 @@ export class IkeCore {
         else this.drop("duplicate-spi");
         return;
       }
-      return respondInit(this, message, path, this.now);
+      return this.#dos.screen(message, path, this.now, () => respondInit(this, message, path, this.now));
     }
     // The original initiator sets the I flag (§3.1): if it is set we are the responder, whose SPI is SPIr.
     const ourSpi = fromInitiator(header) ? header.spiR : header.spiI;
@@ -367,16 +395,20 @@ export class IkeCore {
     this.#actions.push({ type: "log", level, event, message, fields });
   }
 
-  /** A message dropped: counted by reason; logged at debug level (a flood must not flood the log). */
+  /** A message dropped: counted by reason; logged at debug level, one line per reason per interval (a flood must not flood the log). */
   drop(reason: string, sa?: IkeSa): void {
     this.counters.drops[reason] = (this.counters.drops[reason] ?? 0) + 1;
-    this.log("debug", "ike-drop", `IKE message dropped: ${reason}`, sa ? { ...sa.logFields, reason } : { reason });
+    const suppressed = this.#logLimiter.allow(`drop:${reason}`, this.now);
+    if (suppressed === undefined) return;
+    this.log("debug", "ike-drop", `IKE message dropped: ${reason}${suppressed > 0 ? ` (${suppressed} more since the last such line)` : ""}`, sa ? { ...sa.logFields, reason, suppressed } : { reason, suppressed });
   }
 
-  /** A stateless refusal of an IKE_SA_INIT request. */
+  /** A stateless refusal of an IKE_SA_INIT request: counted; logged once per reason per interval. */
   refused(reason: string, detail: string, fields: Record<string, string>): void {
     this.counters.handshakesFailed[reason] = (this.counters.handshakesFailed[reason] ?? 0) + 1;
-    this.log("warn", "ike-refused", `IKE_SA_INIT refused with ${reason}: ${detail}`, { ...fields, reason });
+    const suppressed = this.#logLimiter.allow(`refused:${reason}`, this.now);
+    if (suppressed === undefined) return;
+    this.log("warn", "ike-refused", `IKE_SA_INIT refused with ${reason}: ${detail}${suppressed > 0 ? ` (${suppressed} more refused so since the last such line)` : ""}`, { ...fields, reason, suppressed });
   }
 
   newSa(role: "initiator" | "responder", spiI: bigint, local: Endpoint, remote: Endpoint, now: number): IkeSa {
@@ -388,7 +420,10 @@ export class IkeCore {
   /** A responder's SA is findable by its SPI and, while half-open, by the request that made it. */
   indexHalfOpen(sa: IkeSa): void {
     this.#bySpi.set(sa.spiR, sa);
-    this.#byInit.set(initKey(sa.spiI, sa.remote), sa);
+    const key = initKey(sa.spiI, sa.remote);
+    this.#byInit.set(key, sa);
+    this.#initKeys.set(sa, key);
+    this.#dos.opened(sa);
     this.#reschedule(sa);
   }
 
@@ -460,7 +495,8 @@ export class IkeCore {
     sa.state = "established";
     sa.establishedAt = this.now;
     sa.expiresAt = undefined;
-    this.#byInit.delete(initKey(sa.spiI, sa.remote));
+    this.#forgetInit(sa);
+    this.#dos.closed(sa);
     this.#reconnects.delete(sa.peerName);
     this.counters.handshakesCompleted++;
     this.log("info", "ike-up", `IKE_SA ${sa.peerName}[${sa.id}] established between ${sa.localId ? formatIdentity(sa.localId) : "?"} and ${sa.remoteId ? formatIdentity(sa.remoteId) : "?"} (${describeIke(sa.algorithms!)})`, {
@@ -514,7 +550,8 @@ export class IkeCore {
     for (const spi of sa.pendingSpis) this.#childSpis.delete(spi);
     sa.pendingSpis.clear();
     if (this.#bySpi.get(sa.ourSpi) === sa) this.#bySpi.delete(sa.ourSpi);
-    if (this.#byInit.get(initKey(sa.spiI, sa.remote)) === sa) this.#byInit.delete(initKey(sa.spiI, sa.remote));
+    this.#forgetInit(sa);
+    this.#dos.closed(sa);
     sa.close();
     this.#deadlines.schedule(sa, undefined);
     this.log(wasUp ? "info" : level, "ike-down", `IKE_SA ${sa.peerName}[${sa.id}] closed: ${reason}`, { ...sa.logFields, reason });
@@ -555,6 +592,14 @@ export class IkeCore {
   #initiate(peer: IkePeerConfig, autoRetry: boolean): void {
     const sa = initiate(this, peer, this.now, autoRetry);
     if (sa.state !== "closed") this.#reschedule(sa);
+  }
+
+  /** The half-open index entry of an SA, by the key it was filed under (not its current remote: IKE_AUTH may float it to 4500). */
+  #forgetInit(sa: IkeSa): void {
+    const key = this.#initKeys.get(sa);
+    if (key === undefined) return;
+    this.#initKeys.delete(sa);
+    if (this.#byInit.get(key) === sa) this.#byInit.delete(key);
   }
 
   #sasOf(name: string): IkeSa[] {
