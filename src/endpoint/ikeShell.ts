@@ -127,6 +127,8 @@ export class IkeShell {
       random: randomPool(),
       retransmit: { timeoutMs: ike.retransmitTimeoutMs, base: ike.retransmitBase, tries: ike.retransmitTries },
       halfOpenTimeoutMs: ike.halfOpenTimeoutMs,
+      dos: { cookieThreshold: ike.cookieThreshold, blockThreshold: ike.blockThreshold, initLimitHalfOpen: ike.initLimitHalfOpen, initRatePerSource: ike.initRatePerSource },
+      fragmentation: { enabled: ike.fragmentation, size: ike.fragmentSize },
       local: { address: config.local.address, ikePort: ike.port, natTPort: host.port, addresses: hostAddresses },
       spiInUse: (spi) => host.table.childBySpi(spi) !== undefined,
       lastInbound: (spis) => {
