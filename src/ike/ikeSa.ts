@@ -295,7 +295,8 @@ export class IkeSa {
       try {
         return this.fragments.take(message, this.#in, this.core.fragmentation, this.core.now, (reason) => this.core.drop(reason, this));
       } catch (error) {
-        this.core.drop(error instanceof ParseError ? error.reason : "invalid-syntax", this);
+        if (!(error instanceof ParseError)) throw error;
+        this.core.drop(error.reason, this);
         return null;
       }
     }
@@ -308,7 +309,9 @@ export class IkeSa {
       if (payloads === null) this.core.drop("bad-icv", this);
       return payloads;
     } catch (error) {
-      this.core.drop(error instanceof ParseError ? error.reason : "invalid-syntax", this);
+      // Anything but a ParseError is a bug: the core's safety net counts it as "internal-error" (the fuzzer looks for those).
+      if (!(error instanceof ParseError)) throw error;
+      this.core.drop(error.reason, this);
       return null;
     }
   }
