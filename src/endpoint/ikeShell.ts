@@ -27,6 +27,7 @@ import { networkInterfaces } from "node:os";
 import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
 import { randomPool } from "../ike/randomPool.js";
+import { LogLimiter } from "../ike/logLimiter.js";
 import { IkeCore, type IkeSaStatus } from "../ike/core.js";
 import type { ChildSaInstall, IkeAction } from "../ike/actions.js";
 import type { IkePeerConfig } from "../ike/config.js";
@@ -101,6 +102,7 @@ export class IkeShell {
   readonly core: IkeCore;
   readonly #metrics: IkeMetrics;
   #socket: Socket | undefined;
+  readonly #socketErrors = new LogLimiter();
   /** The IKE socket's port, read once at bind (not a getsockname per datagram: a flood made that 7% of the CPU). */
   #boundPort: number | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -186,7 +188,12 @@ export class IkeShell {
       socket.bind(this.config.ike.port, address, () => resolve());
     });
     socket.removeAllListeners("error");
-    socket.on("error", (error) => this.log.warn({ event: "ike-socket-error", error: error.message }, "IKE socket error"));
+    // Send errors come here too (a datagram sent without a callback), one per datagram: a flood of answers to
+    // unroutable spoofed sources must not become a flood of lines, so one line per error code per interval.
+    socket.on("error", (error: NodeJS.ErrnoException) => {
+      const left = this.#socketErrors.allow(error.code ?? error.message, this.#now());
+      if (left !== undefined) this.log.warn({ event: "ike-socket-error", error: error.message, suppressed: left }, `IKE socket error${left > 0 ? ` (${left} more since the last such line)` : ""}`);
+    });
     socket.on("message", (datagram, from) => this.#receive(datagram, { address: from.address, port: from.port }, false));
     this.#socket = socket;
     this.#boundPort = socket.address().port;
