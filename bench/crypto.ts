@@ -1,10 +1,12 @@
 /**
  * The crypto suite: seal and open of one packet size at a time, for sluice's
- * batch path, sluice's one-shot API and every peer, all in the same run.
+ * batch path, sluice's one-shot API (allocating its result, and into an
+ * output array) and every peer, all in the same run, so the ratios to
+ * node:crypto and to the batch path are of figures measured side by side.
  */
 import { randomBytes } from "node:crypto";
 import { createBatchRunner, BATCH } from "./sluiceBatch.js";
-import { loadPeers } from "./peers.js";
+import { loadPeers, NODE_CRYPTO } from "./peers.js";
 import { measure, type MeasureOptions, type TimedTask } from "./measure.js";
 
 export const CRYPTO_SIZES = [64, 512, 1420, 8192];
@@ -20,6 +22,8 @@ export interface CryptoRow {
   packetsPerSecond: number;
   /** sluice batch's throughput divided by this row's. */
   batchRatio: number;
+  /** This row's throughput divided by node:crypto's (same size and op, same run). */
+  nodeRatio: number;
 }
 
 export async function runCryptoSuite(options: MeasureOptions, sizes = CRYPTO_SIZES, log: (line: string) => void = () => {}): Promise<CryptoRow[]> {
@@ -46,6 +50,7 @@ export async function runCryptoSuite(options: MeasureOptions, sizes = CRYPTO_SIZ
 
     for (const op of ["seal", "open"] as const) {
       const batchNs = latency.get(`${op}|${SLUICE_BATCH}`)!;
+      const nodeNs = latency.get(`${op}|${NODE_CRYPTO}`)!;
       for (const impl of [SLUICE_BATCH, ...peers.map((p) => p.name)]) {
         const ns = latency.get(`${op}|${impl}`)!;
         rows.push({
@@ -54,6 +59,7 @@ export async function runCryptoSuite(options: MeasureOptions, sizes = CRYPTO_SIZ
           gbitPerSecond: (size * 8) / ns,
           packetsPerSecond: 1e9 / ns,
           batchRatio: ns / batchNs,
+          nodeRatio: nodeNs / ns,
         });
       }
     }

@@ -44,9 +44,12 @@ const peers: IkePeerConfig[] = Array.from({ length: concurrency }, (_, i) => ({
   espProposals: [parseEspProposal("chacha20poly1305", [{ id: 28, keyBits: 256 }])],
   localTs: [selectorFromPrefix(`10.100.${i >> 8}.${i & 255}/32`)],
   remoteTs: [selectorFromPrefix("10.77.2.0/24")],
+  moreChildren: [],
   start: "none",
   dpdMs: 0,
   dpdAction: "clear",
+  ikeLifetime: { rekeyMs: 0, lifeMs: 0, randMs: 0 },
+  childLifetime: { rekeyMs: 0, lifeMs: 0, randMs: 0, rekeyBytes: 0, lifeBytes: 0, rekeyPackets: 0, lifePackets: 0 },
 }));
 
 async function open(): Promise<Socket> {

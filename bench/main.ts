@@ -71,12 +71,13 @@ function positiveInt(name: string, value: string | undefined): number {
 }
 
 function formatCryptoTable(rows: CryptoRow[]): string {
-  const header = ["size", "op", "implementation", "Gbit/s", "packets/s", "ns/packet", "sluice batch ×"];
+  const header = ["size", "op", "implementation", "Gbit/s", "packets/s", "ns/packet", "× node:crypto", "sluice batch ×"];
   const lines = rows.map((r) => [
     `${r.size} B`, r.op, r.impl,
     r.gbitPerSecond.toFixed(2),
     r.packetsPerSecond >= 1e6 ? `${(r.packetsPerSecond / 1e6).toFixed(2)} M` : `${(r.packetsPerSecond / 1e3).toFixed(0)} k`,
     r.nsPerPacket.toFixed(0),
+    r.impl === "node:crypto" ? "—" : r.nodeRatio.toFixed(2),
     r.impl === "sluice batch" ? "—" : r.batchRatio.toFixed(2),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
@@ -129,7 +130,8 @@ async function main(): Promise<void> {
   const results: { crypto?: CryptoRow[]; engine?: EngineRow[]; dispatch?: DispatchRow; tunnel?: TunnelResult; ike?: IkeResult; ikeFlood?: FloodSuiteResult } = {};
   if (args.suites.includes("crypto")) {
     results.crypto = await runCryptoSuite({ rounds: args.rounds, timeMs: args.timeMs }, undefined, log);
-    console.log(`\ncrypto: one core, median of ${args.rounds} rounds; "sluice batch ×" = sluice batch throughput / this row's\n`);
+    console.log(`\ncrypto: one core, median of ${args.rounds} rounds; "× node:crypto" = this row's throughput / node:crypto's;` +
+      ` "sluice batch ×" = sluice batch throughput / this row's; "sluice one-shot" allocates each result, "+ output" writes into the caller's array\n`);
     console.log(formatCryptoTable(results.crypto));
   }
   if (args.suites.includes("engine")) {
@@ -163,15 +165,14 @@ async function main(): Promise<void> {
   }
   const dir = new URL("../../bench/results/", import.meta.url);
   mkdirSync(dir, { recursive: true });
-  // Suites not run this time keep their last results, each with its own date.
+  // Suites not run this time keep their last results, each with its own date
+  // and machine (a suite run elsewhere must not take this machine's name).
   const latest = new URL("latest.json", dir);
-  const previous = existsSync(latest) ? (JSON.parse(readFileSync(latest, "utf8")) as Record<string, unknown>) : {};
+  const { machine: _former, ...previous } = existsSync(latest) ? (JSON.parse(readFileSync(latest, "utf8")) as Record<string, unknown>) : {};
   const date = new Date().toISOString();
-  const report: Record<string, unknown> = {
-    ...previous,
-    machine: { cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
-  };
-  for (const [suite, value] of Object.entries(results)) report[suite] = { date, options: args, results: value };
+  const machine = { cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version };
+  const report: Record<string, unknown> = { ...previous };
+  for (const [suite, value] of Object.entries(results)) report[suite] = { date, machine, options: args, results: value };
   writeFileSync(latest, `${JSON.stringify(report, null, 2)}\n`);
   log(`\nwrote bench/results/latest.json`);
 }

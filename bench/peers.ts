@@ -1,7 +1,9 @@
 /**
  * The AEAD implementations sluice is compared with, behind one interface.
  * Each is used the way its documentation says to use it per packet: the
- * one-shot call with a preallocated output where the API allows it.
+ * one-shot call with a preallocated output where the API allows it. sluice's
+ * one-shot runs both ways: allocating its result (the default call, as
+ * node:crypto's is) and into an output array.
  * All use a 32-byte key, a 12-byte nonce and 8 bytes of AAD (an ESP header).
  */
 import { createCipheriv, createDecipheriv } from "node:crypto";
@@ -30,6 +32,9 @@ export interface PeerInputs {
 
 export type PeerFactory = (inputs: PeerInputs) => AeadPeer;
 
+export const NODE_CRYPTO = "node:crypto";
+export const SLUICE_ONE_SHOT = "sluice one-shot";
+
 /** The part of sodium-native used here (libsodium's ietf ChaCha20-Poly1305). */
 interface SodiumNativeAead {
   crypto_aead_chacha20poly1305_ietf_encrypt(c: Buffer, m: Buffer, ad: Buffer | null, nsec: null, npub: Buffer, k: Buffer): number;
@@ -53,7 +58,7 @@ const nodeCrypto: PeerFactory = ({ key, nonce, aad, plaintext }) => {
   const body = sealed.subarray(0, plaintext.length);
   const tag = sealed.subarray(plaintext.length);
   return {
-    name: "node:crypto",
+    name: NODE_CRYPTO,
     seal: () => void sealOnce(),
     open: () => {
       const decipher = createDecipheriv("chacha20-poly1305", key, nonce, { authTagLength: 16 });
@@ -110,12 +115,23 @@ const asChaCha: PeerFactory = ({ key, nonce, aad, plaintext }) => {
   };
 };
 
+/** The default call: each result a new array, as node:crypto's is. */
 const sluiceOneShot: PeerFactory = ({ key, nonce, aad, plaintext }) => {
+  const sealed = sluiceSeal(key, nonce, aad, plaintext);
+  return {
+    name: SLUICE_ONE_SHOT,
+    seal: () => void sluiceSeal(key, nonce, aad, plaintext),
+    open: () => checkOpened(sluiceOpen(key, nonce, aad, sealed), "sluice"),
+  };
+};
+
+/** With the optional output array, as the libsodium-style peers are called. */
+const sluiceOneShotOutput: PeerFactory = ({ key, nonce, aad, plaintext }) => {
   const sealed = sluiceSeal(key, nonce, aad, plaintext);
   const sealOutput = new Uint8Array(sealed.length);
   const openOutput = new Uint8Array(plaintext.length);
   return {
-    name: "sluice one-shot",
+    name: "sluice one-shot + output",
     seal: () => void sluiceSeal(key, nonce, aad, plaintext, sealOutput),
     open: () => checkOpened(sluiceOpen(key, nonce, aad, sealed, openOutput), "sluice"),
   };
@@ -124,5 +140,5 @@ const sluiceOneShot: PeerFactory = ({ key, nonce, aad, plaintext }) => {
 /** Loads what needs loading (libsodium's WASM) and returns the factories. */
 export async function loadPeers(): Promise<PeerFactory[]> {
   await libsodium.ready;
-  return [sluiceOneShot, nodeCrypto, sodiumNativePeer, libsodiumPeer, noble, asChaCha];
+  return [sluiceOneShot, sluiceOneShotOutput, nodeCrypto, sodiumNativePeer, libsodiumPeer, noble, asChaCha];
 }

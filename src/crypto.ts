@@ -13,12 +13,14 @@
  *
  * Each call copies its inputs into WASM memory and its output out; for many
  * packets, the batch path (sluice/kernel, the engine) avoids both copies.
- * Allocating the result costs more than sealing a small packet (a fresh
- * ArrayBuffer is ~0.6 µs in Node 20), so both calls take an optional
+ * A fresh ArrayBuffer per result can cost more than sealing the packet, so
+ * results come from a slab (resultSlab.ts), and both calls take an optional
  * `output` array to write into instead, as libsodium's API does.
  */
 import { localKernel, align, SCRATCH_KEY, SCRATCH_NONCE } from "./kernel/localKernel.js";
 import { KEY_BYTES } from "./kernel/layout.js";
+import { checkBytes } from "./argumentChecks.js";
+import { ownedCopy } from "./resultSlab.js";
 
 export const NONCE_BYTES = 12;
 export const TAG_BYTES = 16;
@@ -26,7 +28,9 @@ export const TAG_BYTES = 16;
 /**
  * Encrypts and authenticates `plaintext` with `aad` as additional data.
  * @param output where to write the result (at least plaintext.length + 16 bytes); default: a new array
- * @returns ciphertext ‖ 16-byte tag: a new array, or a view of `output`
+ * @returns ciphertext ‖ 16-byte tag: a new array, or a view of `output`. A new
+ *   array of up to 8 KiB shares its `.buffer` with other results, as a pooled
+ *   Buffer does: hand on the array, not its buffer, or pass an `output`.
  * @throws TypeError when key is not 32 bytes, nonce not 12, an argument is not a Uint8Array, or output is too short
  */
 export function seal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, output?: Uint8Array): Uint8Array {
@@ -51,7 +55,8 @@ export function seal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaint
 /**
  * Verifies and decrypts `sealed` (ciphertext ‖ tag).
  * @param output where to write the plaintext (at least sealed.length - 16 bytes); default: a new array
- * @returns the plaintext (a new array, or a view of `output`), or null when the
+ * @returns the plaintext (a new array, which like seal's may share its
+ *   `.buffer` with other results, or a view of `output`), or null when the
  *   tag does not verify; nothing is decrypted then and `output` is untouched
  * @throws TypeError when key is not 32 bytes, nonce not 12, an argument is not a Uint8Array, or output is too short
  */
@@ -77,7 +82,7 @@ export function open(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, sealed
 }
 
 function copyOut(result: Uint8Array, output: Uint8Array | undefined): Uint8Array {
-  if (output === undefined) return result.slice();
+  if (output === undefined) return ownedCopy(result);
   output.set(result);
   return output.length === result.length ? output : output.subarray(0, result.length);
 }
@@ -85,26 +90,4 @@ function copyOut(result: Uint8Array, output: Uint8Array | undefined): Uint8Array
 function checkOutput(output: Uint8Array, needed: number): void {
   checkBytes("output", output);
   if (output.length < needed) throw new TypeError(`output must hold at least ${needed} bytes, got ${output.length}`);
-}
-
-/** Throws a TypeError naming `name` unless value is a Uint8Array (of `length` bytes, if given). */
-export function checkBytes(name: string, value: unknown, length?: number): asserts value is Uint8Array {
-  if (!(value instanceof Uint8Array)) {
-    throw new TypeError(`${name} must be a Uint8Array, got ${describe(value)}`);
-  }
-  if (length !== undefined && value.length !== length) {
-    throw new TypeError(`${name} must be ${length} bytes, got ${value.length}`);
-  }
-}
-
-/**
- * Names a value for an error message without echoing its contents: a key
- * passed in the wrong place must not end up in a log line.
- */
-export function describe(value: unknown): string {
-  if (typeof value === "number" || typeof value === "bigint" || typeof value === "boolean") return String(value);
-  if (value === null) return "null";
-  if (ArrayBuffer.isView(value)) return `${value.constructor.name}(${value.byteLength} bytes)`;
-  if (typeof value === "object") return value.constructor?.name ?? "object";
-  return typeof value;
 }

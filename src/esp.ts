@@ -15,8 +15,9 @@
  * inb.open(esp).status;                       // "replay"
  * ```
  */
-import { checkBytes, describe } from "./crypto.js";
+import { checkBytes, describe } from "./argumentChecks.js";
 import { localKernel, SCRATCH_DESCRIPTOR } from "./kernel/localKernel.js";
+import { ownedCopy } from "./resultSlab.js";
 import {
   D_BUF, D_LEN, D_SA, D_STATUS, D_NEXT_HEADER, D_FLAGS, D_SEQ, D_IV, D_FLAG_IV, DESCRIPTOR_SIZE,
   ESP_HEADER, ESP_TRAILER_MAX, SA_SEQ,
@@ -100,6 +101,8 @@ export class OutboundSa extends SaBase {
    * @param knownAnswer for known-answer tests only: a fixed sequence number and IV
    *   (RFC 7634 Appendix A uses an IV that is not its sequence number). Reusing
    *   an IV under one key destroys confidentiality; never use this for traffic.
+   * @returns the ESP packet, a new array; one of up to 8 KiB shares its
+   *   `.buffer` with other results, as a pooled Buffer does
    * @throws EspError with code "seq-exhausted" once 2^32 − 1 (2^64 − 1 with ESN) packets were sealed
    */
   seal(innerPacket: Uint8Array, nextHeader = NEXT_HEADER_IPV4, knownAnswer?: { seq: bigint; iv: bigint }): Uint8Array {
@@ -127,7 +130,7 @@ export class OutboundSa extends SaBase {
         ? "sequence number space exhausted: this SA must be rekeyed"
         : `sealing failed: ${status}`);
     }
-    return local.bytes.slice(buf, buf + view.getUint32(d + D_LEN, true));
+    return ownedCopy(local.bytes.subarray(buf, buf + view.getUint32(d + D_LEN, true)));
   }
 }
 
@@ -174,7 +177,7 @@ export class InboundSa extends SaBase {
     const inner = buf + ESP_HEADER;
     return {
       status,
-      packet: local.bytes.slice(inner, inner + view.getUint32(d + D_LEN, true)),
+      packet: ownedCopy(local.bytes.subarray(inner, inner + view.getUint32(d + D_LEN, true))),
       nextHeader: view.getUint8(d + D_NEXT_HEADER),
       seq: view.getBigUint64(d + D_SEQ, true),
     };

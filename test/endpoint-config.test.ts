@@ -136,7 +136,7 @@ test("key material: 72 hex digits from a file or the environment; errors never e
   const dir = mkdtempSync(join(tmpdir(), "sluice-keys-"));
   try {
     const hex = "11".repeat(32) + "22".repeat(4);
-    writeFileSync(join(dir, "k"), `${hex.slice(0, 40)}\n${hex.slice(40)}\n`);
+    writeFileSync(join(dir, "k"), `${hex.slice(0, 40)}\n${hex.slice(40)}\n`, { mode: 0o600 }); // see endpoint-keyfile for other modes
     const fromFile = loadKeymat({ file: join(dir, "k") });
     assert.deepEqual([...fromFile.key], new Array(32).fill(0x11));
     assert.deepEqual([...fromFile.salt], [0x22, 0x22, 0x22, 0x22]);

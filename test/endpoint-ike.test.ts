@@ -186,6 +186,37 @@ describe("IKE between two sluice endpoints (portable path, loopback)", () => {
   });
 });
 
+describe("IKE rekeying between two endpoints", () => {
+  test("child and IKE SA rekeyed from both sides while packets flow: none lost, status shows the new SPIs", async () => {
+    const p = await pair();
+    try {
+      await waitUntil(() => up(p.a) && up(p.b), "up", 10_000);
+      const spiBefore = (ike(p.a)[0] as unknown as { children: { spiIn: string }[] }).children[0]!.spiIn;
+      let sent = 0;
+      const pump = setInterval(() => {
+        for (let i = 0; i < 20; i++) if (p.a.sendInner(ipv4("10.77.1.1", "10.77.2.1", 200))) sent++;
+      }, 2);
+      for (const [endpoint, name, what] of [[p.a, "b", false], [p.b, "a", false], [p.a, "b", true], [p.b, "a", false]] as const) {
+        const answer = await endpoint.rekey(name, what);
+        assert.equal(answer.ok, true, JSON.stringify(answer));
+        await new Promise((resolve) => setTimeout(resolve, 150));
+      }
+      clearInterval(pump);
+      await waitUntil(() => p.receivedB.length === sent, `all ${sent} packets arrive (got ${p.receivedB.length})`, 5000);
+      assert.ok(sent > 500, `a real flow: ${sent} packets`);
+      const [sa] = ike(p.a) as unknown as { rekeyInSeconds?: number; children: { spiIn: string; state: string }[] }[];
+      assert.ok(sa!.children.some((c) => c.spiIn !== spiBefore && c.state === "installed"), "a new child carries the traffic");
+      assert.ok(p.logA.lines.some((l) => l.event === "child-rekeying"), "a rekeyed");
+      assert.ok(p.logB.lines.some((l) => l.event === "child-rekeying"), "b rekeyed");
+      assert.ok(p.logA.lines.some((l) => l.event === "ike-rekeying"), "a rekeyed the IKE SA");
+      assert.equal(p.a.counters.drops["no-sa"] ?? 0, 0);
+      assert.equal(p.b.counters.drops["unknown-spi"] ?? 0, 0);
+    } finally {
+      await p.stop();
+    }
+  });
+});
+
 describe("IKE trap", () => {
   test("the first packet starts the negotiation and is dropped, never sent in clear", async () => {
     const p = await pair({ startA: "trap" });

@@ -1,7 +1,7 @@
 // `sluice up` on the native path when it cannot make its TUN device: exit
 // status 1, nothing on stdout (not even the io-path line: the endpoint never
 // came up) and exactly one line on stderr naming the cause, the addon's own
-// words (native/src/sluice_io.c, MSG_TUN_PERM and MSG_TUN_MISSING). The
+// words (native/src/tun.c, MSG_TUN_PERM and MSG_TUN_MISSING). The
 // causes are provoked without touching the machine: CAP_NET_ADMIN dropped for
 // the child (setpriv), /dev/net hidden under an empty tmpfs in a private
 // mount namespace of the child (unshare). Without root, the test user lacks

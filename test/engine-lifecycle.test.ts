@@ -15,7 +15,7 @@ import { InboundSa } from "../src/esp.js";
 import { EngineError } from "../src/engine/errors.js";
 import { SA_KEY } from "../src/kernel/layout.js";
 import { Rng, SEED } from "./helpers.js";
-import { openEngine, resultOf, equalBytes, indexOfBytes, within } from "./fixtures/engineUtil.js";
+import { openEngine, resultOf, equalBytes, indexOfBytes, within, isCode } from "./fixtures/engineUtil.js";
 import type { Engine } from "../src/engine/engine.js";
 import type { Batch } from "../src/engine/batch.js";
 import type { SaHandle } from "../src/engine/saTable.js";
@@ -25,10 +25,6 @@ const seedNote = `(SLUICE_TEST_SEED=${SEED})`;
 
 function saKeys(): { spi: number; key: Uint8Array; salt: Uint8Array } {
   return { spi: rng.range(1, 0xffffffff), key: rng.bytes(32), salt: rng.bytes(4) };
-}
-
-function isCode(code: string): (e: unknown) => boolean {
-  return (e) => e instanceof EngineError && e.code === code;
 }
 
 /** Fills a new batch of `op` with `packets` (fresh slots) and returns it, unsubmitted. */

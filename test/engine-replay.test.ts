@@ -23,7 +23,7 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { Rng, SEED } from "./helpers.js";
-import { openEngine, sealAll, pipeline, resultOf, equalBytes, ReferenceWindow, type BatchSpec, type WindowStatus } from "./fixtures/engineUtil.js";
+import { openEngine, pipeline, resultOf, equalBytes, ReferenceWindow, type BatchSpec, type WindowStatus } from "./fixtures/engineUtil.js";
 import type { PacketStatus } from "../src/kernel/status.js";
 
 const rng = new Rng(SEED ^ 0x7e91a7);
@@ -48,7 +48,7 @@ async function concurrentReplay(t: import("node:test").TestContext, s: Scenario)
   const out = engine.addSa({ direction: "out", ...sa });
   const inb = engine.addSa({ direction: "in", ...sa, replayWindow: s.replayWindow });
   const inner = Array.from({ length: s.packets }, () => rng.bytes(rng.range(0, 200)));
-  const sealed = await sealAll(engine, out, inner); // sealed[i] has sequence number i + 1
+  const sealed = await engine.seal(out, inner); // sealed[i] has sequence number i + 1
 
   // The stream: 1…N shuffled within blocks, then 1–3 copies of each, each copy near the packet's place.
   const order = Array.from({ length: s.packets }, (_, i) => i + 1);

@@ -11,13 +11,14 @@
 // Related files: engine-order (in-order completion under load),
 // engine-replay (concurrent anti-replay), engine-lifecycle (backpressure,
 // close, removeSa), engine-faults (dying workers), engine-heap (no growth
-// over a million packets).
+// over a million packets), engine-convenient (seal/open of any number of
+// packets, pipelined).
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { createEngine } from "../src/engine/engine.js";
 import { OutboundSa, InboundSa } from "../src/esp.js";
 import { Rng, SEED } from "./helpers.js";
-import { openEngine, sealAll, openAll, pipeline, resultOf, equalBytes, type BatchSpec, type PacketSpec } from "./fixtures/engineUtil.js";
+import { openEngine, pipeline, resultOf, equalBytes, type BatchSpec, type PacketSpec } from "./fixtures/engineUtil.js";
 import type { SaHandle } from "../src/engine/saTable.js";
 
 const rng = new Rng(SEED ^ 0xe591e);
@@ -38,7 +39,7 @@ describe("engine round trips, checked against the one-shot ESP API", () => {
       const inb = engine.addSa({ direction: "in", ...sa, replayWindow: 2048 });
       const packets = sizes.map((n) => rng.bytes(n));
 
-      const sealed = await sealAll(engine, out, packets);
+      const sealed = await engine.seal(out, packets);
       assert.equal(sealed.length, packets.length);
       const oneShotOut = new OutboundSa(sa);
       const oneShotIn = new InboundSa({ ...sa, replayWindow: 2048 });
@@ -56,7 +57,7 @@ describe("engine round trips, checked against the one-shot ESP API", () => {
         oneShotIn.destroy();
       }
 
-      const opened = await openAll(engine, inb, sealed);
+      const opened = await engine.open(inb, sealed);
       for (let i = 0; i < packets.length; i++) {
         if (opened.statuses[i] !== "ok" || !equalBytes(opened.packets[i], packets[i]!)) {
           assert.fail(`engine opened its own packet ${i} (inner ${sizes[i]} B) as ${opened.statuses[i]} ${seedNote}`);
@@ -73,7 +74,7 @@ describe("engine round trips, checked against the one-shot ESP API", () => {
       } finally {
         fromOneShot.destroy();
       }
-      const openedOther = await openAll(engine, inbOther, esp);
+      const openedOther = await engine.open(inbOther, esp);
       for (let i = 0; i < packets.length; i++) {
         if (openedOther.statuses[i] !== "ok" || !equalBytes(openedOther.packets[i], packets[i]!)) {
           assert.fail(`engine opened OutboundSa packet ${i} (inner ${sizes[i]} B) as ${openedOther.statuses[i]} ${seedNote}`);

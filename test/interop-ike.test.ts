@@ -16,24 +16,13 @@ import { join } from "node:path";
 import { describe, test, type TestContext } from "node:test";
 import { Charon } from "./fixtures/interop/charon.js";
 import { bedSkip } from "./fixtures/interop/requirements.js";
-import { bedConfigs, type IkeSaInfo } from "./fixtures/interop/swanctl.js";
-import { TwoHosts, type Host, type Topology } from "./fixtures/interop/topology.js";
+import { bedConfigs } from "./fixtures/interop/swanctl.js";
+import { TwoHosts, type Host } from "./fixtures/interop/topology.js";
+import { cleanUpAfter, onlySa } from "./fixtures/interop/steps.js";
 import { SluiceDaemon, initiatorPeer, responderPeer } from "./fixtures/interop/sluice.js";
 import { NET_TOOL, Proc } from "./fixtures/twoEndpoints.js";
 
 const skip = bedSkip();
-
-function cleanUpAfter<T extends Topology | Charon | SluiceDaemon>(t: TestContext, thing: T): T {
-  t.after(() => ("destroy" in thing ? thing.destroy() : thing.stop()));
-  return thing;
-}
-
-async function onlySa(charon: Charon): Promise<IkeSaInfo> {
-  const sas = await charon.listSas();
-  assert.equal(sas.length, 1, `${charon.ns}: IKE_SAs ${JSON.stringify(sas.map((s) => s.name))}\n${charon.logTail()}`);
-  assert.equal(sas[0]!.children.length, 1, `${charon.ns}: CHILD_SAs\n${charon.logTail()}`);
-  return sas[0]!;
-}
 
 /** Sends `bytes` random bytes over TCP from `from` to `to`'s inner address through the tunnel; returns when the sink's sha256 matches. */
 async function tcpTransfer(t: TestContext, from: Host, to: Host, bytes: number): Promise<void> {
@@ -59,6 +48,7 @@ describe("IKEv2 with strongSwan", { skip }, () => {
     const responder = cleanUpAfter(t, await Charon.start(bed.b.ns, { swanctl: bedConfigs(bed.a, bed.b).responder }));
     const sluice = cleanUpAfter(t, await SluiceDaemon.start(bed.a, [initiatorPeer(bed.b, bed.a)]));
     await sluice.waitForEvent("child-up", 15_000);
+    await sluice.routed(bed.b.site);
     const there = await bed.ping(bed.a.ns, bed.b.inner, { from: bed.a.inner, count: 5, interval: 0.1 });
     assert.equal(there.received, 5, there.output);
     const back = await bed.ping(bed.b.ns, bed.a.inner, { from: bed.b.inner, count: 5, interval: 0.1 });
@@ -92,6 +82,7 @@ describe("IKEv2 with strongSwan", { skip }, () => {
     const output = await initiator.initiate("net");
     assert.match(output, /CHILD_SA net\{\d+\} established/);
     await sluice.waitForEvent("child-up", 5000);
+    await sluice.routed(bed.a.site);
     const there = await bed.ping(bed.a.ns, bed.b.inner, { from: bed.a.inner, count: 5, interval: 0.1 });
     assert.equal(there.received, 5, there.output);
     const back = await bed.ping(bed.b.ns, bed.a.inner, { from: bed.b.inner, count: 5, interval: 0.1 });

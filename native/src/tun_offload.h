@@ -1,7 +1,7 @@
 /*
  * TUN offloads: the segmentation (TSO) and coalescing (GRO) that a NIC would
  * do, done by sluice for its TUN device (IFF_VNET_HDR), as wireguard-go does on
- * Linux. Sans-I/O: these functions only transform bytes; sluice_io.c does the
+ * Linux. Sans-I/O: these functions only transform bytes; tun.c does the
  * reads and writes.
  *
  * Why: without offloads the kernel hands a TUN reader one MTU-sized packet per

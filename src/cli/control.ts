@@ -29,13 +29,13 @@ function defaultSocket(): string {
 }
 
 interface ChildStatus {
-  id: number; spiIn: string; spiOut: string; esp: string; localTs: string[]; remoteTs: string[];
-  ageSeconds: number; packetsIn: number; bytesIn: number; packetsOut: number; bytesOut: number;
+  id: number; state: string; spiIn: string; spiOut: string; esp: string; localTs: string[]; remoteTs: string[];
+  ageSeconds: number; rekeyInSeconds?: number; expireInSeconds?: number; packetsIn: number; bytesIn: number; packetsOut: number; bytesOut: number;
 }
 interface IkeStatus {
   id: number; peer: string; role: string; state: string; spiI: string; spiR: string; local: string; remote: string;
   natT: boolean; natLocal: boolean; natRemote: boolean; localId?: string; remoteId?: string; ike?: string;
-  ageSeconds: number; lastRttMs?: number; children: ChildStatus[];
+  ageSeconds: number; rekeyInSeconds?: number; expireInSeconds?: number; lastRttMs?: number; children: ChildStatus[];
 }
 interface StaticStatus { name: string; address: string; spiIn: string; spiOut: string; packetsIn: number; bytesIn: number; packetsOut: number; bytesOut: number }
 
@@ -60,7 +60,13 @@ function socketPath(args: string[]): { path: string; rest: string[]; json: boole
 function age(seconds: number): string {
   if (seconds < 120) return `${seconds}s`;
   if (seconds < 7200) return `${Math.round(seconds / 60)}m`;
-  return `${Math.round(seconds / 3600)}h`;
+  const minutes = Math.round(seconds / 60);
+  return minutes % 60 === 0 ? `${minutes / 60}h` : `${Math.floor(minutes / 60)}h${minutes % 60}m`;
+}
+
+/** ", rekeying in 52m, expires in 1h" (swanctl's wording); nothing when neither is due. */
+function timing(sa: { rekeyInSeconds?: number; expireInSeconds?: number }): string {
+  return `${sa.rekeyInSeconds !== undefined ? `, rekeying in ${age(sa.rekeyInSeconds)}` : ""}${sa.expireInSeconds !== undefined ? `, expires in ${age(sa.expireInSeconds)}` : ""}`;
 }
 
 /** The swanctl-like text of a status answer. */
@@ -72,10 +78,10 @@ export function formatStatus(status: { ike?: IkeStatus[]; staticPeers?: StaticSt
     lines.push(`  local  '${sa.localId ?? "?"}' @ ${sa.local}${sa.natLocal ? " (behind NAT)" : ""}`);
     lines.push(`  remote '${sa.remoteId ?? "?"}' @ ${sa.remote}${sa.natRemote ? " (behind NAT)" : ""}`);
     if (sa.ike) lines.push(`  ${sa.ike}`);
-    lines.push(`  ${sa.state === "established" ? "established" : "created"} ${age(sa.ageSeconds)} ago${sa.lastRttMs !== undefined ? `, liveness RTT ${sa.lastRttMs.toFixed(2)} ms` : ""}`);
+    lines.push(`  ${sa.state === "established" ? "established" : "created"} ${age(sa.ageSeconds)} ago${timing(sa)}${sa.lastRttMs !== undefined ? `, liveness RTT ${sa.lastRttMs.toFixed(2)} ms` : ""}`);
     for (const child of sa.children) {
-      lines.push(`  ${sa.peer}{${child.id}}: INSTALLED, TUNNEL, ESP in UDP SPIs: ${child.spiIn}_i ${child.spiOut}_o`);
-      lines.push(`    ${child.esp}, ${age(child.ageSeconds)} ago`);
+      lines.push(`  ${sa.peer}{${child.id}}: ${child.state === "installed" ? "INSTALLED" : child.state.toUpperCase()}, TUNNEL, ESP in UDP SPIs: ${child.spiIn}_i ${child.spiOut}_o`);
+      lines.push(`    ${child.esp}, ${age(child.ageSeconds)} ago${timing(child)}`);
       lines.push(`    in  ${child.spiIn}, ${child.bytesIn} bytes, ${child.packetsIn} packets`);
       lines.push(`    out ${child.spiOut}, ${child.bytesOut} bytes, ${child.packetsOut} packets`);
       lines.push(`    local  ${child.localTs.join(" ")}`);
@@ -91,14 +97,14 @@ export function formatStatus(status: { ike?: IkeStatus[]; staticPeers?: StaticSt
 }
 
 /** Runs a control command; returns the exit status. */
-export async function control(command: "status" | "initiate" | "terminate", args: string[]): Promise<number> {
+export async function control(command: "status" | "initiate" | "terminate" | "rekey", args: string[]): Promise<number> {
   const { path, rest, json } = socketPath(args);
   let request: ControlRequest;
   if (command === "status") request = { command };
   else {
-    const name = rest[0];
+    const name = rest.find((arg) => !arg.startsWith("-"));
     if (name === undefined) throw new Error(`${command} needs a peer name: sluice ${command} NAME`);
-    request = { command, name };
+    request = command === "rekey" ? { command, name, ike: rest.includes("--ike") } : { command, name };
   }
   const answer = await requestControl(path, request);
   if (!answer.ok) {

@@ -3,7 +3,7 @@
  * The `sluice` command.
  *
  *   sluice up -c sluice.toml [--metrics HOST:PORT]   run the VPN endpoint
- *   sluice status | initiate NAME | terminate NAME   ask a running endpoint (its control socket)
+ *   sluice status | initiate NAME | terminate NAME | rekey NAME [--ike]   ask a running endpoint (its control socket)
  *   sluice demo                                      two endpoints between two namespaces
  *   sluice version
  *
@@ -38,6 +38,7 @@ commands:
   status [--json]                    the running endpoint's IKE and child SAs (as swanctl --list-sas)
   initiate NAME                      negotiate with IKE peer NAME now; waits for its child SA
   terminate NAME                     delete the IKE SAs with peer NAME
+  rekey NAME [--ike]                 rekey peer NAME's child SAs (or, with --ike, its IKE SA) now
                                      (these three take -s SOCKET or -c FILE; default: the one /run/sluice/*.sock)
   demo                               (root) two endpoints in two network namespaces: ping, iperf3, counters
   version                            print the version
@@ -160,6 +161,7 @@ switch (command) {
   case "status":
   case "initiate":
   case "terminate":
+  case "rekey":
     try {
       process.exit(await control(command, rest));
     } catch (error) {

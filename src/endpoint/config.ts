@@ -59,7 +59,8 @@ export interface PeerConfig {
 export interface EndpointConfig {
   local: { address: string; port: number };
   tun: { name: string; addresses: Prefix[]; mtu: number };
-  engine: { workers?: number };
+  /** `max_sas`: SA records in the engine (two per child SA, four while one is rekeyed); default 4096, about 4.5 MB. */
+  engine: { workers?: number; maxSas: number };
   stateDir: string;
   keepaliveSeconds: number;
   /** Peers with static keys. */
@@ -136,7 +137,7 @@ export function parseConfig(text: string): EndpointConfig {
   const tun = table(root.tun ?? {}, "tun");
   known(tun, "tun", ["name", "addresses", "mtu"]);
   const engine = table(root.engine ?? {}, "engine");
-  known(engine, "engine", ["workers"]);
+  known(engine, "engine", ["workers", "max_sas"]);
   const state = table(root.state ?? {}, "state");
   known(state, "state", ["dir"]);
   const keepalive = table(root.keepalive ?? {}, "keepalive");
@@ -168,7 +169,7 @@ export function parseConfig(text: string): EndpointConfig {
   const config: EndpointConfig = {
     local: { address: localAddress, port: int(local, "port", "local.", 0, 65535, 4500) },
     tun: { name: str(tun, "name", "tun.", "sluice0"), addresses, mtu: int(tun, "mtu", "tun.", 576, 9000, defaultMtu(localAddress)) },
-    engine: engine.workers === undefined ? {} : { workers: int(engine, "workers", "engine.", 1, 64) },
+    engine: { ...(engine.workers === undefined ? {} : { workers: int(engine, "workers", "engine.", 1, 64) }), maxSas: int(engine, "max_sas", "engine.", 16, 65536, 4096) },
     stateDir: str(state, "dir", "state.", "/var/lib/sluice"),
     keepaliveSeconds: int(keepalive, "interval", "keepalive.", 0, 3600, 20),
     peers: staticPeers,

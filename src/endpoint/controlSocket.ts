@@ -4,7 +4,8 @@
  * through it, as swanctl talks to charon over vici.
  *
  * Protocol: one JSON object per line each way. A request is
- * `{"command": "status"}` or `{"command": "initiate" | "terminate", "name": "…"}`;
+ * `{"command": "status"}`, `{"command": "initiate" | "terminate", "name": "…"}` or
+ * `{"command": "rekey", "name": "…", "ike": true | false}`;
  * the answer is `{"ok": true, …}` or `{"ok": false, "error": "…"}`.
  *
  * Why a Unix socket with mode 0600: whoever can connect can tear tunnels
@@ -17,7 +18,11 @@ import { chmodSync, lstatSync, mkdirSync, unlinkSync } from "node:fs";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { dirname } from "node:path";
 
-export type ControlRequest = { command: "status" } | { command: "initiate"; name: string } | { command: "terminate"; name: string };
+export type ControlRequest =
+  | { command: "status" }
+  | { command: "initiate"; name: string }
+  | { command: "terminate"; name: string }
+  | { command: "rekey"; name: string; ike?: boolean };
 export type ControlAnswer = { ok: true; [key: string]: unknown } | { ok: false; error: string };
 
 export interface ControlHandler {
@@ -25,6 +30,8 @@ export interface ControlHandler {
   /** Resolves once the peer's child SA is up or the attempt failed. */
   initiate(name: string): Promise<ControlAnswer>;
   terminate(name: string): Promise<ControlAnswer>;
+  /** Rekeys the peer's child SAs, or with `ike` its IKE SA. */
+  rekey(name: string, ike: boolean): Promise<ControlAnswer>;
 }
 
 const MAX_REQUEST_BYTES = 4096;
@@ -41,11 +48,12 @@ function parseRequest(line: string): ControlRequest | string {
   if (typeof value !== "object" || value === null) return "not a JSON object";
   const request = value as Record<string, unknown>;
   if (request.command === "status") return { command: "status" };
-  if (request.command === "initiate" || request.command === "terminate") {
+  if (request.command === "initiate" || request.command === "terminate" || request.command === "rekey") {
     if (typeof request.name !== "string" || request.name === "") return `${request.command} needs a peer name`;
+    if (request.command === "rekey") return { command: "rekey", name: request.name, ike: request.ike === true };
     return { command: request.command, name: request.name };
   }
-  return `unknown command ${JSON.stringify(request.command)} (status, initiate, terminate)`;
+  return `unknown command ${JSON.stringify(request.command)} (status, initiate, terminate, rekey)`;
 }
 
 /**
@@ -128,8 +136,16 @@ async function answer(line: string, handler: ControlHandler): Promise<ControlAns
   const request = parseRequest(line);
   if (typeof request === "string") return { ok: false, error: request };
   try {
-    if (request.command === "status") return { ok: true, ...handler.status() };
-    return request.command === "initiate" ? await handler.initiate(request.name) : await handler.terminate(request.name);
+    switch (request.command) {
+      case "status":
+        return { ok: true, ...handler.status() };
+      case "initiate":
+        return await handler.initiate(request.name);
+      case "terminate":
+        return await handler.terminate(request.name);
+      case "rekey":
+        return await handler.rekey(request.name, request.ike ?? false);
+    }
   } catch (error) {
     return { ok: false, error: error instanceof Error ? error.message : String(error) };
   }

@@ -151,7 +151,7 @@ export class Endpoint {
     let udp: NativeUdpPort | undefined;
     try {
       udp = NativeUdpPort.open(io, config);
-      engine = await createEngine({ workers: config.engine.workers, ...ENGINE_SHAPE, maxInFlight: 24, ioScratch: udp.ioScratchBytes });
+      engine = await createEngine({ workers: config.engine.workers, ...ENGINE_SHAPE, maxSas: config.engine.maxSas, maxInFlight: 24, ioScratch: udp.ioScratchBytes });
       const forwarder = new Forwarder(engine, log);
       tun.attach(forwarder);
       udp.attach(forwarder);
@@ -167,7 +167,7 @@ export class Endpoint {
   }
 
   static async #startPortable(config: EndpointConfig, reason: string, log: Logger, store: SeqStore, options: EndpointOptions): Promise<Endpoint> {
-    const engine = await createEngine({ workers: config.engine.workers, ...ENGINE_SHAPE, maxInFlight: 16 });
+    const engine = await createEngine({ workers: config.engine.workers, ...ENGINE_SHAPE, maxSas: config.engine.maxSas, maxInFlight: 16 });
     let udp: DgramPort | undefined;
     try {
       const forwarder = new Forwarder(engine, log);
@@ -364,6 +364,11 @@ export class Endpoint {
   /** Negotiates with an IKE peer now; resolves when its child SA is up or the attempt failed. */
   initiate(name: string): Promise<ControlAnswer> {
     return this.#ike?.initiate(name) ?? Promise.resolve({ ok: false, error: `no IKE peer named ${name}` });
+  }
+
+  /** Rekeys an IKE peer's child SAs, or with `ike` its IKE SA, now. */
+  rekey(name: string, ike: boolean): Promise<ControlAnswer> {
+    return this.#ike?.rekey(name, ike) ?? Promise.resolve({ ok: false, error: `no IKE peer named ${name}` });
   }
 
   /** Deletes the IKE SAs (and child SAs) with an IKE peer. */

@@ -29,6 +29,13 @@
  * start = "start"               # start | trap | none
  * dpd = 30                      # seconds; 0 = off
  * dpd_action = "restart"        # clear | restart
+ * rekey_time = 14400            # the IKE SA: rekeyed after 4 h (minus up to rand_time), deleted after life_time
+ * [peer.child]
+ * rekey_time = 3600             # child SAs: rekeyed hourly, or after rekey_bytes / rekey_packets
+ * [[peer.children]]             # another child SA with selectors of its own (CREATE_CHILD_SA)
+ * selectors = ["10.78.2.0/24"]
+ * local_selectors = ["10.78.1.0/24"]
+ * rekey_bytes = 0               # 0: no volume limit
  * ```
  *
  * Everything is checked here, before anything starts: identities, proposal
@@ -39,6 +46,7 @@
 import { parseIdentity, parseIdentityPattern } from "../ike/identity.js";
 import { DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS, parseEspProposal, parseIkeProposal, type Cipher } from "../ike/proposals.js";
 import type { DpdAction, StartAction } from "../ike/config.js";
+import type { ChildLifetime, Lifetime } from "../ike/lifetimes.js";
 import type { Prefix } from "./prefix.js";
 import { ConfigError, address, bool, choice, int, keySource, known, num, prefixList, str, stringList, table, type KeySource, type Table } from "./configValues.js";
 import { DEFAULT_DOS } from "../ike/dosGuard.js";
@@ -58,6 +66,8 @@ export interface IkePeerEntry {
   selectors: Prefix[];
   /** Our side. */
   localSelectors: Prefix[];
+  /** More child SAs, a selector pair each (`[[peer.children]]`). */
+  moreChildren: { selectors: Prefix[]; localSelectors: Prefix[] }[];
   replayWindow: number;
   localId: string;
   remoteId: string;
@@ -67,6 +77,8 @@ export interface IkePeerEntry {
   start: StartAction;
   dpdSeconds: number;
   dpdAction: DpdAction;
+  ikeLifetime: Lifetime;
+  childLifetime: ChildLifetime;
 }
 
 /** The `[ike]` table. */
@@ -77,6 +89,8 @@ export interface IkeSettings {
   retransmitBase: number;
   retransmitTries: number;
   halfOpenTimeoutMs: number;
+  /** After a refused (re)connect of a `start` or `restart` peer, the next try waits this long. */
+  retryDelayMs: number;
   /** DoS defence (src/ike/dosGuard.ts); 0 turns a limit off. */
   cookieThreshold: number;
   blockThreshold: number;
@@ -87,8 +101,35 @@ export interface IkeSettings {
   fragmentSize: number;
 }
 
-export const IKE_PEER_KEYS = ["name", "endpoint", "selectors", "local_selectors", "replay_window", "ike"];
-const IKE_KEYS = ["local_id", "remote_id", "psk", "psk_file", "psk_env", "proposals", "esp_proposals", "start", "dpd", "dpd_action", "nat_t_port"];
+export const IKE_PEER_KEYS = ["name", "endpoint", "selectors", "local_selectors", "replay_window", "ike", "child", "children"];
+const LIFETIME_KEYS = ["rekey_time", "life_time", "rand_time"];
+const IKE_KEYS = ["local_id", "remote_id", "psk", "psk_file", "psk_env", "proposals", "esp_proposals", "start", "dpd", "dpd_action", "nat_t_port", ...LIFETIME_KEYS];
+const CHILD_KEYS = [...LIFETIME_KEYS, "rekey_bytes", "life_bytes", "rekey_packets", "life_packets"];
+
+/**
+ * strongSwan's lifetime settings: `rekey_time` (0: never on time),
+ * `life_time` (default rekey_time + 10%), `rand_time` (default life_time −
+ * rekey_time), in seconds; for child SAs also bytes and packets (0: none).
+ */
+function lifetime(t: Table, key: string, rekeyDefault: number): Lifetime {
+  const rekey = num(t, "rekey_time", key, 0, 10 * 365 * 86400, rekeyDefault);
+  const life = num(t, "life_time", key, 0, 10 * 365 * 86400, Math.round(rekey * 1.1));
+  if (rekey > 0 && life > 0 && life <= rekey) throw new ConfigError(`${key}life_time`, `must be longer than rekey_time (${rekey} s), or 0`);
+  const rand = num(t, "rand_time", key, 0, 10 * 365 * 86400, life > rekey ? life - rekey : 0);
+  if (rekey > 0 && rand >= rekey) throw new ConfigError(`${key}rand_time`, `must be shorter than rekey_time (${rekey} s)`);
+  return { rekeyMs: rekey * 1000, lifeMs: life * 1000, randMs: rand * 1000 };
+}
+
+function childLifetime(value: unknown, key: string): ChildLifetime {
+  const t = table(value ?? {}, key);
+  known(t, key, CHILD_KEYS);
+  const k = `${key}.`;
+  const volume = (name: string): number => num(t, name, k, 0, Number.MAX_SAFE_INTEGER, 0);
+  const limits = { rekeyBytes: volume("rekey_bytes"), lifeBytes: volume("life_bytes"), rekeyPackets: volume("rekey_packets"), lifePackets: volume("life_packets") };
+  if (limits.lifeBytes > 0 && limits.rekeyBytes >= limits.lifeBytes) throw new ConfigError(`${k}rekey_bytes`, "must be below life_bytes");
+  if (limits.lifePackets > 0 && limits.rekeyPackets >= limits.lifePackets) throw new ConfigError(`${k}rekey_packets`, "must be below life_packets");
+  return { ...lifetime(t, k, 3600), ...limits };
+}
 
 /** "192.0.2.1", "192.0.2.1:500", "[2001:db8::1]:500" or "2001:db8::1": an IKE endpoint, port 500 unless given. */
 function ikeEndpoint(value: string, key: string): { address: string; port: number } {
@@ -98,6 +139,17 @@ function ikeEndpoint(value: string, key: string): { address: string; port: numbe
   const port = portText === undefined ? 500 : Number(portText);
   if (port < 1 || port > 65535) throw new ConfigError(key, `port ${port} is out of range`);
   return { address: address(host, key), port };
+}
+
+/** `[[peer.children]]`: each table one more child SA with `selectors` and `local_selectors`. */
+function moreChildren(value: unknown, key: string): { selectors: Prefix[]; localSelectors: Prefix[] }[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw new ConfigError(key, "must be an array of tables ([[peer.children]])");
+  return value.map((item, i) => {
+    const t = table(item, `${key}[${i}]`);
+    known(t, `${key}[${i}]`, ["selectors", "local_selectors"]);
+    return { selectors: prefixList(t, "selectors", `${key}[${i}].`), localSelectors: prefixList(t, "local_selectors", `${key}[${i}].`) };
+  });
 }
 
 /** A `[[peer]]` table that has an `ike` table. */
@@ -148,6 +200,7 @@ export function ikePeerEntry(t: Table, key: string): IkePeerEntry {
     natTPort: int(ike, "nat_t_port", ik, 1, 65535, 4500),
     selectors: prefixList(t, "selectors", k),
     localSelectors: prefixList(t, "local_selectors", k),
+    moreChildren: moreChildren(t.children, `${k}children`),
     replayWindow,
     localId,
     remoteId,
@@ -157,6 +210,8 @@ export function ikePeerEntry(t: Table, key: string): IkePeerEntry {
     start,
     dpdSeconds: int(ike, "dpd", ik, 0, 86400, 30),
     dpdAction,
+    ikeLifetime: lifetime(ike, ik, 14400),
+    childLifetime: childLifetime(t.child, `${k}child`),
   };
 }
 
@@ -164,7 +219,7 @@ export function ikePeerEntry(t: Table, key: string): IkePeerEntry {
 export function ikeSettings(value: unknown): IkeSettings {
   const t = table(value ?? {}, "ike");
   known(t, "ike", [
-    "port", "retransmit_timeout", "retransmit_base", "retransmit_tries", "half_open_timeout",
+    "port", "retransmit_timeout", "retransmit_base", "retransmit_tries", "half_open_timeout", "retry_delay",
     "cookie_threshold", "block_threshold", "init_limit_half_open", "init_rate_per_source", "fragmentation", "fragment_size",
   ]);
   const settings: IkeSettings = {
@@ -173,6 +228,7 @@ export function ikeSettings(value: unknown): IkeSettings {
     retransmitBase: num(t, "retransmit_base", "ike.", 1, 10, 1.8),
     retransmitTries: int(t, "retransmit_tries", "ike.", 0, 100, 5),
     halfOpenTimeoutMs: num(t, "half_open_timeout", "ike.", 1, 3600, 30) * 1000,
+    retryDelayMs: num(t, "retry_delay", "ike.", 0.1, 3600, 30) * 1000,
     cookieThreshold: int(t, "cookie_threshold", "ike.", 0, 1_000_000, DEFAULT_DOS.cookieThreshold),
     blockThreshold: int(t, "block_threshold", "ike.", 0, 1_000_000, DEFAULT_DOS.blockThreshold),
     initLimitHalfOpen: int(t, "init_limit_half_open", "ike.", 0, 10_000_000, DEFAULT_DOS.initLimitHalfOpen),
@@ -189,5 +245,14 @@ export function ikeSettings(value: unknown): IkeSettings {
 
 /** What must match for a reload to keep an IKE peer's SAs: every setting (the PSK's source, not its bytes). */
 export function ikePeerSignature(peer: IkePeerEntry): string {
-  return JSON.stringify({ ...peer, selectors: peer.selectors.map((p) => p.text), localSelectors: peer.localSelectors.map((p) => p.text) });
+  const texts = (list: Prefix[]): string[] => list.map((p) => p.text);
+  return JSON.stringify({
+    ...peer, selectors: texts(peer.selectors), localSelectors: texts(peer.localSelectors),
+    moreChildren: peer.moreChildren.map((c) => [texts(c.selectors), texts(c.localSelectors)]),
+  });
+}
+
+/** Every prefix on the peer's side, over all its child SAs: routed into the TUN and trapped from the start. */
+export function ikePeerRemotePrefixes(peer: IkePeerEntry): Prefix[] {
+  return [...peer.selectors, ...peer.moreChildren.flatMap((c) => c.selectors)];
 }

@@ -39,7 +39,7 @@ import { selectorFromPrefix } from "../ike/trafficSelectors.js";
 import type { Registry } from "prom-client";
 import type { SocketAddress } from "../io/address.js";
 import type { EndpointConfig } from "./config.js";
-import { DATA_PLANE_CIPHERS, ikePeerSignature, type IkePeerEntry } from "./ikeConfig.js";
+import { DATA_PLANE_CIPHERS, ikePeerRemotePrefixes, ikePeerSignature, type IkePeerEntry } from "./ikeConfig.js";
 import { IkeMetrics } from "./ikeMetrics.js";
 import type { Child, Peer } from "./peer.js";
 import type { PeerTable } from "./peerTable.js";
@@ -50,6 +50,8 @@ import type { ControlAnswer } from "./controlSocket.js";
 /** What the shell needs of the endpoint (the Endpoint class has it). */
 export interface ShellHost {
   readonly table: PeerTable;
+  /** For the sequence numbers children's outbound SAs have used. */
+  readonly engine: { saSeq(handle: Child["out"]): bigint };
   /** The bound NAT-T (ESP) port. */
   readonly port: number;
   readonly metrics: { readonly registry: Registry };
@@ -84,9 +86,12 @@ export function ikePeerConfig(entry: IkePeerEntry): PeerConfigWithSignature {
     espProposals: entry.espProposals.map((p) => parseEspProposal(p, DATA_PLANE_CIPHERS)),
     localTs: entry.localSelectors.map((p) => selectorFromPrefix(p.text)),
     remoteTs: entry.selectors.map((p) => selectorFromPrefix(p.text)),
+    moreChildren: entry.moreChildren.map((c) => ({ localTs: c.localSelectors.map((p) => selectorFromPrefix(p.text)), remoteTs: c.selectors.map((p) => selectorFromPrefix(p.text)) })),
     start: entry.start,
     dpdMs: entry.dpdSeconds * 1000,
     dpdAction: entry.dpdAction,
+    ikeLifetime: entry.ikeLifetime,
+    childLifetime: entry.childLifetime,
   };
 }
 
@@ -133,10 +138,17 @@ export class IkeShell {
       random: randomPool(),
       retransmit: { timeoutMs: ike.retransmitTimeoutMs, base: ike.retransmitBase, tries: ike.retransmitTries },
       halfOpenTimeoutMs: ike.halfOpenTimeoutMs,
+      retryDelayMs: ike.retryDelayMs,
       dos: { cookieThreshold: ike.cookieThreshold, blockThreshold: ike.blockThreshold, initLimitHalfOpen: ike.initLimitHalfOpen, initRatePerSource: ike.initRatePerSource },
       fragmentation: { enabled: ike.fragmentation, size: ike.fragmentSize },
       local: { address: config.local.address, ikePort: ike.port, natTPort: host.port, addresses: hostAddresses },
       spiInUse: (spi) => host.table.childBySpi(spi) !== undefined,
+      childUsage: (spi) => {
+        const child = host.table.childBySpi(spi);
+        if (child === undefined) return undefined;
+        const c = host.table.childCounters(child);
+        return { bytes: c.bytesIn + c.bytesOut, packets: c.packetsIn + c.packetsOut, sentSequence: child.outboundActive ? Number(host.engine.saSeq(child.out)) : 0 };
+      },
       lastInbound: (spis) => {
         let last: number | undefined;
         for (const spi of spis) {
@@ -234,6 +246,21 @@ export class IkeShell {
         return this.#install(action.child);
       case "child-down":
         return this.#uninstall(action.childId, action.ikeSaId);
+      case "child-outbound": {
+        const child = this.#children.get(action.childId);
+        if (child) this.host.table.activateOutbound(child);
+        const old = action.replaces === undefined ? undefined : this.#children.get(action.replaces);
+        if (old) this.host.table.retireOutbound(old);
+        return;
+      }
+      case "ike-rekeyed": {
+        const peer = this.#peerOfSa.get(action.oldIkeSaId);
+        if (peer === undefined) return;
+        this.#peerOfSa.delete(action.oldIkeSaId);
+        this.#peerOfSa.set(action.newIkeSaId, peer);
+        this.#saOfPeer.set(peer, action.newIkeSaId);
+        return;
+      }
       case "address": {
         const peer = this.#peerOfSa.get(action.ikeSaId);
         if (peer) this.host.table.setPeerAddress(peer, socketAddress(action.remote));
@@ -281,8 +308,12 @@ export class IkeShell {
       localSelectors: child.localPrefixes.map(parsePrefix),
       remoteSelectors: child.remotePrefixes.map(parsePrefix),
       label: `${child.peerName}{${child.childId}}`,
+      outboundPending: !child.outboundNow,
     });
     this.#children.set(child.childId, installed);
+    // A rekey initiator's new child took the routes (it was installed last): the old one stops sealing.
+    const old = child.replaces === undefined ? undefined : this.#children.get(child.replaces);
+    if (old) table.retireOutbound(old);
     this.#settle(child.peerName, { ok: true, message: `${child.peerName}{${child.childId}} established` });
   }
 
@@ -348,7 +379,7 @@ export class IkeShell {
     }
     for (const entry of this.#entries.values()) {
       if (this.#traps.has(entry.name)) continue;
-      this.#traps.set(entry.name, table.addPeer({ name: entry.name, address: null, keepalive: false, trapSelectors: entry.selectors }));
+      this.#traps.set(entry.name, table.addPeer({ name: entry.name, address: null, keepalive: false, trapSelectors: ikePeerRemotePrefixes(entry) }));
       this.#trapSignatures.set(entry.name, ikePeerSignature(entry));
     }
   }
@@ -379,6 +410,14 @@ export class IkeShell {
     return Promise.resolve({ ok: true, message: count === 0 ? `${name} had no IKE SA` : `${name}: ${count} IKE SA(s) deleted` });
   }
 
+  /** `sluice rekey NAME [--ike]`: starts the rekey; its outcome is in the log and in status. */
+  rekey(name: string, ike: boolean): Promise<ControlAnswer> {
+    if (!this.#entries.has(name)) return Promise.resolve({ ok: false, error: `no IKE peer named ${name}` });
+    if (!this.core.list().some((sa) => sa.peer === name && sa.state === "established")) return Promise.resolve({ ok: false, error: `${name} has no established IKE SA` });
+    this.#run(this.core.rekey(name, ike ? "ike" : "child", this.#now()));
+    return Promise.resolve({ ok: true, message: `${name}: rekeying its ${ike ? "IKE SA" : "child SAs"}` });
+  }
+
   #settle(name: string, answer: ControlAnswer): void {
     const list = this.#waiters.get(name);
     if (list === undefined) return;
@@ -386,18 +425,21 @@ export class IkeShell {
     for (const resolve of list) resolve(answer);
   }
 
-  /** What `sluice status` shows of IKE: every IKE SA with its children and their traffic. */
-  status(): (IkeSaStatus & { ageSeconds: number; children: (IkeSaStatus["children"][number] & { ageSeconds: number; packetsIn: number; bytesIn: number; packetsOut: number; bytesOut: number })[] })[] {
+  /** What `sluice status` shows of IKE: every IKE SA with its children, their traffic, and when each is due to be rekeyed or to expire. */
+  status(): Record<string, unknown>[] {
     const now = this.#now();
+    const inSeconds = (at: number | undefined): number | undefined => (at === undefined ? undefined : Math.max(0, Math.round((at - now) / 1000)));
     const byLabel = new Map<string, Child>();
     for (const child of this.#children.values()) byLabel.set(child.label, child);
     return this.core.list().map((sa) => ({
       ...sa,
       ageSeconds: Math.round((now - sa.createdAt) / 1000),
+      rekeyInSeconds: inSeconds(sa.rekeyAt),
+      expireInSeconds: inSeconds(sa.expireAt),
       children: sa.children.map((c) => {
         const data = byLabel.get(`${sa.peer}{${c.id}}`);
         const counters = data ? this.host.table.childCounters(data) : { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0 };
-        return { ...c, ageSeconds: Math.round((now - c.createdAt) / 1000), ...counters };
+        return { ...c, ageSeconds: Math.round((now - c.createdAt) / 1000), rekeyInSeconds: inSeconds(c.rekeyAt), expireInSeconds: inSeconds(c.expireAt), ...counters };
       }),
     }));
   }

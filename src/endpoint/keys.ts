@@ -8,8 +8,14 @@
  * the other's inbound SA with the same two SPIs in the same order, so both
  * derive the same bytes; the two directions differ by SPI order. Errors name
  * where the material came from, never the material.
+ *
+ * A key file that anyone but its owner may read has leaked, and one they may
+ * write can be swapped for a key they know: such a file is refused, in one
+ * line that names the file, its mode and the chmod that fixes it, as OpenSSH
+ * refuses a private key that is "too open" (wg only warns). Every file that
+ * holds key material is read through readKeyFile, so the rule is one rule.
  */
-import { readFileSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import type { KeySource } from "./config.js";
@@ -25,14 +31,73 @@ function describeSource(source: KeySource): string {
   return "file" in source ? `file ${source.file}` : `environment variable ${source.env}`;
 }
 
+/** Permission bits that let the file's group or others read or write it. */
+const SHARED_BITS = 0o066;
+
+/**
+ * Throws unless only the file's owner may read or write it (`mode` & 0o066
+ * is 0; execute bits do not matter).
+ * @param path named in the message
+ * @param mode the file's st_mode
+ * @throws Error with one line, e.g. `key file /etc/sluice/b.secret is mode
+ *   0644, readable by group and others: run chmod 600 /etc/sluice/b.secret`
+ */
+export function checkKeyFileMode(path: string, mode: number): void {
+  if ((mode & SHARED_BITS) === 0) return;
+  const who = (read: number, write: number, verb: string): string | undefined => {
+    const names = [mode & read ? "group" : "", mode & write ? "others" : ""].filter((n) => n !== "");
+    return names.length ? `${verb} by ${names.join(" and ")}` : undefined;
+  };
+  const access = [who(0o040, 0o004, "readable"), who(0o020, 0o002, "writable")].filter((a) => a !== undefined).join(", ");
+  const octal = (mode & 0o7777).toString(8).padStart(4, "0");
+  throw new Error(`key file ${path} is mode ${octal}, ${access}: run chmod 600 ${shellWord(path)}`);
+}
+
+/**
+ * Reads a file of key material (a shared secret, SA keys, an IKE PSK or
+ * private key) after checking its mode with checkKeyFileMode. The mode is
+ * taken from the opened file, so the file checked is the file read.
+ * @example
+ * ```ts
+ * const psk = readKeyFile("/etc/sluice/site-b.psk"); // throws if group or others may read or write it
+ * ```
+ * @throws Error `cannot read key file PATH: ENOENT` (or the errno), or checkKeyFileMode's error
+ */
+export function readKeyFile(path: string): Buffer {
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch (error) {
+    throw cannotRead(path, error);
+  }
+  try {
+    checkKeyFileMode(path, fstatSync(fd).mode);
+    try {
+      return readFileSync(fd);
+    } catch (error) {
+      throw cannotRead(path, error);
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function cannotRead(path: string, error: unknown): Error {
+  return new Error(`cannot read key file ${path}: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
+}
+
+/** `path` as one word of a shell command: quoted unless it is plain. */
+function shellWord(path: string): string {
+  return /^[\w./@%+=:,-]+$/.test(path) ? path : `'${path.replaceAll("'", "'\\''")}'`;
+}
+
 /** The raw text of a key source. */
 export function readSource(source: KeySource, env: NodeJS.ProcessEnv = process.env): string {
   if ("file" in source) {
-    try {
-      return readFileSync(source.file, "utf8");
-    } catch (error) {
-      throw new Error(`cannot read key ${describeSource(source)}: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
-    }
+    const bytes = readKeyFile(source.file);
+    const text = bytes.toString("utf8");
+    bytes.fill(0);
+    return text;
   }
   const value = env[source.env];
   if (value === undefined || value === "") throw new Error(`key ${describeSource(source)} is not set`);

@@ -79,6 +79,12 @@ export interface DurableSequences {
 export class Child {
   /** Whether its outbound SA still seals (false after retireOutbound or removeChild). */
   outboundActive = true;
+  /**
+   * Its outbound SA is in the engine but takes no traffic yet (a rekey
+   * responder's new child waits for the old one's DELETE, RFC 7296 §2.8):
+   * no routes until activateOutbound.
+   */
+  outboundPending = false;
   /** Set by removeChild: packets of it still in flight are dropped ("child-removed"), not delivered. */
   removed = false;
   /** Inner sources it may carry (its remote selectors), for the inbound policy check. */

@@ -53,6 +53,8 @@ export interface ChildSpec {
   remoteSelectors: Prefix[];
   /** For logs and metrics (default: the inbound SPI in hex). */
   label?: string;
+  /** Install the outbound SA without routing to it until activateOutbound (a rekey responder's new child). */
+  outboundPending?: boolean;
 }
 
 /**
@@ -186,6 +188,7 @@ export class PeerTable {
       }
       const label = spec.label ?? `0x${spec.inbound.spi.toString(16).padStart(8, "0")}`;
       const child = new Child(peer, label, { out, in: inbound }, [...spec.localSelectors], [...spec.remoteSelectors], ++this.#serial, durable?.reservations);
+      child.outboundPending = spec.outboundPending ?? false;
       peer.children.add(child);
       this.#bySpi.set(spec.inbound.spi, child);
       this.#rebuildRoutes();
@@ -196,6 +199,16 @@ export class PeerTable {
       spec.inbound.key.fill(0);
       spec.inbound.salt.fill(0);
     }
+  }
+
+  /**
+   * A child installed with `outboundPending` takes its routes now (over an
+   * older child of the same prefixes, which retireOutbound then stops).
+   */
+  activateOutbound(child: Child): void {
+    if (!child.outboundPending || child.removed) return;
+    child.outboundPending = false;
+    this.#rebuildRoutes();
   }
 
   /**
@@ -254,7 +267,7 @@ export class PeerTable {
     const byKey = new Map<string, Prefix>();
     for (const peer of this.#peers) {
       for (const prefix of peer.trapSelectors) byKey.set(prefixKey(prefix), prefix);
-      for (const child of peer.children) if (child.outboundActive) for (const prefix of child.remoteSelectors) byKey.set(prefixKey(prefix), prefix);
+      for (const child of peer.children) if (child.outboundActive && !child.outboundPending) for (const prefix of child.remoteSelectors) byKey.set(prefixKey(prefix), prefix);
     }
     const widestFirst = [...byKey.values()].sort((a, b) => a.length - b.length);
     const kept = new PrefixTable<true>();
@@ -277,7 +290,7 @@ export class PeerTable {
     };
     for (const peer of this.#peers) {
       for (const prefix of peer.trapSelectors) offer(prefix, peer, 0);
-      for (const child of peer.children) if (child.outboundActive) for (const prefix of child.remoteSelectors) offer(prefix, child, child.serial);
+      for (const child of peer.children) if (child.outboundActive && !child.outboundPending) for (const prefix of child.remoteSelectors) offer(prefix, child, child.serial);
     }
     this.#routes = PrefixTable.of([...winner.values()].map(({ prefix, target }) => ({ prefix, value: target })));
     this.onRoutesChanged();

@@ -65,33 +65,93 @@ export function contains(prefix: Prefix, bytes: Uint8Array, at: number): boolean
 }
 
 /**
- * A longest-prefix-match table from prefixes to values. Lookups scan the
- * prefixes longest first: selector tables are small (a few per peer).
+ * A longest-prefix-match table from prefixes to values.
+ *
+ * Why hashed by length: a gateway routes to a child SA per road-warrior
+ * client, a /32 (or /128) each, and looks a route up per packet; scanning a
+ * thousand prefixes per packet would cost more than sealing it. So each
+ * prefix length present has a map from the masked address to the value
+ * (IPv4: the masked address as a number; IPv6: a hash of the masked bytes,
+ * checked against the prefix on a hit), and a lookup tries the lengths
+ * present, longest first: a handful of map lookups, no allocation.
+ * On equal prefixes the first one added wins.
  */
 export class PrefixTable<T> {
-  #entries: { prefix: Prefix; value: T }[] = [];
+  /** IPv4: by prefix length, masked address → value; the lengths present, longest first. */
+  readonly #v4 = new Map<number, Map<number, T>>();
+  #v4Lengths: number[] = [];
+  /** IPv6: by prefix length, hash of the masked bytes → the entries with that hash. */
+  readonly #v6 = new Map<number, Map<number, { prefix: Prefix; value: T }[]>>();
+  #v6Lengths: number[] = [];
+  #size = 0;
 
-  /** A table of many entries, sorted once (add() sorts at every call). */
+  /** A table of many entries. */
   static of<T>(entries: Iterable<{ prefix: Prefix; value: T }>): PrefixTable<T> {
     const table = new PrefixTable<T>();
-    table.#entries = [...entries].sort((a, b) => b.prefix.length - a.prefix.length);
+    for (const { prefix, value } of entries) table.add(prefix, value);
     return table;
   }
 
   add(prefix: Prefix, value: T): void {
-    this.#entries.push({ prefix, value });
-    this.#entries.sort((a, b) => b.prefix.length - a.prefix.length);
+    if (prefix.family === 4) {
+      let byAddress = this.#v4.get(prefix.length);
+      if (byAddress === undefined) {
+        this.#v4.set(prefix.length, (byAddress = new Map()));
+        this.#v4Lengths = [...this.#v4.keys()].sort((a, b) => b - a);
+      }
+      const key = v4Key(prefix.bytes, 0, prefix.length);
+      if (byAddress.has(key)) return;
+      byAddress.set(key, value);
+    } else {
+      let byHash = this.#v6.get(prefix.length);
+      if (byHash === undefined) {
+        this.#v6.set(prefix.length, (byHash = new Map()));
+        this.#v6Lengths = [...this.#v6.keys()].sort((a, b) => b - a);
+      }
+      const key = v6Key(prefix.bytes, 0, prefix.length);
+      const bucket = byHash.get(key);
+      if (bucket === undefined) byHash.set(key, [{ prefix, value }]);
+      else if (bucket.some((entry) => contains(entry.prefix, prefix.bytes, 0))) return;
+      else bucket.push({ prefix, value });
+    }
+    this.#size++;
   }
 
-  /** The value of the longest prefix containing the address, or undefined. */
+  /** The value of the longest prefix containing the address at bytes[at…], or undefined. */
   lookup(family: 4 | 6, bytes: Uint8Array, at: number): T | undefined {
-    for (const { prefix, value } of this.#entries) {
-      if (prefix.family === family && contains(prefix, bytes, at)) return value;
+    if (family === 4) {
+      for (const length of this.#v4Lengths) {
+        const value = this.#v4.get(length)!.get(v4Key(bytes, at, length));
+        if (value !== undefined) return value;
+      }
+      return undefined;
+    }
+    for (const length of this.#v6Lengths) {
+      const bucket = this.#v6.get(length)!.get(v6Key(bytes, at, length));
+      if (bucket === undefined) continue;
+      for (const entry of bucket) if (contains(entry.prefix, bytes, at)) return entry.value;
     }
     return undefined;
   }
 
   get size(): number {
-    return this.#entries.length;
+    return this.#size;
   }
+}
+
+/** An IPv4 address's first `length` bits as a number. */
+function v4Key(bytes: Uint8Array, at: number, length: number): number {
+  if (length === 0) return 0;
+  const address = ((bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!) >>> 0;
+  return address >>> (32 - length);
+}
+
+/** A hash (FNV-1a) of an IPv6 address's first `length` bits. */
+function v6Key(bytes: Uint8Array, at: number, length: number): number {
+  let hash = 0x811c9dc5;
+  const whole = length >> 3;
+  for (let i = 0; i < whole; i++) hash = Math.imul(hash ^ bytes[at + i]!, 0x01000193);
+  const rest = length & 7;
+  if (rest !== 0) hash = Math.imul(hash ^ (bytes[at + whole]! & ((0xff << (8 - rest)) & 0xff)), 0x01000193);
+  return hash >>> 0;
 }

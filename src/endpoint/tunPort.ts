@@ -23,7 +23,8 @@ import { execFileSync } from "node:child_process";
 import type { NativeIo, TunOffloadStats } from "../io/native.js";
 import type { EndpointConfig } from "./config.js";
 import type { Prefix } from "./prefix.js";
-import { TunRoutes } from "./tunRoutes.js";
+import { TunRoutes, kernelPrefixes } from "./tunRoutes.js";
+import { ikePeerRemotePrefixes } from "./ikeConfig.js";
 import type { Forwarder } from "./forwarder.js";
 import type { Entries, InnerPort } from "./ports.js";
 import { ReadScratch } from "./readScratch.js";
@@ -72,7 +73,7 @@ export class TunPort implements InnerPort {
       io.close(tun.fd);
       throw error;
     }
-    return new TunPort(io, tun.fd, tun.name, tun.offload, [...config.peers, ...config.ikePeers].flatMap((peer) => peer.selectors));
+    return new TunPort(io, tun.fd, tun.name, tun.offload, [...config.peers.flatMap((peer) => peer.selectors), ...config.ikePeers.flatMap(ikePeerRemotePrefixes)]);
   }
 
   /** What the offloads did so far (null without offloads, or once closed). */
@@ -197,7 +198,7 @@ function configureTun(name: string, config: EndpointConfig): void {
   for (const prefix of config.tun.addresses) ip(prefix.family === 6 ? "-6" : "-4", "addr", "add", prefix.text, "dev", name);
   // IKE peers' selectors too: their trap entries route them from the start (ikeShell.ts), so the
   // kernel must send them to the TUN before the first handshake, not a background change later.
-  for (const peer of [...config.peers, ...config.ikePeers]) {
-    for (const prefix of peer.selectors) ip(prefix.family === 6 ? "-6" : "-4", "route", "replace", prefix.text, "dev", name);
+  for (const prefix of [...config.peers.flatMap((peer) => peer.selectors), ...config.ikePeers.flatMap(ikePeerRemotePrefixes)]) {
+    for (const text of kernelPrefixes(prefix)) ip(prefix.family === 6 ? "-6" : "-4", "route", "replace", text, "dev", name);
   }
 }

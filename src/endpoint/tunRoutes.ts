@@ -66,7 +66,7 @@ export class TunRoutes {
         const add = [...this.#wanted.values()].filter((prefix) => !this.#installed.has(prefix.text));
         const remove = [...this.#installed.values()].filter((prefix) => !this.#wanted.has(prefix.text));
         if (add.length === 0 && remove.length === 0) continue;
-        const line = (verb: string, prefix: Prefix): string => `route ${verb} ${prefix.text} dev ${this.device}`;
+        const line = (verb: string, prefix: Prefix): string => kernelPrefixes(prefix).map((text) => `route ${verb} ${text} dev ${this.device}`).join("\n");
         if ((await ipBatch([...add.map((p) => line("replace", p)), ...remove.map((p) => line("del", p))])) === null) {
           for (const prefix of add) this.#installed.set(prefix.text, prefix);
           for (const prefix of remove) this.#installed.delete(prefix.text);
@@ -88,6 +88,17 @@ export class TunRoutes {
       this.#running = null;
     }
   }
+}
+
+/**
+ * The prefixes a route is installed as: a /0 (a full tunnel) as its two /1
+ * halves, as WireGuard's tools do, so that it wins over the system's default
+ * route without replacing it — the default route is still there for the
+ * tunnel's own packets to the peer, and still there when the TUN goes.
+ */
+export function kernelPrefixes(prefix: Prefix): string[] {
+  if (prefix.length !== 0) return [prefix.text];
+  return prefix.family === 4 ? ["0.0.0.0/1", "128.0.0.0/1"] : ["::/1", "8000::/1"];
 }
 
 /** Runs `ip -force -batch -` with `lines`; null on success, else its error output. */

@@ -13,7 +13,8 @@
  *
  * Backpressure: when no slot or no batch region is free, acquireSlot returns
  * -1 and beginBatch returns null (the zero-copy path) and the convenient
- * seal/open reject with EngineError "backpressure"; each counts in
+ * seal/open reject with EngineError "backpressure" (when a call starts:
+ * convenient.ts splits and pipelines the rest); each counts in
  * stats().backpressure, and "drain" is emitted once something is free again.
  * Batch regions bound the batches in flight; nothing queues without bound.
  *
@@ -38,7 +39,7 @@ import { Piscina } from "piscina";
 import { kernelModule, createKernelMemory, instantiateKernel, type KernelExports } from "../kernel/wasm.js";
 import { D_STATUS, DESCRIPTOR_SIZE, REPLAY_WINDOW_MAX, ESP_HEADER } from "../kernel/layout.js";
 import { STATUS_OK, STATUS_WORKER_FAILED, type PacketStatus } from "../kernel/status.js";
-import { describe } from "../crypto.js";
+import { describe } from "../argumentChecks.js";
 import { computeLayout, descriptorsAt, packetAt, espAt, HEADROOM, type EngineLayout } from "./layout.js";
 import { SlotPool } from "./slotPool.js";
 import { InOrder } from "./inOrder.js";
@@ -48,6 +49,7 @@ import { EngineError } from "./errors.js";
 import { countPacket, emptyDirection, type EngineStats, type DirectionCounters } from "./stats.js";
 import { ControlBlock, COMPLETE_GEN, OP_SEAL, OP_OPEN, STATE_DONE, STATE_FAILED } from "./dispatch.js";
 import { runBatch } from "./runBatch.js";
+import { sealPackets, openPackets } from "./convenient.js";
 import type { ServeTask, KernelWorkerData } from "../workers/kernelWorker.js";
 
 export interface EngineOptions {
@@ -417,82 +419,41 @@ export class Engine extends EventEmitter implements BatchHost {
     this.#maybeDrain();
   }
 
-  // ---- the convenient path ----------------------------------------------
+  // ---- the convenient path (convenient.ts) ------------------------------
 
   /**
-   * Seals packets (copies in, seals on the workers, copies out).
+   * Seals packets (copies in, seals on the workers, copies out), any number
+   * of them: a long array is cut into batches and pipelined, never holding
+   * more than half the engine (convenient.ts).
    * @returns the ESP packets, in order
-   * @throws EngineError "backpressure" when slots or batch regions are short,
-   *   "seq-exhausted" when the SA's counter ran out, "worker-failed"
+   * @throws EngineError "backpressure" when the slots or batch regions the call
+   *   starts with are not free (nothing was sealed then), "seq-exhausted" when
+   *   the SA's counter ran out, "worker-failed", "closed" when the engine was
+   *   closed mid-call
    */
-  async seal(sa: SaHandle, packets: Uint8Array[]): Promise<Uint8Array[]> {
-    const batches = await this.#runConvenient("seal", sa, packets);
-    const out: Uint8Array[] = [];
-    let failure: PacketStatus | undefined;
-    for (const batch of batches) {
-      for (let i = 0; i < batch.count; i++) {
-        if (batch.statusCode(i) === STATUS_OK) out.push(this.bytes.slice(batch.offset(i), batch.offset(i) + batch.length(i)));
-        else failure ??= batch.status(i);
-      }
-      batch.release();
-    }
-    if (failure !== undefined) {
-      throw new EngineError(failure === "seq-exhausted" ? "seq-exhausted" : "worker-failed", `sealing failed: ${failure}`);
-    }
-    return out;
+  seal(sa: SaHandle, packets: Uint8Array[]): Promise<Uint8Array[]> {
+    return sealPackets(this, sa, packets);
   }
 
   /**
    * Opens ESP packets (copies in, opens on the workers, commits the replay
-   * window in order, copies out). Never throws for a bad packet.
+   * window in order, copies out), any number of them, as seal does. Never
+   * throws for a bad packet.
    * @returns for each packet its status and, when "ok", the inner packet
+   * @throws EngineError "backpressure" as seal does, "closed" when the engine was closed mid-call
    */
-  async open(sa: SaHandle, packets: Uint8Array[]): Promise<{ packets: (Uint8Array | null)[]; statuses: PacketStatus[] }> {
-    const batches = await this.#runConvenient("open", sa, packets);
-    const opened: (Uint8Array | null)[] = [];
-    const statuses: PacketStatus[] = [];
-    for (const batch of batches) {
-      for (let i = 0; i < batch.count; i++) {
-        const status = batch.status(i);
-        statuses.push(status);
-        opened.push(status === "ok" ? this.bytes.slice(batch.offset(i), batch.offset(i) + batch.length(i)) : null);
-      }
-      batch.release();
-    }
-    return { packets: opened, statuses };
+  open(sa: SaHandle, packets: Uint8Array[]): Promise<{ packets: (Uint8Array | null)[]; statuses: PacketStatus[] }> {
+    return openPackets(this, sa, packets);
   }
 
-  async #runConvenient(op: "seal" | "open", sa: SaHandle, packets: Uint8Array[]): Promise<Batch[]> {
+  /** @internal a convenient call was refused */
+  countBackpressure(): void {
+    this.#backpressure();
+  }
+
+  /** @internal throws EngineError "closed" once close() was called */
+  checkOpen(): void {
     this.#checkOpen();
-    this.#sas.check(sa, op === "seal" ? "out" : "in");
-    if (!Array.isArray(packets)) throw new TypeError(`packets must be an array of Uint8Array, got ${describe(packets)}`);
-    const limit = op === "seal" ? this.layout.maxPacket : this.maxEspPacket;
-    packets.forEach((packet, i) => {
-      if (!(packet instanceof Uint8Array)) throw new TypeError(`packets[${i}] must be a Uint8Array, got ${describe(packet)}`);
-      if (packet.length > limit) throw new RangeError(`packets[${i}] is ${packet.length} bytes; slots of this engine hold at most ${limit}`);
-    });
-    const batchCount = Math.ceil(packets.length / this.layout.batchSize);
-    if (packets.length > this.layout.slotCount || batchCount > this.layout.maxInFlight) {
-      throw new RangeError(`${packets.length} packets can never be in flight at once here (${this.layout.slotCount} slots, ${this.layout.maxInFlight} batches of ${this.layout.batchSize}); split the call`);
-    }
-    if (this.#slots.available < packets.length || this.#freeRegions.length < batchCount) {
-      this.#backpressure();
-      throw new EngineError("backpressure", `not enough free slots or batch regions for ${packets.length} packets; retry after "drain"`);
-    }
-    const batches: Batch[] = [];
-    let next = 0;
-    for (let b = 0; b < batchCount; b++) {
-      const batch = this.beginBatch(op)!;
-      for (; next < packets.length && !batch.full; next++) {
-        const packet = packets[next]!;
-        const slot = this.#slots.acquire();
-        this.bytes.set(packet, op === "seal" ? this.packetOffset(slot) : this.espOffset(slot));
-        batch.add(slot, sa, packet.length);
-      }
-      batches.push(batch);
-    }
-    await Promise.all(batches.map((batch) => new Promise<void>((resolve) => this.submit(batch, () => resolve()))));
-    return batches;
   }
 
   // ---- state -------------------------------------------------------------
@@ -555,7 +516,10 @@ export class Engine extends EventEmitter implements BatchHost {
   #maybeDrain(): void {
     if (!this.#wantDrain || this.#freeRegions.length === 0 || this.#slots.available === 0) return;
     this.#wantDrain = false;
-    queueMicrotask(() => this.emit("drain"));
+    // After the microtasks: a convenient call learns of its refusal through a
+    // promise, and its catch must be listening before "drain" comes (a batch
+    // completed from a microtask could otherwise free room in between).
+    setImmediate(() => this.emit("drain"));
   }
 }
 

@@ -4,7 +4,7 @@
  * zeroed, key included, once no batch in flight still uses it.
  */
 import { validateSa, writeSaRecord, type SaParams } from "../kernel/saRecord.js";
-import { describe } from "../crypto.js";
+import { describe } from "../argumentChecks.js";
 import { SA_SEQ, SA_BITMAP } from "../kernel/layout.js";
 import type { PacketStatus } from "../kernel/status.js";
 import type { EngineLayout } from "./layout.js";

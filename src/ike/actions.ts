@@ -33,6 +33,10 @@ export interface ChildSaInstall {
   remote: Endpoint;
   /** A NAT is in front of us: send NAT keepalives (RFC 3948 §4). */
   keepalive: boolean;
+  /** Its outbound SA seals at once; false: a rekey responder's, which waits for child-outbound. */
+  outboundNow: boolean;
+  /** When `outboundNow`: the child it replaces, whose outbound SA stops now (its inbound stays until child-down). */
+  replaces?: number;
 }
 
 export type IkeAction =
@@ -40,6 +44,10 @@ export type IkeAction =
   | { type: "send"; datagram: Uint8Array; remote: Endpoint; natT: boolean }
   | { type: "child-up"; child: ChildSaInstall }
   | { type: "child-down"; childId: number; ikeSaId: number; peerName: string; reason: string }
+  /** A child's outbound SA takes the traffic now; `replaces`' outbound SA stops (RFC 7296 §2.8, make-before-break). */
+  | { type: "child-outbound"; childId: number; ikeSaId: number; replaces?: number }
+  /** The IKE SA was rekeyed (§2.18): its children, and the peer, now belong to the new one. */
+  | { type: "ike-rekeyed"; oldIkeSaId: number; newIkeSaId: number; peerName: string }
   /** The peer moved (NAT rebinding seen on an authenticated IKE message): ESP follows. */
   | { type: "address"; ikeSaId: number; peerName: string; remote: Endpoint }
   /** The round trip of a liveness check that was answered without retransmission. */

@@ -11,6 +11,7 @@ import type { Identity, IdentityPattern } from "./identity.js";
 import type { Endpoint } from "./natDetection.js";
 import type { EspProposal, IkeProposal } from "./proposals.js";
 import type { Selector } from "./trafficSelectors.js";
+import type { ChildLifetime, Lifetime } from "./lifetimes.js";
 import type { DosSettings } from "./dosGuard.js";
 import type { FragmentSettings } from "./fragments.js";
 
@@ -34,14 +35,24 @@ export interface IkePeerConfig {
   psk(remoteId: Identity | undefined): Uint8Array | undefined;
   ikeProposals: IkeProposal[];
   espProposals: EspProposal[];
-  /** Our side's traffic selectors (TSi as initiator, TSr as responder). */
+  /** Our side's traffic selectors (TSi as initiator, TSr as responder) of the first child SA. */
   localTs: Selector[];
   /** The peer's side. */
   remoteTs: Selector[];
+  /**
+   * More child SAs, each a selector pair of its own: an initiator asks for
+   * them with CREATE_CHILD_SA once the IKE SA is up (§1.3.1); a responder
+   * accepts requests within any pair.
+   */
+  moreChildren: { localTs: Selector[]; remoteTs: Selector[] }[];
   start: StartAction;
   /** Liveness check after this long without traffic from the peer; 0 = off. */
   dpdMs: number;
   dpdAction: DpdAction;
+  /** When the IKE SA is rekeyed and expires (RFC 7296 §2.18). */
+  ikeLifetime: Lifetime;
+  /** When child SAs are rekeyed and expire (§2.8), on time, bytes and packets. */
+  childLifetime: ChildLifetime;
 }
 
 export interface RetransmitPolicy {
@@ -66,6 +77,14 @@ export interface IkeCoreOptions {
   spiInUse?(spi: number): boolean;
   /** When the data plane last opened a packet from any of these child SAs (inbound SPIs), for liveness. */
   lastInbound?(inboundSpis: readonly number[]): number | undefined;
+  /**
+   * A child SA's traffic so far (by its inbound SPI), for rekeying on volume
+   * and before the sequence number runs out: bytes and packets both ways,
+   * and the last sequence number its outbound SA used.
+   */
+  childUsage?(inboundSpi: number): { bytes: number; packets: number; sentSequence: number } | undefined;
+  /** How long a replaced child's inbound SA keeps opening stragglers (strongSwan: 5 s). */
+  rekeyLingerMs?: number;
   /** What new IKE_SA_INIT requests may cost (cookies, half-open limits; dosGuard.ts). */
   dos?: Partial<DosSettings>;
   /** RFC 7383 fragmentation: whether, above what size, and the reassembly limits (fragments.ts). */
@@ -75,3 +94,4 @@ export interface IkeCoreOptions {
 export const DEFAULT_RETRANSMIT: RetransmitPolicy = { timeoutMs: 4000, base: 1.8, tries: 5 };
 export const DEFAULT_HALF_OPEN_TIMEOUT_MS = 30_000;
 export const DEFAULT_RETRY_DELAY_MS = 30_000;
+export const DEFAULT_REKEY_LINGER_MS = 5_000;

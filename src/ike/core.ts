@@ -20,7 +20,7 @@
  * is dropped and counted by reason (counters.drops), never thrown.
  */
 import type { IkeAction } from "./actions.js";
-import { DEFAULT_HALF_OPEN_TIMEOUT_MS, DEFAULT_RETRANSMIT, DEFAULT_RETRY_DELAY_MS, type IkeCoreOptions, type IkePeerConfig, type RetransmitPolicy } from "./config.js";
+import { DEFAULT_HALF_OPEN_TIMEOUT_MS, DEFAULT_REKEY_LINGER_MS, DEFAULT_RETRANSMIT, DEFAULT_RETRY_DELAY_MS, type IkeCoreOptions, type IkePeerConfig, type RetransmitPolicy } from "./config.js";
 import { Exchange, nameOf } from "./constants.js";
 import { ParseError, equalBytes, spiHex } from "./codec/bytes.js";
 import { decodeMessage, fromInitiator, isResponse } from "./codec/message.js";
@@ -35,11 +35,17 @@ import { formatSelector } from "./trafficSelectors.js";
 import { initiate, respondInit } from "./exchanges/ikeSaInit.js";
 import { answerAuth } from "./exchanges/ikeAuth.js";
 import { answerInformational, sendIkeDelete, sendLivenessCheck } from "./exchanges/informational.js";
-import { answerCreateChild } from "./exchanges/createChildSa.js";
+import { answerCreateChild, rekeyChild, rekeyIke } from "./exchanges/createChildSa.js";
+import { schedule, sequenceRekeyPackets } from "./lifetimes.js";
+import { Payload, Protocol } from "./constants.js";
+import { spiToBytes } from "./proposals.js";
 import type { IkePayload } from "./codec/payloads.js";
 import { DosGuard, type DosStatus } from "./dosGuard.js";
 import { DEFAULT_FRAGMENTATION, type FragmentSettings } from "./fragments.js";
 import { LogLimiter } from "./logLimiter.js";
+
+/** How often the children's traffic is looked at (volume limits, sequence numbers): cheap, and far inside any margin. */
+const USAGE_INTERVAL_MS = 10_000;
 
 /** What the core has counted; read at scrape time (metrics) and by `sluice status`. */
 export interface IkeCounters {
@@ -72,7 +78,10 @@ export interface IkeSaStatus {
   createdAt: number;
   establishedAt?: number;
   lastRttMs?: number;
-  children: { id: number; spiIn: string; spiOut: string; esp: string; localTs: string[]; remoteTs: string[]; createdAt: number }[];
+  /** When the IKE SA is due to be rekeyed and when it expires (the core's clock). */
+  rekeyAt?: number;
+  expireAt?: number;
+  children: { id: number; state: string; spiIn: string; spiOut: string; esp: string; localTs: string[]; remoteTs: string[]; createdAt: number; rekeyAt?: number; expireAt?: number }[];
 }
 
 /** Our side: the bound address and the two ports. */
@@ -92,6 +101,8 @@ export class IkeCore {
   readonly counters: IkeCounters = { drops: {}, retransmits: 0, cachedResponses: 0, handshakesCompleted: 0, handshakesFailed: {} };
   readonly retransmit: RetransmitPolicy;
   readonly halfOpenTimeoutMs: number;
+  /** How long a replaced child's inbound SA keeps opening stragglers. */
+  readonly rekeyLingerMs: number;
   readonly random: (length: number) => Uint8Array;
   readonly fragmentation: FragmentSettings;
   /** The time of the call in progress (handlers read it). */
@@ -119,6 +130,7 @@ export class IkeCore {
     this.random = options.random;
     this.retransmit = { ...DEFAULT_RETRANSMIT, ...options.retransmit };
     this.halfOpenTimeoutMs = options.halfOpenTimeoutMs ?? DEFAULT_HALF_OPEN_TIMEOUT_MS;
+    this.rekeyLingerMs = options.rekeyLingerMs ?? DEFAULT_REKEY_LINGER_MS;
     this.#retryDelayMs = options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS;
     this.fragmentation = { ...DEFAULT_FRAGMENTATION, ...options.fragmentation };
     this.#dos = new DosGuard(this, options.dos);
@@ -189,6 +201,34 @@ export class IkeCore {
     });
   }
 
+  /** Deletes one child SA of a peer (by the core's child id): out of the data plane now, a DELETE to the peer. */
+  deleteChild(name: string, childId: number, now: number): IkeAction[] {
+    return this.#run(now, () => {
+      for (const sa of this.#sasOf(name)) {
+        const child = sa.children.find((c) => c.id === childId);
+        if (child === undefined || sa.state !== "established") continue;
+        this.#deleteChild(sa, child, "deleted by the operator");
+        this.#reschedule(sa);
+      }
+    });
+  }
+
+  /**
+   * Rekeys a peer's child SAs, or with `ike` its IKE SA (`sluice rekey`),
+   * as their lifetime would. Returns false when the peer has no established IKE SA.
+   */
+  rekey(name: string, what: "child" | "ike", now: number): IkeAction[] {
+    return this.#run(now, () => {
+      const established = this.#sasOf(name).filter((sa) => sa.state === "established");
+      if (established.length === 0) return this.log("warn", "rekey-nothing", `${name} has no established IKE_SA to rekey`, { peer: name });
+      for (const sa of established) {
+        if (what === "ike") rekeyIke(sa);
+        else for (const child of [...sa.children]) if (child.state === "installed") rekeyChild(sa, child);
+        this.#reschedule(sa);
+      }
+    });
+  }
+
   /**
    * SIGHUP: the new peer list. A peer whose `signature` is unchanged keeps its
    * SAs; a changed or removed one's SAs are deleted; new `start` peers connect.
@@ -243,16 +283,19 @@ export class IkeCore {
       createdAt: sa.createdAt,
       establishedAt: sa.establishedAt,
       lastRttMs: sa.lastRttMs,
+      rekeyAt: sa.rekeyAt,
+      expireAt: sa.ikeExpireAt,
       children: sa.children.map((c) => ({
-        id: c.id, spiIn: hex32(c.inboundSpi), spiOut: hex32(c.outboundSpi), esp: describeEsp(c.algorithms),
+        id: c.id, state: c.state, spiIn: hex32(c.inboundSpi), spiOut: hex32(c.outboundSpi), esp: describeEsp(c.algorithms),
         localTs: c.localTs.map(formatSelector), remoteTs: c.remoteTs.map(formatSelector), createdAt: c.createdAt,
+        rekeyAt: c.rekeyAt, expireAt: c.lingerUntil ?? c.expireAt,
       })),
     }));
   }
 
   /** IKE SAs by state, for metrics. */
   countByState(): Record<IkeSaState, number> {
-    const counts: Record<IkeSaState, number> = { connecting: 0, "half-open": 0, authenticating: 0, established: 0, deleting: 0, closed: 0 };
+    const counts: Record<IkeSaState, number> = { connecting: 0, "half-open": 0, authenticating: 0, established: 0, deleting: 0, rekeyed: 0, closed: 0 };
     for (const sa of this.#bySpi.values()) counts[sa.state]++;
     return counts;
   }
@@ -370,6 +413,73 @@ export class IkeCore {
         break;
       }
     }
+    if (sa.state === "established") this.#lifetimes(sa);
+    this.#reschedule(sa);
+  }
+
+  /**
+   * Lifetimes (lifetimes.ts, §2.8): replaced children's inbound SAs go after
+   * their linger time, expired children are deleted, due ones rekeyed (on
+   * time, volume, or before the sequence number runs out), and the IKE SA
+   * itself rekeyed or, past its life, deleted.
+   */
+  #lifetimes(sa: IkeSa): void {
+    const now = this.now;
+    for (const child of [...sa.children]) {
+      if (child.lingerUntil !== undefined && child.lingerUntil <= now) {
+        this.removeChild(sa, child, "rekeyed");
+      } else if (child.expireAt !== undefined && child.expireAt <= now && child.state !== "rekeyed") {
+        this.#deleteChild(sa, child, "life time reached");
+      } else if (child.rekeyAt !== undefined && child.rekeyAt <= now && child.state === "installed") {
+        rekeyChild(sa, child);
+      }
+    }
+    if (sa.usageAt !== undefined && sa.usageAt <= now) {
+      sa.usageAt = now + USAGE_INTERVAL_MS;
+      this.#checkUsage(sa);
+    }
+    if (sa.rekeyAt !== undefined && sa.rekeyAt <= now) rekeyIke(sa);
+    if (sa.ikeExpireAt !== undefined && sa.ikeExpireAt <= now) this.terminateSa(sa, "IKE_SA life time reached");
+  }
+
+  /** Volume limits and the sequence number guard, from the data plane's counters. */
+  #checkUsage(sa: IkeSa): void {
+    const limits = sa.peer!.childLifetime;
+    for (const child of [...sa.children]) {
+      if (child.state !== "installed") continue;
+      const usage = this.options.childUsage?.(child.inboundSpi);
+      if (usage === undefined) continue;
+      if ((limits.lifeBytes > 0 && usage.bytes >= limits.lifeBytes) || (limits.lifePackets > 0 && usage.packets >= limits.lifePackets)) {
+        this.#deleteChild(sa, child, "volume limit reached");
+      } else if ((limits.rekeyBytes > 0 && usage.bytes >= limits.rekeyBytes) || (limits.rekeyPackets > 0 && usage.packets >= limits.rekeyPackets)
+        || usage.sentSequence >= sequenceRekeyPackets(child.algorithms.esn)) {
+        rekeyChild(sa, child);
+      }
+    }
+  }
+
+  /**
+   * Deletes one child SA the regular way (§1.4.1): out of the data plane
+   * now, a DELETE to the peer, and forgotten when that is answered (until
+   * then it is "deleting": a crossing rekey of it gets TEMPORARY_FAILURE and
+   * a crossing DELETE an answer without one, §2.25.1).
+   */
+  #deleteChild(sa: IkeSa, child: ChildSa, reason: string): void {
+    this.#unplug(sa, child, reason);
+    child.state = "deleting";
+    child.rekeyAt = child.expireAt = child.lingerUntil = undefined;
+    sa.request(Exchange.INFORMATIONAL, [{ type: Payload.DELETE, protocol: Protocol.ESP, spiSize: 4, spis: [spiToBytes(child.inboundSpi)] }], () => this.removeChild(sa, child, reason), this.now);
+  }
+
+  /** Takes a child out of the data plane (child-down), once. */
+  #unplug(sa: IkeSa, child: ChildSa, reason: string): void {
+    if (child.state === "deleting") return;
+    this.emit({ type: "child-down", childId: child.id, ikeSaId: sa.id, peerName: sa.peerName, reason });
+    this.log("info", "child-down", `CHILD_SA ${sa.peerName}{${child.id}} with SPIs ${hex32(child.inboundSpi)}_i ${hex32(child.outboundSpi)}_o removed: ${reason}`, { ...sa.logFields, child: child.id, reason });
+  }
+
+  /** Re-arms an SA's timer after its deadlines changed outside a call's usual path (children moved to it). */
+  reschedule(sa: IkeSa): void {
     this.#reschedule(sa);
   }
 
@@ -417,6 +527,11 @@ export class IkeCore {
     return sa;
   }
 
+  /** An SA is findable by our SPI (an initiator's is from newSa on). */
+  indexSa(sa: IkeSa): void {
+    this.#bySpi.set(sa.ourSpi, sa);
+  }
+
   /** A responder's SA is findable by its SPI and, while half-open, by the request that made it. */
   indexHalfOpen(sa: IkeSa): void {
     this.#bySpi.set(sa.spiR, sa);
@@ -446,6 +561,11 @@ export class IkeCore {
       sa.pendingSpis.add(spi);
       return spi;
     }
+  }
+
+  /** Gives back an inbound SPI reserved for a negotiation that made no child. */
+  releaseChildSpi(sa: IkeSa, spi: number): void {
+    if (sa.pendingSpis.delete(spi)) this.#childSpis.delete(spi);
   }
 
   nextChildId(): number {
@@ -490,11 +610,16 @@ export class IkeCore {
     return this.#sasOf(name).some((sa) => sa.state === "established");
   }
 
-  /** IKE_AUTH completed (either role). */
-  established(sa: IkeSa): void {
+  /** IKE_AUTH completed (either role), or a rekey made the SA (`rekeyed`: no handshake to count or log). */
+  established(sa: IkeSa, rekeyed = false): void {
     sa.state = "established";
     sa.establishedAt = this.now;
     sa.expiresAt = undefined;
+    const times = schedule(this.now, sa.peer!.ikeLifetime, this.random);
+    sa.rekeyAt = times.rekeyAt;
+    sa.ikeExpireAt = times.expireAt;
+    sa.usageAt = this.options.childUsage ? this.now + USAGE_INTERVAL_MS : undefined;
+    if (rekeyed) return this.#reschedule(sa);
     this.#forgetInit(sa);
     this.#dos.closed(sa);
     this.#reconnects.delete(sa.peerName);
@@ -524,7 +649,7 @@ export class IkeCore {
 
   /** Deletes an IKE SA the regular way: children leave the data plane now, the SA when the Delete is answered. */
   terminateSa(sa: IkeSa, reason: string): void {
-    if (sa.state !== "established") return this.removeSa(sa, reason);
+    if (sa.state !== "established" && sa.state !== "rekeyed") return this.removeSa(sa, reason);
     for (const child of [...sa.children]) this.removeChild(sa, child, reason);
     sa.state = "deleting";
     this.log("info", "ike-deleting", `deleting IKE_SA ${sa.peerName}[${sa.id}]: ${reason}`, { ...sa.logFields, reason });
@@ -536,16 +661,17 @@ export class IkeCore {
   removeChild(sa: IkeSa, child: ChildSa, reason: string): void {
     const at = sa.children.indexOf(child);
     if (at < 0) return;
+    this.#unplug(sa, child, reason);
     sa.children.splice(at, 1);
     this.#childSpis.delete(child.inboundSpi);
-    this.emit({ type: "child-down", childId: child.id, ikeSaId: sa.id, peerName: sa.peerName, reason });
-    this.log("info", "child-down", `CHILD_SA ${sa.peerName}{${child.id}} with SPIs ${hex32(child.inboundSpi)}_i ${hex32(child.outboundSpi)}_o removed: ${reason}`, { ...sa.logFields, child: child.id, reason });
+    // A peer's rekey whose new child is gone (its initiator deleted it) no longer holds the old one.
+    for (const other of sa.children) if (other.peerRekey?.child === child) other.peerRekey = undefined;
   }
 
   /** Forgets an IKE SA and its children at once (no message sent). */
   removeSa(sa: IkeSa, reason: string, level: "debug" | "info" = "info"): void {
     if (sa.state === "closed") return;
-    const wasUp = sa.state === "established" || sa.state === "deleting";
+    const wasUp = sa.state === "established" || sa.state === "deleting" || sa.state === "rekeyed";
     for (const child of [...sa.children]) this.removeChild(sa, child, reason);
     for (const spi of sa.pendingSpis) this.#childSpis.delete(spi);
     sa.pendingSpis.clear();

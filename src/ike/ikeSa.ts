@@ -40,6 +40,8 @@ export type IkeSaState =
   | "established"
   /** A Delete for the IKE SA sent; waiting for its answer. */
   | "deleting"
+  /** Replaced by a rekey (§2.18): its children moved on; it only waits for its DELETE. */
+  | "rekeyed"
   | "closed";
 
 /** Where a datagram came from or goes to. */
@@ -110,6 +112,15 @@ export class IkeSa {
   expiresAt: number | undefined;
   /** When the next liveness check is due (dpd), if enabled and established. */
   livenessAt: number | undefined;
+  /** Lifetimes (lifetimes.ts): when to rekey the IKE SA and when it expires. */
+  rekeyAt: number | undefined;
+  ikeExpireAt: number | undefined;
+  /** When to look at the children's traffic next (rekey on volume, before the sequence number runs out). */
+  usageAt: number | undefined;
+  /** Our rekey of this IKE SA in flight: its nonce and the new SPI (§2.8.2). */
+  ourIkeRekey: { ni: Uint8Array; spi: bigint } | undefined;
+  /** The peer's rekey of it that we answered while ours was in flight: the new SA and that exchange's nonces. */
+  peerIkeRekey: { sa: IkeSa; ni: Uint8Array; nr: Uint8Array } | undefined;
   /** An attempt made for a `start` or `restart` peer: it is retried when it fails. */
   autoRetry = false;
   /** RFC 7383 fragmentation agreed in IKE_SA_INIT: big encrypted messages go out in fragments. */
@@ -361,7 +372,11 @@ export class IkeSa {
   /** The earliest time this SA needs the clock. */
   nextDeadline(): number | undefined {
     let at = this.#outstanding?.deadline;
-    for (const t of [this.expiresAt, this.livenessAt]) if (t !== undefined && (at === undefined || t < at)) at = t;
+    const consider = (t: number | undefined): void => {
+      if (t !== undefined && (at === undefined || t < at)) at = t;
+    };
+    for (const t of [this.expiresAt, this.livenessAt, this.rekeyAt, this.ikeExpireAt, this.usageAt]) consider(t);
+    for (const child of this.children) for (const t of [child.rekeyAt, child.expireAt, child.lingerUntil]) consider(t);
     return at;
   }
 
@@ -396,5 +411,10 @@ export class IkeSa {
     for (const nonce of [this.ni, this.nr]) nonce?.fill(0);
     this.expiresAt = undefined;
     this.livenessAt = undefined;
+    this.rekeyAt = undefined;
+    this.ikeExpireAt = undefined;
+    this.usageAt = undefined;
+    this.ourIkeRekey = undefined;
+    this.peerIkeRekey = undefined;
   }
 }

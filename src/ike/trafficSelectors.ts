@@ -45,7 +45,8 @@ function toBytes(value: bigint, length: number): Uint8Array {
   return bytes;
 }
 
-function formatAddress(family: 4 | 6, value: bigint): string {
+/** An address as text (RFC 5952 for IPv6: the longest run of zero groups as "::"). */
+export function formatAddress(family: 4 | 6, value: bigint): string {
   const bytes = toBytes(value, family === 4 ? 4 : 16);
   if (family === 4) return bytes.join(".");
   const groups: string[] = [];
@@ -68,6 +69,12 @@ function formatAddress(family: 4 | 6, value: bigint): string {
   }
   if (best < 0) return groups.join(":");
   return `${groups.slice(0, best).join(":")}::${groups.slice(best + bestLength).join(":")}`;
+}
+
+/** An address's family and value, or null when the text is not an address. */
+export function addressValue(text: string): { family: 4 | 6; value: bigint } | null {
+  const family = isIP(text);
+  return family === 0 ? null : { family: family as 4 | 6, value: toBigInt(addressBytes(text, family as 4 | 6)) };
 }
 
 /** "10.1.0.0/16", "fd00::/64" or an address: a selector for every protocol and port. */

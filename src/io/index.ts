@@ -1,7 +1,7 @@
 /**
  * Which I/O path this process runs on, in one place, so the engine, the CLI
- * and the benchmarks all say the same thing (the design promises that sluice
- * "says which path it runs on").
+ * and the benchmarks all say the same thing: whoever reads a log or a bench
+ * result must know which path produced it (docs/architecture.md, "The I/O paths").
  */
 import { loadNativeIo, nativeIoUnavailableReason, type NativeIo } from "./native.js";
 

@@ -48,6 +48,9 @@ export class LocalKernel {
     const at = align(this.heapTop, 64);
     this.heapTop = at + size;
     this.ensure(this.heapTop);
+    // Fresh memory here was the scratch of earlier calls: packets, whose
+    // bytes in a replay bitmap would be sequence numbers already "seen".
+    this.bytes.fill(0, at, at + size);
     return at;
   }
 

@@ -2,7 +2,7 @@
  * Writing and validating SA records (layout: ./layout.ts). Shared by the
  * one-shot ESP API and the engine, which keep SA records in different memories.
  */
-import { checkBytes, describe } from "../crypto.js";
+import { checkBytes, describe } from "../argumentChecks.js";
 import {
   KEY_BYTES, SALT_BYTES, REPLAY_WINDOW_MIN, REPLAY_WINDOW_MAX,
   SA_SPI, SA_FLAGS, SA_SEQ, SA_SALT, SA_WINDOW, SA_KEY, SA_WORD_MASK, SA_FLAG_ESN,

@@ -19,6 +19,7 @@ import { AuthMethod, Exchange, FIRST_STATUS_NOTIFY, Notify, Payload, nameOf } fr
 import { findNotify, findPayload, notifies, notify, payloadBody, type IdPayload, type IkePayload } from "../codec/payloads.js";
 import { authEquals, pskAuth, signedOctets } from "../auth.js";
 import { establishChild } from "../childSa.js";
+import { createChild } from "./createChildSa.js";
 import { formatIdentity, formatPattern, identityMatches, sameIdentity, type Identity } from "../identity.js";
 import { acceptedEsp, chooseEsp, chooseIke, chosenEspToWire, chosenIkeToWire, describeOffered, espProposalsToWire } from "../proposals.js";
 import { enforceable, narrow, selectorFromWire, selectorToWire, within, formatSelector, type Selector } from "../trafficSelectors.js";
@@ -115,6 +116,8 @@ function onAuthResponse(sa: IkeSa, payloads: IkePayload[], inboundSpi: number): 
     return deleteIke(sa, "TS_UNACCEPTABLE", `the responder narrowed the traffic selectors to ${[...localTs, ...remoteTs].map(formatSelector).join(" ")}, outside what we asked for or restricted to protocols or ports`);
   }
   establishChild(sa, { inboundSpi, outboundSpi: accepted.peerSpi, algorithms: accepted.algorithms, localTs, remoteTs, ni: sa.ni!, nr: sa.nr! }, now);
+  // §1.3.1: the other configured selector pairs, each a child SA of its own.
+  for (const more of peer.moreChildren) createChild(sa, more.localTs, more.remoteTs);
 }
 
 /** We refuse the responder's authentication: tell it (§2.21.2), then forget the SA. */

@@ -14,6 +14,7 @@ import { Exchange, FIRST_STATUS_NOTIFY, Notify, Payload, Protocol, nameOf } from
 import { notifies, type DeletePayload, type IkePayload } from "../codec/payloads.js";
 import { spiFromBytes, spiToBytes } from "../proposals.js";
 import type { Answer, IkeSa } from "../ikeSa.js";
+import { completePeerRekey, peerWonIkeRekey } from "./createChildSa.js";
 
 /** The responder's side of an INFORMATIONAL request. */
 export function answerInformational(sa: IkeSa, payloads: IkePayload[]): Answer {
@@ -28,7 +29,14 @@ export function answerInformational(sa: IkeSa, payloads: IkePayload[]): Answer {
     core.log("warn", "ike-notify", `${sa.peerName}: the peer reports ${nameOf(Notify, n.notifyType)}`, { ...sa.logFields, notify: nameOf(Notify, n.notifyType) });
   }
   if (deletes.some((d) => d.protocol === Protocol.IKE)) {
-    return { payloads: [], after: () => core.removeSa(sa, "deleted by the peer") };
+    if (sa.peerIkeRekey !== undefined && sa.ourIkeRekey === undefined) peerWonIkeRekey(sa);
+    if (sa.ourIkeRekey !== undefined && sa.peerIkeRekey !== undefined) {
+      // Both sides rekeyed it and the peer's exchange won (§2.8.2): its new SA takes the children; ours,
+      // still to be answered, is the redundant one we delete then (createChildSa.ts), so the old SA stays until that answer.
+      peerWonIkeRekey(sa);
+      return { payloads: [] };
+    }
+    return { payloads: [], after: () => core.removeSa(sa, sa.state === "rekeyed" ? "rekeyed" : "deleted by the peer") };
   }
   const ours: Uint8Array[] = [];
   for (const d of deletes) {
@@ -37,7 +45,15 @@ export function answerInformational(sa: IkeSa, payloads: IkePayload[]): Answer {
       // The peer names the SPIs it receives on: our outbound ones (§3.11).
       const child = sa.children.find((c) => c.outboundSpi === spiFromBytes(spiBytes));
       if (child === undefined) continue;
+      if (child.state === "deleting") {
+        // §2.25.1: both sides close it: answer without a Delete for it.
+        core.removeChild(sa, child, "deleted by both sides");
+        continue;
+      }
       ours.push(spiToBytes(child.inboundSpi));
+      // The old child of a rekey (the peer's, or ours whose DELETE crossed this one): its successor
+      // takes over and it lingers for stragglers; any other child goes now.
+      if (completePeerRekey(sa, child) || child.state === "rekeyed") continue;
       core.removeChild(sa, child, "deleted by the peer");
     }
   }

@@ -1,0 +1,131 @@
+/**
+ * Client mode's view of the host (`vips` in `[peer.ike]`): the virtual IP
+ * the gateway gave goes on the TUN device, the gateway itself stays
+ * reachable outside the tunnel, and its DNS servers are applied where the
+ * system takes them.
+ *
+ * - Addresses: `ip addr replace VIP/32 dev TUN` (/128 for IPv6); the
+ *   kernel then picks the virtual IP as the source of what it routes into
+ *   the TUN, which is what the gateway's narrowed selectors allow.
+ * - The gateway: a host route to it through the way it was reached before
+ *   (`ip route get`), so that a full tunnel (routed as two /1 halves,
+ *   tunRoutes.ts) never swallows its own IKE and ESP packets.
+ * - DNS: systemd-resolved (`resolvectl dns TUN …` and the `~.` routing
+ *   domain, so every name goes to the gateway's servers), else resolvconf
+ *   (`resolvconf -a TUN.sluice`), else a log line saying neither is there.
+ *
+ * Every change is remembered and undone by remove() (a clean stop, a lost
+ * tunnel before it reconnects, `sluice down`); what goes with the TUN
+ * device (its addresses and routes, resolved's per-link DNS) goes anyway
+ * when the process dies.
+ */
+import { execFileSync } from "node:child_process";
+import { isIP } from "node:net";
+import type { Logger } from "pino";
+
+export interface ClientSettings {
+  addresses: string[];
+  dns: string[];
+  /** The gateway's outer address: kept outside the tunnel. */
+  gateway: string;
+}
+
+function run(command: string, args: string[], input?: string): string {
+  return execFileSync(command, args, { input, stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"], encoding: "utf8" });
+}
+
+function has(command: string): boolean {
+  try {
+    execFileSync("sh", ["-c", `command -v ${command}`], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The route the kernel uses to reach `address` now, as `ip route` arguments ("via 192.168.1.1 dev eth0"). */
+export function routeTo(address: string): string[] | undefined {
+  try {
+    const line = run("ip", [isIP(address) === 6 ? "-6" : "-4", "route", "get", address]).split("\n")[0] ?? "";
+    const via = /\bvia (\S+)/.exec(line)?.[1];
+    const dev = /\bdev (\S+)/.exec(line)?.[1];
+    return dev === undefined ? undefined : [...(via ? ["via", via] : []), "dev", dev];
+  } catch {
+    return undefined;
+  }
+}
+
+export class ClientNetwork {
+  #applied: ClientSettings | undefined;
+  #bypass: string[] | undefined;
+  #dns: "resolved" | "resolvconf" | undefined;
+
+  constructor(private readonly tun: string, private readonly log: Logger) {}
+
+  /** Puts the settings in force (replacing earlier ones). Failures are logged, never thrown: the tunnel works without DNS. */
+  apply(settings: ClientSettings): void {
+    this.remove();
+    const family = (a: string): string => (isIP(a) === 6 ? "-6" : "-4");
+    for (const address of settings.addresses) {
+      try {
+        run("ip", [family(address), "addr", "replace", `${address}/${isIP(address) === 6 ? 128 : 32}`, "dev", this.tun]);
+      } catch (error) {
+        this.log.warn({ event: "client-address-error", address, error: String((error as { stderr?: string }).stderr ?? error).trim() }, `could not put ${address} on ${this.tun}`);
+      }
+    }
+    const via = routeTo(settings.gateway);
+    if (via && !via.includes(this.tun)) {
+      try {
+        run("ip", [family(settings.gateway), "route", "replace", settings.gateway, ...via]);
+        this.#bypass = [family(settings.gateway), "route", "del", settings.gateway, ...via];
+      } catch (error) {
+        this.log.warn({ event: "client-route-error", error: String(error) }, `could not keep a route to the gateway ${settings.gateway} outside the tunnel`);
+      }
+    }
+    this.#applyDns(settings.dns);
+    this.#applied = settings;
+    this.log.info({ event: "client-network", tun: this.tun, addresses: settings.addresses, dns: settings.dns, dnsManager: this.#dns ?? "none" },
+      `virtual IP ${settings.addresses.join(", ")} on ${this.tun}${settings.dns.length ? `, DNS ${settings.dns.join(", ")} via ${this.#dns ?? "nothing (no systemd-resolved or resolvconf)"}` : ""}`);
+  }
+
+  #applyDns(servers: string[]): void {
+    if (servers.length === 0) return;
+    try {
+      if (has("resolvectl")) {
+        run("resolvectl", ["dns", this.tun, ...servers]);
+        run("resolvectl", ["domain", this.tun, "~."]);
+        this.#dns = "resolved";
+      } else if (has("resolvconf")) {
+        run("resolvconf", ["-a", `${this.tun}.sluice`], servers.map((s) => `nameserver ${s}`).join("\n") + "\n");
+        this.#dns = "resolvconf";
+      } else {
+        this.log.warn({ event: "client-dns", servers }, "the gateway's DNS servers are not applied: neither systemd-resolved (resolvectl) nor resolvconf is installed");
+      }
+    } catch (error) {
+      this.log.warn({ event: "client-dns-error", error: String((error as { stderr?: string }).stderr ?? error).trim() }, "could not apply the gateway's DNS servers");
+    }
+  }
+
+  /** Undoes what apply() did. */
+  remove(): void {
+    if (this.#applied === undefined) return;
+    const quiet = (command: string, args: string[]): void => {
+      try {
+        run(command, args);
+      } catch {
+        // already gone (with the TUN device, say)
+      }
+    };
+    for (const address of this.#applied.addresses) quiet("ip", [isIP(address) === 6 ? "-6" : "-4", "addr", "del", `${address}/${isIP(address) === 6 ? 128 : 32}`, "dev", this.tun]);
+    if (this.#bypass) quiet("ip", this.#bypass);
+    if (this.#dns === "resolved") quiet("resolvectl", ["revert", this.tun]);
+    if (this.#dns === "resolvconf") quiet("resolvconf", ["-d", `${this.tun}.sluice`]);
+    this.#applied = undefined;
+    this.#bypass = undefined;
+    this.#dns = undefined;
+  }
+
+  get settings(): ClientSettings | undefined {
+    return this.#applied;
+  }
+}
