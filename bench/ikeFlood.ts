@@ -5,13 +5,15 @@
  * …), each with its own DoS defaults (sluice: cookie_threshold 30,
  * block_threshold 5, init_limit_half_open 1000, init_rate_per_source 20;
  * strongSwan 5.9: cookie_threshold 30, block_threshold 5, no global cap),
- * while a strongSwan initiator in the other namespace connects over and over.
+ * while a strongSwan initiator in the other namespace connects, rekeys its
+ * child SA and its IKE SA, and disconnects, over and over.
  *
  * Figures per round: what the flooder offered (per second), what reached the
  * responder's host and what it answered (nftables counters), what the
  * kernel dropped at the responder's full socket, the responder's CPU (% of
  * one core), its memory before, at the peak and at the end of the flood, and
- * the legitimate handshakes (completed / attempted, median and worst time).
+ * the legitimate handshakes (completed / attempted, median and worst time)
+ * and rekeys (median time of the child's and of the IKE SA's).
  * The flooder, both daemons and the legitimate initiator share the 2 cores.
  */
 import { runFlood, type FloodResult } from "../test/fixtures/interop/flood.js";
@@ -34,7 +36,7 @@ export async function runFloodSuite(options: { rounds: number; rate: number; sec
 }
 
 export function formatFloodTable(result: FloodSuiteResult): string {
-  const header = ["responder", "offered/s", "arrived/s", "answered/s", "socket drops", "CPU %", "RSS MB before → peak → end", "legit ok", "legit p50 ms", "legit max ms"];
+  const header = ["responder", "offered/s", "arrived/s", "answered/s", "socket drops", "CPU %", "RSS MB before → peak → end", "legit ok", "legit p50 ms", "legit max ms", "child rekey p50", "IKE rekey p50"];
   const rows: string[][] = [];
   for (const responder of ["sluice", "strongSwan"] as const) {
     for (const r of result.rounds.filter((x) => x.responder === responder)) {
@@ -50,6 +52,8 @@ export function formatFloodTable(result: FloodSuiteResult): string {
         `${r.legit.completed}/${r.legit.attempts}`,
         r.legit.ms.length ? median(r.legit.ms).toFixed(0) : "—",
         r.legit.ms.length ? Math.max(...r.legit.ms).toFixed(0) : "—",
+        r.legit.childRekeyMs.length ? `${median(r.legit.childRekeyMs).toFixed(0)} (${r.legit.childRekeyMs.length})` : "—",
+        r.legit.ikeRekeyMs.length ? `${median(r.legit.ikeRekeyMs).toFixed(0)} (${r.legit.ikeRekeyMs.length})` : "—",
       ]);
     }
   }

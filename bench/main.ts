@@ -158,7 +158,7 @@ async function main(): Promise<void> {
     if (args.flood) {
       results.ikeFlood = await runFloodSuite({ rounds, rate: args.floodRate, seconds: args.floodSeconds }, log);
       console.log(`\nike flood: spoofed IKE_SA_INIT requests (random sources in 10.200.0.0/16, random SPIs and ports) offered at ${args.floodRate || "the flooder's top"}/s for ${args.floodSeconds} s` +
-        ` against each responder with its own DoS defaults, while a strongSwan initiator connects over and over (no rekeying yet: sluice has no CREATE_CHILD_SA);` +
+        ` against each responder with its own DoS defaults, while a strongSwan initiator connects, rekeys its child SA and IKE SA, and disconnects, over and over;` +
         ` ${rounds} rounds running both in turn; flooder, responder and initiator share the 2 cores\n`);
       console.log(formatFloodTable(results.ikeFlood));
     }

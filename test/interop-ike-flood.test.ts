@@ -1,11 +1,13 @@
 // sluice as IKE responder under a spoofed IKE_SA_INIT flood while a real
-// strongSwan initiator connects again and again (test/fixtures/interop/flood.ts:
+// strongSwan initiator connects, rekeys its child SA and its IKE SA
+// (CREATE_CHILD_SA), and disconnects, again and again (test/fixtures/interop/flood.ts:
 // a raw-socket flooder in A sends well-formed requests from random addresses
 // of 10.200.0.0/16; B routes that net back to A). Short here: 5,000
 // requests/s for 6 s; `npm run bench -- ike --flood` runs the long one beside
 // strongSwan. What must hold:
 //
-// - every legitimate handshake completes (through the cookie exchange);
+// - every legitimate handshake completes (through the cookie exchange), and
+//   every rekey after it;
 // - sluice answers what it reads (a COOKIE notify each: no Diffie-Hellman, no
 //   state for a request without a valid cookie), and its drop counters say so
 //   (on this shared 2-core machine it may not read everything: the kernel's
@@ -23,12 +25,14 @@ const RATE = 5000;
 const SECONDS = 8;
 
 describe("IKE_SA_INIT flood", { skip }, () => {
-  test(`${RATE} spoofed requests/s for ${SECONDS} s: legitimate handshakes complete, sluice answers with cookies, memory and log stay flat`, async () => {
+  test(`${RATE} spoofed requests/s for ${SECONDS} s: legitimate handshakes and rekeys complete, sluice answers with cookies, memory and log stay flat`, async () => {
     const result = await runFlood("sluice", { rate: RATE, seconds: SECONDS, log: (line) => console.log(`# ${line}`) });
     const summary = JSON.stringify({ ...result, legit: { ...result.legit, ms: result.legit.ms.map(Math.round) } });
     assert.ok(result.offered.sent >= 0.8 * RATE * SECONDS, `the flooder sent ${result.offered.sent}: ${summary}`);
     assert.ok(result.legit.attempts >= 1, summary);
     assert.equal(result.legit.completed, result.legit.attempts, `every legitimate handshake completed: ${summary}`);
+    assert.deepEqual(result.legit.errors, [], summary);
+    assert.ok(result.legit.childRekeyMs.length >= 1 && result.legit.ikeRekeyMs.length >= 1, `strongSwan rekeyed during the flood: ${summary}`);
     assert.equal(result.cookiesSeen, true, "sluice switched cookies on");
     // What sluice read it answered (what the kernel dropped at a full socket while a busy machine starved it was never read).
     const read = result.arrived - result.socketDrops;
