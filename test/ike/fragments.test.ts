@@ -74,6 +74,25 @@ describe("RFC 7383 between two cores", () => {
     assert.equal(bed.a.core.footprint().reassemblyBytes + bed.b.core.footprint().reassemblyBytes, 0);
   });
 
+  test("a rekeyed IKE SA keeps fragmentation: a child rekey with 150 selectors each way goes in fragments on the new IKE SA", () => {
+    const peers = bigPeers();
+    const bed = new IkeBed(peers.a, peers.b);
+    bed.start();
+    assert.ok(bed.runUntil(() => bed.established()));
+    bed.apply(bed.a, bed.a.core.rekey("site-b", "ike", bed.now));
+    bed.flush();
+    assert.equal(bed.a.core.list().filter((s) => s.state === "established").length, 1);
+    const before = bed.wire.length;
+    bed.apply(bed.a, bed.a.core.rekey("site-b", "child", bed.now));
+    bed.flush();
+    const rekey = bed.wire.slice(before).filter((d) => exchangeOf(d) === Exchange.CREATE_CHILD_SA);
+    assert.ok(rekey.length >= 4 && rekey.every(isFragment), `${rekey.length} datagrams, all fragments`);
+    bed.advanceBy(10_000); // the replaced children's inbound SAs linger a while (make-before-break)
+    assert.equal(bed.a.children.size, 1);
+    assert.equal(bed.b.children.size, 1);
+    assert.equal(bed.a.actions.filter((a) => a.type === "child-up").length, 2, "the first child and its replacement");
+  });
+
   test("not agreed when one side has it off: the same IKE_AUTH goes whole (and IP would fragment it)", () => {
     const peers = bigPeers();
     const bed = new IkeBed(peers.a, peers.b, { core: { b: { fragmentation: { enabled: false } } } });
