@@ -23,7 +23,10 @@
  *
  * strongSwan's per-source half-open limit (block_threshold, default 5) and
  * cookie threshold (30) would throttle a load from one address; they are
- * raised for the bench so that its rate is strongSwan's, not its DoS guard's.
+ * raised for the bench so that its rate is strongSwan's, not its DoS guard's,
+ * and sluice's (the same two, init_limit_half_open and init_rate_per_source)
+ * are switched off for the same reason. `--flood` (ikeFlood.ts) measures the
+ * guards themselves.
  */
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -43,6 +46,8 @@ const LOAD = join(ROOT, "dist/bench/ikeLoad.js");
 const PROBE = join(ROOT, "dist/bench/ikeProbe.js");
 const CLIENTS = "10.100.0.0/16";
 const GROUP_PSK = "sluice-bench-group-psk-0123456789";
+/** The load comes from one address, many IKE SAs at once: what sluice's DoS defence is there to stop. */
+const NO_DOS_LIMITS = "[ike]\ncookie_threshold = 0\nblock_threshold = 0\ninit_limit_half_open = 0\ninit_rate_per_source = 0";
 
 export interface HandshakeRound {
   responder: "sluice" | "strongSwan";
@@ -114,7 +119,7 @@ async function load(bed: TwoHosts, responderPid: number, responder: HandshakeRou
 async function sluiceResponderRound(count: number, concurrency: number): Promise<HandshakeRound> {
   const bed = await TwoHosts.create();
   try {
-    const daemon = await SluiceDaemon.start(bed.b, [{ ...responderPeer(bed.a, bed.b), remoteId: "*@bench.sluice.test", selectors: [CLIENTS], psk: GROUP_PSK }]);
+    const daemon = await SluiceDaemon.start(bed.b, [{ ...responderPeer(bed.a, bed.b), remoteId: "*@bench.sluice.test", selectors: [CLIENTS], psk: GROUP_PSK }], { extra: NO_DOS_LIMITS });
     try {
       // `ip netns exec` execs node: the daemon's pid is sluice's.
       return await load(bed, daemon.pid, "sluice", count, concurrency);

@@ -9,6 +9,7 @@ import { runCryptoSuite, type CryptoRow } from "./crypto.js";
 import { runEngineSuite, type EngineRow, type DispatchRow } from "./engine.js";
 import { runTunnelSuite, roundRatios, FIXED_RATE_DATAGRAM, type TunnelResult } from "./tunnel.js";
 import { runIkeSuite, formatIkeTable, type IkeResult, type IkePart } from "./ike.js";
+import { runFloodSuite, formatFloodTable, type FloodSuiteResult } from "./ikeFlood.js";
 
 /** Suites run by default; "tunnel" and "ike" need root and run only when named. */
 const SUITES = ["crypto", "engine", "tunnel", "ike"] as const;
@@ -26,6 +27,10 @@ interface Args {
   concurrency: number;
   /** The ike suite's parts (--ike-parts psk,certs,first-packet). */
   ikeParts: IkePart[] | undefined;
+  /** The ike suite: add the IKE_SA_INIT flood (ikeFlood.ts); its rate (0 = as fast as the flooder goes) and length. */
+  flood: boolean;
+  floodRate: number;
+  floodSeconds: number;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -36,6 +41,9 @@ function parseArgs(argv: string[]): Args {
   let handshakes = 2000;
   let concurrency = 32;
   let ikeParts: IkePart[] | undefined;
+  let flood = false;
+  let floodRate = 20000;
+  let floodSeconds = 20;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === "--rounds") rounds = positiveInt("--rounds", argv[++i]);
@@ -50,10 +58,17 @@ function parseArgs(argv: string[]): Args {
       ikeParts = (argv[++i] ?? "").split(",") as IkePart[];
       if (ikeParts.some((p) => !["psk", "certs", "first-packet"].includes(p))) throw new Error(`--ike-parts takes psk, certs, first-packet (comma-separated), got ${argv[i]}`);
     }
+    else if (arg === "--flood") flood = true;
+    else if (arg === "--flood-rate") {
+      floodRate = Number(argv[++i]);
+      if (!Number.isInteger(floodRate) || floodRate < 0) throw new Error(`--flood-rate needs requests per second (0 = as fast as possible), got ${String(argv[i])}`);
+    }
+    else if (arg === "--flood-seconds") floodSeconds = positiveInt("--flood-seconds", argv[++i]);
     else if ((SUITES as readonly string[]).includes(arg)) suites.push(arg as Suite);
-    else throw new Error(`unknown argument ${arg}; suites: ${SUITES.join(", ")}; options: --rounds N, --time MS, --udp-rate RATE, --handshakes N, --concurrency N, --ike-parts psk,certs,first-packet`);
+    else throw new Error(`unknown argument ${arg}; suites: ${SUITES.join(", ")}; options: --rounds N, --time MS, --udp-rate RATE, --handshakes N, --concurrency N, --ike-parts psk,certs,first-packet, --flood, --flood-rate N, --flood-seconds S`);
   }
-  return { suites: suites.length ? suites : [...DEFAULT_SUITES], rounds, timeMs, udpRate, handshakes, concurrency, ikeParts };
+  if (flood && !suites.includes("ike")) throw new Error("--flood is part of the ike suite: npm run bench -- ike --flood");
+  return { suites: suites.length ? suites : [...DEFAULT_SUITES], rounds, timeMs, udpRate, handshakes, concurrency, ikeParts, flood, floodRate, floodSeconds };
 }
 
 function positiveInt(name: string, value: string | undefined): number {
@@ -119,7 +134,7 @@ function formatTunnelTable(result: TunnelResult): string {
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const log = (line: string): void => void process.stderr.write(`${line}\n`);
-  const results: { crypto?: CryptoRow[]; engine?: EngineRow[]; dispatch?: DispatchRow; tunnel?: TunnelResult; ike?: IkeResult } = {};
+  const results: { crypto?: CryptoRow[]; engine?: EngineRow[]; dispatch?: DispatchRow; tunnel?: TunnelResult; ike?: IkeResult; ikeFlood?: FloodSuiteResult } = {};
   if (args.suites.includes("crypto")) {
     results.crypto = await runCryptoSuite({ rounds: args.rounds, timeMs: args.timeMs }, undefined, log);
     console.log(`\ncrypto: one core, median of ${args.rounds} rounds; "× node:crypto" = this row's throughput / node:crypto's;` +
@@ -147,6 +162,13 @@ async function main(): Promise<void> {
     console.log(`\nike: handshakes as responder (IKE_SA_INIT + IKE_AUTH, PSK, X25519, one child SA; ${args.handshakes} per round from sluice's load generator,` +
       ` ${args.concurrency} at once, each deleted once up), ${rounds} rounds running both responders in turn; generator and responder share the 2 cores\n`);
     console.log(formatIkeTable(results.ike));
+    if (args.flood) {
+      results.ikeFlood = await runFloodSuite({ rounds, rate: args.floodRate, seconds: args.floodSeconds }, log);
+      console.log(`\nike flood: spoofed IKE_SA_INIT requests (random sources in 10.200.0.0/16, random SPIs and ports) offered at ${args.floodRate || "the flooder's top"}/s for ${args.floodSeconds} s` +
+        ` against each responder with its own DoS defaults, while a strongSwan initiator connects, rekeys its child SA and IKE SA, and disconnects, over and over;` +
+        ` ${rounds} rounds running both in turn; flooder, responder and initiator share the 2 cores\n`);
+      console.log(formatFloodTable(results.ikeFlood));
+    }
   }
   const dir = new URL("../../bench/results/", import.meta.url);
   mkdirSync(dir, { recursive: true });

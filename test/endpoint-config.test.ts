@@ -66,6 +66,19 @@ keymat_env = "B_IN"
   assert.deepEqual(config.tun.addresses.map((p) => p.text), ["10.77.1.1/24", "fd00:1::1/64"]);
 });
 
+test("[ike] DoS and fragmentation settings: strongSwan's defaults, and values given", () => {
+  const defaults = parseConfig(PEER).ike;
+  assert.deepEqual(
+    [defaults.cookieThreshold, defaults.blockThreshold, defaults.initLimitHalfOpen, defaults.initRatePerSource, defaults.fragmentation, defaults.fragmentSize],
+    [30, 5, 1000, 20, true, 1280],
+  );
+  const given = parseConfig(`[ike]\ncookie_threshold = 0\nblock_threshold = 2\ninit_limit_half_open = 0\ninit_rate_per_source = 0\nfragmentation = false\nfragment_size = 1400\n${PEER}`).ike;
+  assert.deepEqual(
+    [given.cookieThreshold, given.blockThreshold, given.initLimitHalfOpen, given.initRatePerSource, given.fragmentation, given.fragmentSize],
+    [0, 2, 0, 0, false, 1400],
+  );
+});
+
 const BAD: [string, string, RegExp][] = [
   ["no peer", `[local]\nport = 4500`, /^peer: at least one/],
   ["unknown top-level key", `bogus = 1\n${PEER}`, /^bogus: unknown setting/],
@@ -82,6 +95,11 @@ const BAD: [string, string, RegExp][] = [
   ["MTU too small", `[tun]\nmtu = 100\n${PEER}`, /^tun\.mtu: must be an integer from 576 to 9000, got 100/],
   ["TUN name too long", `[tun]\nname = "a-very-long-interface-name"\n${PEER}`, /^tun\.name: must be at most 15/],
   ["not TOML", `[[peer]\n`, /^\(file\): not valid TOML/],
+  ["negative cookie threshold", `[ike]\ncookie_threshold = -1\n${PEER}`, /^ike\.cookie_threshold: must be an integer from 0/],
+  ["cookie threshold above the half-open cap", `[ike]\ncookie_threshold = 50\ninit_limit_half_open = 40\n${PEER}`, /^ike\.cookie_threshold: 50 is above init_limit_half_open \(40\)/],
+  ["fragment size below 576", `[ike]\nfragment_size = 500\n${PEER}`, /^ike\.fragment_size: must be an integer from 576 to 65535, got 500/],
+  ["fragmentation not a boolean", `[ike]\nfragmentation = "yes"\n${PEER}`, /^ike\.fragmentation: must be true or false/],
+  ["unknown [ike] key", `[ike]\nmax_packet = 10000\n${PEER}`, /^ike\.max_packet: unknown setting/],
   ["inbound SPI shared by two peers", `${PEER}${PEER.replace("0x1001", "0x3001")}`, /^peer\[1\]\.spi_in: SPI 8193 is already used/],
 ];
 for (const [what, text, message] of BAD) {

@@ -159,6 +159,7 @@ describe("IKE between two sluice endpoints (portable path, loopback)", () => {
     const text = await p.b.metrics.registry.metrics();
     assert.match(text, /sluice_ike_handshakes_total\{result="completed",reason=""\} 1/);
     assert.match(text, /sluice_ike_sas\{state="established"\} 1/);
+    assert.match(text, /sluice_ike_cookies_required 0/);
   });
 
   test("a packet outside the peer's selectors is not routed", async () => {

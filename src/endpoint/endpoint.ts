@@ -361,6 +361,8 @@ export class Endpoint {
       io: this.io,
       staticPeers: this.#static.status(),
       ike: this.#ike?.status() ?? [],
+      // What the IKE core counted (drops and refusals by reason, cookies on or off): `sluice status --json`, the flood bench.
+      ikeCounters: this.#ike ? { ...this.#ike.core.counters, dos: this.#ike.core.dosStatus() } : undefined,
     };
   }
 

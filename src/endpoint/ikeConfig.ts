@@ -8,6 +8,12 @@
  * [ike]
  * port = 500                    # IKE's port; NAT-T (and ESP) use [local].port, 4500
  * retransmit_timeout = 4.0      # strongSwan's defaults: 4 s × 1.8^n, 5 retransmissions
+ * cookie_threshold = 30         # DoS defence (RFC 7296 §2.6): cookies from 30 half-open IKE SAs on
+ * block_threshold = 5           # half-open IKE SAs per source address
+ * init_limit_half_open = 1000   # half-open IKE SAs in all
+ * init_rate_per_source = 20     # IKE_SA_INIT requests per second processed per source address
+ * fragmentation = true          # RFC 7383 IKE fragments
+ * fragment_size = 1280          # largest IP datagram an IKE message goes in before it is fragmented
  *
  * [[peer]]
  * name = "site-b"
@@ -60,6 +66,8 @@ import type { ChildLifetime, Lifetime } from "../ike/lifetimes.js";
 import { parsePrefix, type Prefix } from "./prefix.js";
 import { parsePoolRange } from "../ike/addressPool.js";
 import { ConfigError, address, bool, choice, int, keySource, known, num, prefixList, str, stringList, table, type KeySource, type Table } from "./configValues.js";
+import { DEFAULT_DOS } from "../ike/dosGuard.js";
+import { DEFAULT_FRAGMENTATION } from "../ike/fragments.js";
 
 /** The ESP ciphers the engine runs (RFC 7634). */
 export const DATA_PLANE_CIPHERS: readonly Cipher[] = [{ id: 28, keyBits: 256 }];
@@ -123,6 +131,14 @@ export interface IkeSettings {
   halfOpenTimeoutMs: number;
   /** After a refused (re)connect of a `start` or `restart` peer, the next try waits this long. */
   retryDelayMs: number;
+  /** DoS defence (src/ike/dosGuard.ts); 0 turns a limit off. */
+  cookieThreshold: number;
+  blockThreshold: number;
+  initLimitHalfOpen: number;
+  initRatePerSource: number;
+  /** RFC 7383 (src/ike/fragments.ts). */
+  fragmentation: boolean;
+  fragmentSize: number;
 }
 
 export const IKE_PEER_KEYS = ["name", "endpoint", "selectors", "local_selectors", "replay_window", "ike", "child", "children"];
@@ -311,15 +327,29 @@ function authentication(ike: Table, ik: string): Pick<IkePeerEntry, "auth" | "re
 /** The `[ike]` table. */
 export function ikeSettings(value: unknown): IkeSettings {
   const t = table(value ?? {}, "ike");
-  known(t, "ike", ["port", "retransmit_timeout", "retransmit_base", "retransmit_tries", "half_open_timeout", "retry_delay"]);
-  return {
+  known(t, "ike", [
+    "port", "retransmit_timeout", "retransmit_base", "retransmit_tries", "half_open_timeout", "retry_delay",
+    "cookie_threshold", "block_threshold", "init_limit_half_open", "init_rate_per_source", "fragmentation", "fragment_size",
+  ]);
+  const settings: IkeSettings = {
     port: int(t, "port", "ike.", 0, 65535, 500),
     retransmitTimeoutMs: num(t, "retransmit_timeout", "ike.", 0.05, 600, 4) * 1000,
     retransmitBase: num(t, "retransmit_base", "ike.", 1, 10, 1.8),
     retransmitTries: int(t, "retransmit_tries", "ike.", 0, 100, 5),
     halfOpenTimeoutMs: num(t, "half_open_timeout", "ike.", 1, 3600, 30) * 1000,
     retryDelayMs: num(t, "retry_delay", "ike.", 0.1, 3600, 30) * 1000,
+    cookieThreshold: int(t, "cookie_threshold", "ike.", 0, 1_000_000, DEFAULT_DOS.cookieThreshold),
+    blockThreshold: int(t, "block_threshold", "ike.", 0, 1_000_000, DEFAULT_DOS.blockThreshold),
+    initLimitHalfOpen: int(t, "init_limit_half_open", "ike.", 0, 10_000_000, DEFAULT_DOS.initLimitHalfOpen),
+    initRatePerSource: int(t, "init_rate_per_source", "ike.", 0, 1_000_000, DEFAULT_DOS.initRatePerSource),
+    fragmentation: bool(t, "fragmentation", "ike.", DEFAULT_FRAGMENTATION.enabled),
+    // 576: the smallest datagram every IPv4 host takes (RFC 791), and room for a fragment's 113 bytes of headers.
+    fragmentSize: int(t, "fragment_size", "ike.", 576, 65535, DEFAULT_FRAGMENTATION.size),
   };
+  if (settings.cookieThreshold > 0 && settings.initLimitHalfOpen > 0 && settings.cookieThreshold > settings.initLimitHalfOpen) {
+    throw new ConfigError("ike.cookie_threshold", `${settings.cookieThreshold} is above init_limit_half_open (${settings.initLimitHalfOpen}): cookies would never be asked for before requests are dropped`);
+  }
+  return settings;
 }
 
 /** What must match for a reload to keep an IKE peer's SAs: every setting (the PSK's source, not its bytes). */

@@ -53,6 +53,12 @@ export class IkeMetrics {
         for (const [reason, n] of Object.entries(core().counters.drops)) this.inc({ reason }, n);
       },
     });
+    new Gauge({
+      name: "sluice_ike_cookies_required", help: "1 while new IKE_SA_INIT requests must carry a cookie (RFC 7296 §2.6: too many half-open IKE SAs).", registers,
+      collect() {
+        this.set(core().dosStatus().cookiesRequired ? 1 : 0);
+      },
+    });
     this.#rtt = new Histogram({ name: "sluice_ike_liveness_rtt_seconds", help: "Round trip of answered liveness checks (RFC 7296 §1.4), per peer.", labelNames: ["peer"], buckets: RTT_SECONDS, registers });
   }
 

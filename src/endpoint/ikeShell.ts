@@ -27,6 +27,7 @@ import { networkInterfaces } from "node:os";
 import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
 import { randomPool } from "../ike/randomPool.js";
+import { LogLimiter } from "../ike/logLimiter.js";
 import { IkeCore, type IkeSaStatus } from "../ike/core.js";
 import type { ChildSaInstall, IkeAction } from "../ike/actions.js";
 import type { IkePeerConfig } from "../ike/config.js";
@@ -70,6 +71,8 @@ export interface ShellHost {
 
 /** Datagrams that may wait in libuv on the IKE socket before more are dropped. */
 const MAX_SEND_QUEUE = 256;
+/** SO_RCVBUF asked for on the IKE port. */
+const IKE_RECEIVE_BUFFER = 2 * 1024 * 1024;
 /** `sluice initiate` waits this long for the child SA. */
 const INITIATE_WAIT_MS = 30_000;
 
@@ -127,6 +130,9 @@ export class IkeShell {
   readonly core: IkeCore;
   readonly #metrics: IkeMetrics;
   #socket: Socket | undefined;
+  readonly #socketErrors = new LogLimiter();
+  /** The IKE socket's port, read once at bind (not a getsockname per datagram: a flood made that 7% of the CPU). */
+  #boundPort: number | undefined;
   #timer: NodeJS.Timeout | undefined;
   #timerAt = Number.POSITIVE_INFINITY;
   /** The data-plane peer of each IKE SA. */
@@ -159,6 +165,8 @@ export class IkeShell {
       retransmit: { timeoutMs: ike.retransmitTimeoutMs, base: ike.retransmitBase, tries: ike.retransmitTries },
       halfOpenTimeoutMs: ike.halfOpenTimeoutMs,
       retryDelayMs: ike.retryDelayMs,
+      dos: { cookieThreshold: ike.cookieThreshold, blockThreshold: ike.blockThreshold, initLimitHalfOpen: ike.initLimitHalfOpen, initRatePerSource: ike.initRatePerSource },
+      fragmentation: { enabled: ike.fragmentation, size: ike.fragmentSize },
       local: { address: config.local.address, ikePort: ike.port, natTPort: host.port, addresses: hostAddresses },
       spiInUse: (spi) => host.table.childBySpi(spi) !== undefined,
       childUsage: (spi) => {
@@ -210,19 +218,28 @@ export class IkeShell {
 
   async #bind(): Promise<void> {
     const address = this.config.local.address;
-    const socket = createSocket({ type: isIP(address) === 6 ? "udp6" : "udp4", reuseAddr: false });
+    // A 2 MiB receive buffer (capped by net.core.rmem_max): under an IKE_SA_INIT flood a pause of the
+    // event loop (a child SA installed, a collection) must not drop the legitimate request that arrives
+    // meanwhile; with the default 208 KiB a 50 ms pause at 5,000 requests/s did, and cost it a 4 s retransmission.
+    const socket = createSocket({ type: isIP(address) === 6 ? "udp6" : "udp4", reuseAddr: false, recvBufferSize: IKE_RECEIVE_BUFFER });
     await new Promise<void>((resolve, reject) => {
       socket.once("error", (error: NodeJS.ErrnoException) => reject(new Error(`IKE port ${address}:${this.config.ike.port}: ${error.code ?? error.message}`)));
       socket.bind(this.config.ike.port, address, () => resolve());
     });
     socket.removeAllListeners("error");
-    socket.on("error", (error) => this.log.warn({ event: "ike-socket-error", error: error.message }, "IKE socket error"));
+    // Send errors come here too (a datagram sent without a callback), one per datagram: a flood of answers to
+    // unroutable spoofed sources must not become a flood of lines, so one line per error code per interval.
+    socket.on("error", (error: NodeJS.ErrnoException) => {
+      const left = this.#socketErrors.allow(error.code ?? error.message, this.#now());
+      if (left !== undefined) this.log.warn({ event: "ike-socket-error", error: error.message, suppressed: left }, `IKE socket error${left > 0 ? ` (${left} more since the last such line)` : ""}`);
+    });
     socket.on("message", (datagram, from) => this.#receive(datagram, { address: from.address, port: from.port }, false));
     this.#socket = socket;
+    this.#boundPort = socket.address().port;
   }
 
   get ikePort(): number {
-    return this.#socket?.address().port ?? this.config.ike.port;
+    return this.#boundPort ?? this.config.ike.port;
   }
 
   #now(): number {

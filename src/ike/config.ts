@@ -48,6 +48,8 @@ export interface PeerTrust {
 export type LocalAuth = { method: "psk" } | { method: "pubkey"; credential: LocalCredential };
 /** How the peer must prove who it is: its PSK, or a signature by a certificate that `trust` accepts. */
 export type RemoteAuth = { method: "psk" } | { method: "pubkey"; trust: PeerTrust };
+import type { DosSettings } from "./dosGuard.js";
+import type { FragmentSettings } from "./fragments.js";
 
 export type StartAction = "start" | "trap" | "none";
 export type DpdAction = "clear" | "restart";
@@ -128,6 +130,10 @@ export interface IkeCoreOptions {
   childUsage?(inboundSpi: number): { bytes: number; packets: number; sentSequence: number } | undefined;
   /** How long a replaced child's inbound SA keeps opening stragglers (strongSwan: 5 s). */
   rekeyLingerMs?: number;
+  /** What new IKE_SA_INIT requests may cost (cookies, half-open limits; dosGuard.ts). */
+  dos?: Partial<DosSettings>;
+  /** RFC 7383 fragmentation: whether, above what size, and the reassembly limits (fragments.ts). */
+  fragmentation?: Partial<FragmentSettings>;
 }
 
 export const DEFAULT_RETRANSMIT: RetransmitPolicy = { timeoutMs: 4000, base: 1.8, tries: 5 };

@@ -21,7 +21,7 @@
  */
 import type { IkeAction } from "./actions.js";
 import { DEFAULT_HALF_OPEN_TIMEOUT_MS, DEFAULT_REKEY_LINGER_MS, DEFAULT_RETRANSMIT, DEFAULT_RETRY_DELAY_MS, type IkeCoreOptions, type IkePeerConfig, type RetransmitPolicy } from "./config.js";
-import { Exchange, nameOf } from "./constants.js";
+import { Exchange, Notify, nameOf } from "./constants.js";
 import { ParseError, equalBytes, spiHex } from "./codec/bytes.js";
 import { decodeMessage, fromInitiator, isResponse } from "./codec/message.js";
 import type { ChildSa } from "./childSa.js";
@@ -39,10 +39,13 @@ import { answerCreateChild, rekeyChild, rekeyIke } from "./exchanges/createChild
 import { schedule, sequenceRekeyPackets } from "./lifetimes.js";
 import { Payload, Protocol } from "./constants.js";
 import { spiToBytes } from "./proposals.js";
+import { notify, type IkePayload } from "./codec/payloads.js";
+import { DosGuard, type DosStatus } from "./dosGuard.js";
+import { DEFAULT_FRAGMENTATION, type FragmentSettings } from "./fragments.js";
+import { LogLimiter } from "./logLimiter.js";
 
 /** How often the children's traffic is looked at (volume limits, sequence numbers): cheap, and far inside any margin. */
 const USAGE_INTERVAL_MS = 10_000;
-import type { IkePayload } from "./codec/payloads.js";
 
 /** What the core has counted; read at scrape time (metrics) and by `sluice status`. */
 export interface IkeCounters {
@@ -103,12 +106,15 @@ export class IkeCore {
   /** How long a replaced child's inbound SA keeps opening stragglers. */
   readonly rekeyLingerMs: number;
   readonly random: (length: number) => Uint8Array;
+  readonly fragmentation: FragmentSettings;
   /** The time of the call in progress (handlers read it). */
   now = 0;
   #peers = new Map<string, IkePeerConfig>();
   readonly #bySpi = new Map<bigint, IkeSa>();
   /** Half-open responder SAs by SPIi and source: retransmitted IKE_SA_INIT requests find their answer. */
   readonly #byInit = new Map<string, IkeSa>();
+  /** The #byInit key each half-open SA was filed under (its remote may move before it is forgotten). */
+  readonly #initKeys = new Map<IkeSa, string>();
   readonly #deadlines = new DeadlineQueue<IkeSa>();
   /** Peers to connect again at a time (a `start` or `restart` peer whose attempt was refused). */
   readonly #reconnects = new Map<string, number>();
@@ -117,6 +123,10 @@ export class IkeCore {
   #nextSaId = 1;
   #nextChildId = 1;
   readonly #retryDelayMs: number;
+  /** Admission of new IKE_SA_INIT requests: cookies and half-open limits (dosGuard.ts). */
+  readonly #dos: DosGuard;
+  /** Drop and refusal lines: one per cause per interval (a flood must not flood the log). */
+  readonly #logLimiter = new LogLimiter();
 
   constructor(private readonly options: IkeCoreOptions & { local?: LocalPorts }) {
     this.random = options.random;
@@ -124,6 +134,8 @@ export class IkeCore {
     this.halfOpenTimeoutMs = options.halfOpenTimeoutMs ?? DEFAULT_HALF_OPEN_TIMEOUT_MS;
     this.rekeyLingerMs = options.rekeyLingerMs ?? DEFAULT_REKEY_LINGER_MS;
     this.#retryDelayMs = options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS;
+    this.fragmentation = { ...DEFAULT_FRAGMENTATION, ...options.fragmentation };
+    this.#dos = new DosGuard(this, options.dos);
     for (const peer of options.peers) this.#peers.set(peer.name, peer);
   }
 
@@ -249,6 +261,7 @@ export class IkeCore {
         if (sa.state === "established") sendIkeDelete(sa, now);
         this.removeSa(sa, "shutting down");
       }
+      this.#dos.wipe();
     });
   }
 
@@ -290,6 +303,21 @@ export class IkeCore {
     return counts;
   }
 
+  /**
+   * What the core holds, by table: for tests that check memory stays
+   * bounded under floods and fuzzing (every table here must shrink back).
+   */
+  footprint(): { sas: number; halfOpenIndex: number; timers: number; childSpis: number; reconnects: number; reassemblyBytes: number; dos: DosStatus } {
+    let reassemblyBytes = 0;
+    for (const sa of this.#bySpi.values()) reassemblyBytes += sa.fragments.heldBytes;
+    return { sas: this.#bySpi.size, halfOpenIndex: this.#byInit.size + this.#initKeys.size, timers: this.#deadlines.size, childSpis: this.#childSpis.size, reconnects: this.#reconnects.size, reassemblyBytes, dos: this.#dos.status() };
+  }
+
+  /** Half-open SAs and whether cookies are required now, for metrics and status. */
+  dosStatus(): DosStatus {
+    return this.#dos.status();
+  }
+
   get peers(): IkePeerConfig[] {
     return [...this.#peers.values()];
   }
@@ -329,7 +357,7 @@ export class IkeCore {
         else this.drop("duplicate-spi");
         return;
       }
-      return respondInit(this, message, path, this.now);
+      return this.#dos.screen(message, path, this.now, () => respondInit(this, message, path, this.now));
     }
     // The original initiator sets the I flag (§3.1): if it is set we are the responder, whose SPI is SPIr.
     const ourSpi = fromInitiator(header) ? header.spiR : header.spiI;
@@ -350,8 +378,10 @@ export class IkeCore {
       case Exchange.CREATE_CHILD_SA:
         return answerCreateChild(sa, payloads);
       default:
+        // An authenticated request of an exchange we do not know still took its message ID: answer it,
+        // or the peer retransmits it until it gives the IKE SA up (§1.5 asks for INVALID_SYNTAX here).
         this.drop("unknown-exchange", sa);
-        return undefined;
+        return { payloads: [notify(Notify.INVALID_SYNTAX)] };
     }
   }
 
@@ -480,16 +510,20 @@ export class IkeCore {
     this.#actions.push({ type: "log", level, event, message, fields });
   }
 
-  /** A message dropped: counted by reason; logged at debug level (a flood must not flood the log). */
+  /** A message dropped: counted by reason; logged at debug level, one line per reason per interval (a flood must not flood the log). */
   drop(reason: string, sa?: IkeSa): void {
     this.counters.drops[reason] = (this.counters.drops[reason] ?? 0) + 1;
-    this.log("debug", "ike-drop", `IKE message dropped: ${reason}`, sa ? { ...sa.logFields, reason } : { reason });
+    const suppressed = this.#logLimiter.allow(`drop:${reason}`, this.now);
+    if (suppressed === undefined) return;
+    this.log("debug", "ike-drop", `IKE message dropped: ${reason}${suppressed > 0 ? ` (${suppressed} more since the last such line)` : ""}`, sa ? { ...sa.logFields, reason, suppressed } : { reason, suppressed });
   }
 
-  /** A stateless refusal of an IKE_SA_INIT request. */
+  /** A stateless refusal of an IKE_SA_INIT request: counted; logged once per reason per interval. */
   refused(reason: string, detail: string, fields: Record<string, string>): void {
     this.counters.handshakesFailed[reason] = (this.counters.handshakesFailed[reason] ?? 0) + 1;
-    this.log("warn", "ike-refused", `IKE_SA_INIT refused with ${reason}: ${detail}`, { ...fields, reason });
+    const suppressed = this.#logLimiter.allow(`refused:${reason}`, this.now);
+    if (suppressed === undefined) return;
+    this.log("warn", "ike-refused", `IKE_SA_INIT refused with ${reason}: ${detail}${suppressed > 0 ? ` (${suppressed} more refused so since the last such line)` : ""}`, { ...fields, reason, suppressed });
   }
 
   newSa(role: "initiator" | "responder", spiI: bigint, local: Endpoint, remote: Endpoint, now: number): IkeSa {
@@ -506,7 +540,10 @@ export class IkeCore {
   /** A responder's SA is findable by its SPI and, while half-open, by the request that made it. */
   indexHalfOpen(sa: IkeSa): void {
     this.#bySpi.set(sa.spiR, sa);
-    this.#byInit.set(initKey(sa.spiI, sa.remote), sa);
+    const key = initKey(sa.spiI, sa.remote);
+    this.#byInit.set(key, sa);
+    this.#initKeys.set(sa, key);
+    this.#dos.opened(sa);
     this.#reschedule(sa);
   }
 
@@ -588,7 +625,8 @@ export class IkeCore {
     sa.ikeExpireAt = times.expireAt;
     sa.usageAt = this.options.childUsage ? this.now + USAGE_INTERVAL_MS : undefined;
     if (rekeyed) return this.#reschedule(sa);
-    this.#byInit.delete(initKey(sa.spiI, sa.remote));
+    this.#forgetInit(sa);
+    this.#dos.closed(sa);
     this.#reconnects.delete(sa.peerName);
     this.counters.handshakesCompleted++;
     this.log("info", "ike-up", `IKE_SA ${sa.peerName}[${sa.id}] established between ${sa.localId ? formatIdentity(sa.localId) : "?"} and ${sa.remoteId ? formatIdentity(sa.remoteId) : "?"} (${describeIke(sa.algorithms!)})`, {
@@ -645,7 +683,8 @@ export class IkeCore {
     // A client's address stays its own while it is away (addressPool.ts): released, not forgotten.
     for (const lease of sa.leases.splice(0)) lease.pool.release(lease.identity, lease.family, this.now);
     if (this.#bySpi.get(sa.ourSpi) === sa) this.#bySpi.delete(sa.ourSpi);
-    if (this.#byInit.get(initKey(sa.spiI, sa.remote)) === sa) this.#byInit.delete(initKey(sa.spiI, sa.remote));
+    this.#forgetInit(sa);
+    this.#dos.closed(sa);
     sa.close();
     this.#deadlines.schedule(sa, undefined);
     this.log(wasUp ? "info" : level, "ike-down", `IKE_SA ${sa.peerName}[${sa.id}] closed: ${reason}`, { ...sa.logFields, reason });
@@ -686,6 +725,14 @@ export class IkeCore {
   #initiate(peer: IkePeerConfig, autoRetry: boolean): void {
     const sa = initiate(this, peer, this.now, autoRetry);
     if (sa.state !== "closed") this.#reschedule(sa);
+  }
+
+  /** The half-open index entry of an SA, by the key it was filed under (not its current remote: IKE_AUTH may float it to 4500). */
+  #forgetInit(sa: IkeSa): void {
+    const key = this.#initKeys.get(sa);
+    if (key === undefined) return;
+    this.#initKeys.delete(sa);
+    if (this.#byInit.get(key) === sa) this.#byInit.delete(key);
   }
 
   #sasOf(name: string): IkeSa[] {

@@ -19,6 +19,7 @@ import type { IkeCore } from "./core.js";
 import type { IkePeerConfig } from "./config.js";
 import { Exchange, Flag } from "./constants.js";
 import { encodeMessage, isResponse, openSk, type DecodedMessage, type HeaderFields } from "./codec/message.js";
+import { Reassembler, largestMessage, retransmissionTrigger, sealMessage } from "./fragments.js";
 import type { IkePayload } from "./codec/payloads.js";
 import { ParseError, spiHex } from "./codec/bytes.js";
 import type { Identity } from "./identity.js";
@@ -64,7 +65,8 @@ interface Request {
 
 interface Outstanding extends Request {
   messageId: number;
-  datagram: Uint8Array;
+  /** The request as sent: one datagram, or its RFC 7383 fragments. */
+  datagrams: Uint8Array[];
   natT: boolean;
   firstSentAt: number;
   retransmits: number;
@@ -125,6 +127,10 @@ export class IkeSa {
   peerIkeRekey: { sa: IkeSa; ni: Uint8Array; nr: Uint8Array } | undefined;
   /** An attempt made for a `start` or `restart` peer: it is retried when it fails. */
   autoRetry = false;
+  /** RFC 7383 fragmentation agreed in IKE_SA_INIT: big encrypted messages go out in fragments. */
+  fragmentation = false;
+  /** Inbound fragments being put together (fragments.ts). */
+  readonly fragments = new Reassembler();
   /** Bumped whenever a deadline changes: stale timer entries are ignored (core.ts). */
   timerStamp = 0;
   timerLive = false;
@@ -134,7 +140,7 @@ export class IkeSa {
   #outstanding: Outstanding | undefined;
   readonly #queue: Request[] = [];
   #expectedRequestId = 0;
-  #cachedResponse: { messageId: number; datagram: Uint8Array } | undefined;
+  #cachedResponse: { messageId: number; datagrams: Uint8Array[] } | undefined;
 
   constructor(
     readonly core: IkeCore,
@@ -202,7 +208,7 @@ export class IkeSa {
   sendInit(payloads: IkePayload[], onResponse: ResponseHandler, now: number): Uint8Array {
     const datagram = encodeMessage(this.#header(Exchange.IKE_SA_INIT, 0, false), payloads);
     this.#nextMessageId = 1;
-    this.#transmitNew({ exchange: Exchange.IKE_SA_INIT, payloads, onResponse }, 0, datagram, now);
+    this.#transmitNew({ exchange: Exchange.IKE_SA_INIT, payloads, onResponse }, 0, [datagram], now);
     return datagram;
   }
 
@@ -221,14 +227,24 @@ export class IkeSa {
     const next = this.#queue.shift();
     if (next === undefined) return;
     const messageId = this.#nextMessageId++;
-    const datagram = encodeMessage(this.#header(next.exchange, messageId, false), [], { payloads: next.payloads, sealer: this.#out! });
-    this.#transmitNew(next, messageId, datagram, now);
+    const datagrams = this.#seal(this.#header(next.exchange, messageId, false), next.payloads);
+    this.#transmitNew(next, messageId, datagrams, now);
   }
 
-  #transmitNew(request: Request, messageId: number, datagram: Uint8Array, now: number): void {
+  /** An encrypted message as datagrams: its fragments when agreed and it is too big for one (RFC 7383 §2.5). */
+  #seal(header: HeaderFields, payloads: IkePayload[]): Uint8Array[] {
+    const largest = this.fragmentation ? largestMessage(this.core.fragmentation, this.remote, this.natT) : undefined;
+    return sealMessage(header, payloads, this.#out!, largest);
+  }
+
+  #sendAll(datagrams: readonly Uint8Array[]): void {
+    for (const datagram of datagrams) this.core.send(datagram, this.remote, this.natT);
+  }
+
+  #transmitNew(request: Request, messageId: number, datagrams: Uint8Array[], now: number): void {
     const policy = this.core.retransmit;
-    this.#outstanding = { ...request, messageId, datagram, natT: this.natT, firstSentAt: now, retransmits: 0, deadline: now + policy.timeoutMs };
-    this.core.send(datagram, this.remote, this.natT);
+    this.#outstanding = { ...request, messageId, datagrams, natT: this.natT, firstSentAt: now, retransmits: 0, deadline: now + policy.timeoutMs };
+    this.#sendAll(datagrams);
   }
 
   /** §2.1: the retransmission timer of the outstanding request. Returns false when the peer is given up on. */
@@ -239,7 +255,7 @@ export class IkeSa {
     out.retransmits++;
     out.deadline = now + policy.timeoutMs * policy.base ** out.retransmits;
     this.core.noteRetransmit(this, out.exchange, out.retransmits);
-    this.core.send(out.datagram, this.remote, this.natT);
+    this.#sendAll(out.datagrams);
     return true;
   }
 
@@ -269,10 +285,10 @@ export class IkeSa {
     if (!this.hasKeys) return this.core.drop("unexpected-request", this);
     const id = header.messageId;
     if (this.#cachedResponse !== undefined && id === this.#cachedResponse.messageId) {
-      // A retransmitted request: answered from the cache once its ICV verifies (§2.1).
-      if (this.#decrypt(message) === null) return;
+      // A retransmitted request: answered from the cache once its ICV verifies (§2.1); a fragmented one on its fragment 1 only (RFC 7383 §2.6.1).
+      if (message.skf !== undefined ? !retransmissionTrigger(message, this.#in!, (reason) => this.core.drop(reason, this)) : this.#decrypt(message) === null) return;
       this.core.noteCachedResponse(this);
-      this.core.send(this.#cachedResponse.datagram, this.remote, this.natT);
+      this.#sendAll(this.#cachedResponse.datagrams);
       return;
     }
     if (id !== this.#expectedRequestId) return this.core.drop("message-id-out-of-window", this);
@@ -282,14 +298,23 @@ export class IkeSa {
     this.#authenticated(path, now);
     const result = answer(this, header.exchange, payloads, path);
     if (result === undefined) return;
-    const datagram = encodeMessage(this.#header(header.exchange, id, true), [], { payloads: result.payloads, sealer: this.#out! });
-    this.#cachedResponse = { messageId: id, datagram };
-    this.core.send(datagram, this.remote, this.natT);
+    const datagrams = this.#seal(this.#header(header.exchange, id, true), result.payloads);
+    this.#cachedResponse = { messageId: id, datagrams };
+    this.#sendAll(datagrams);
     result.after?.();
   }
 
-  /** The inner payloads, or null (counted) when the ICV fails or the plaintext does not parse. */
+  /** The inner payloads, or null (counted) when the ICV fails or the plaintext does not parse; null too while fragments are missing. */
   #decrypt(message: DecodedMessage): IkePayload[] | null {
+    if (message.skf !== undefined && this.#in !== undefined) {
+      try {
+        return this.fragments.take(message, this.#in, this.core.fragmentation, this.core.now, (reason) => this.core.drop(reason, this));
+      } catch (error) {
+        if (!(error instanceof ParseError)) throw error;
+        this.core.drop(error.reason, this);
+        return null;
+      }
+    }
     if (message.sk === undefined || this.#in === undefined) {
       this.core.drop("not-encrypted", this);
       return null;
@@ -299,7 +324,9 @@ export class IkeSa {
       if (payloads === null) this.core.drop("bad-icv", this);
       return payloads;
     } catch (error) {
-      this.core.drop(error instanceof ParseError ? error.reason : "invalid-syntax", this);
+      // Anything but a ParseError is a bug: the core's safety net counts it as "internal-error" (the fuzzer looks for those).
+      if (!(error instanceof ParseError)) throw error;
+      this.core.drop(error.reason, this);
       return null;
     }
   }
@@ -333,14 +360,14 @@ export class IkeSa {
 
   /** A responder's IKE_SA_INIT response, kept to answer retransmitted requests. */
   cacheInitResponse(datagram: Uint8Array): void {
-    this.#cachedResponse = { messageId: 0, datagram };
+    this.#cachedResponse = { messageId: 0, datagrams: [datagram] };
     this.#expectedRequestId = 1;
   }
 
   resendInitResponse(): void {
     if (this.#cachedResponse?.messageId === 0) {
       this.core.noteCachedResponse(this);
-      this.core.send(this.#cachedResponse.datagram, this.remote, this.natT);
+      this.#sendAll(this.#cachedResponse.datagrams);
     }
   }
 
@@ -379,6 +406,7 @@ export class IkeSa {
     this.#outstanding = undefined;
     this.#queue.length = 0;
     this.#cachedResponse = undefined;
+    this.fragments.clear();
     this.keyExchange?.wipe();
     this.keyExchange = undefined;
     if (this.keys) wipeIkeKeys(this.keys);

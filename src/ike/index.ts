@@ -6,6 +6,8 @@
 export { IkeCore, type IkeCounters, type IkeSaStatus, type LocalPorts } from "./core.js";
 export type { IkeAction, ChildSaInstall, ChildSaDirection } from "./actions.js";
 export type { IkePeerConfig, IkeCoreOptions, RetransmitPolicy, StartAction, DpdAction } from "./config.js";
+export type { DosSettings, DosStatus } from "./dosGuard.js";
+export type { FragmentSettings } from "./fragments.js";
 export type { Path, IkeSaState } from "./ikeSa.js";
 export type { Endpoint } from "./natDetection.js";
 export { parseIdentity, parseIdentityPattern, formatIdentity, formatPattern, type Identity, type IdentityPattern } from "./identity.js";

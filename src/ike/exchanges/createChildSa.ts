@@ -370,6 +370,8 @@ function makeRekeyedSa(old: IkeSa, role: "initiator" | "responder", spiI: bigint
   fresh.natT = old.natT;
   fresh.natLocal = old.natLocal;
   fresh.natRemote = old.natRemote;
+  // RFC 7383 fragmentation was agreed for the IKE SA; its successor keeps it (as strongSwan's inherit_pre does).
+  fresh.fragmentation = old.fragmentation;
   fresh.algorithms = algorithms;
   fresh.setKeys(deriveRekeyedIkeKeys(old.algorithms!.prf, old.keys!.skD, algorithms, ni, nr, shared, spiI, spiR));
   core.indexSa(fresh);

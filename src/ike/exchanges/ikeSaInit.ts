@@ -28,6 +28,7 @@ import type { IkePeerConfig } from "../config.js";
 import type { IkeSa, Path } from "../ikeSa.js";
 import { sendAuthRequest } from "./ikeAuth.js";
 import { certificateRequest } from "./authenticate.js";
+import { fragmentationAgreed, offerFragmentation } from "../fragments.js";
 
 const NONCE_BYTES = 32;
 /** INVALID_KE_PAYLOAD and COOKIE retries per connection attempt: a peer cannot keep us in a loop. */
@@ -82,6 +83,7 @@ function sendInitRequest(sa: IkeSa, group: GroupId, cookie: Uint8Array | undefin
     fakeSourceHash(core),
     notify(Notify.NAT_DETECTION_DESTINATION_IP, natHash(sa.spiI, 0n, sa.remote)),
     signatureHashes(),
+    ...offerFragmentation(core.fragmentation),
   );
   sa.initRequest = sa.sendInit(payloads, (response, message) => onInitResponse(sa, response, message, group, retries), now);
 }
@@ -132,6 +134,7 @@ function onInitResponse(sa: IkeSa, payloads: IkePayload[], message: DecodedMessa
   sa.algorithms = algorithms;
   sa.nr = nonce.data.slice();
   sa.initResponse = message.bytes.slice();
+  sa.fragmentation = fragmentationAgreed(core.fragmentation, payloads);
   sa.setKeys(deriveIkeKeys(algorithms, sa.ni!, sa.nr, shared, sa.spiI, sa.spiR));
   shared.fill(0);
   sa.keyExchange!.wipe();
@@ -202,6 +205,8 @@ export function respondInit(core: IkeCore, message: DecodedMessage, path: Path, 
   shared.fill(0);
   sa.natRemote = !natHashMatches(sourceHashes, spiI, 0n, [path.remote]);
   sa.natLocal = !natHashMatches(destinationHashes, spiI, 0n, core.localCandidates(path.local));
+  // RFC 7383 §2.3: offered back only to an initiator that offered it.
+  sa.fragmentation = fragmentationAgreed(core.fragmentation, payloads);
   const response = encodeMessage({ spiI, spiR: sa.spiR, exchange: Exchange.IKE_SA_INIT, flags: Flag.RESPONSE, messageId: 0 }, [
     { type: Payload.SA, proposals: [chosenIkeToWire(chosen.algorithms, chosen.number)] },
     { type: Payload.KE, group, data: keyExchange.publicValue },
@@ -211,6 +216,7 @@ export function respondInit(core: IkeCore, message: DecodedMessage, path: Path, 
     signatureHashes(),
     // §3.7: the CAs we trust, when a peer this address may be expects a certificate.
     ...certificateRequest(candidates),
+    ...(sa.fragmentation ? offerFragmentation(core.fragmentation) : []),
   ]);
   keyExchange.wipe();
   sa.initResponse = response;
