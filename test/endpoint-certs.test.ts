@@ -17,7 +17,7 @@ import { Endpoint } from "../src/endpoint/endpoint.js";
 import { ikePeerConfig } from "../src/endpoint/ikeShell.js";
 import { LogSink, waitUntil } from "./fixtures/observe.js";
 import { createPki, pkiSkip, type TestPki } from "./fixtures/pki.js";
-import { freePorts, ipv4Udp as ipv4 } from "./fixtures/loopback.js";
+import { freePorts, ipv4Udp as ipv4, loopbackIkeHeader } from "./fixtures/loopback.js";
 
 const skip = pkiSkip();
 const PSK = "sluice-cert-test-psk-0123456789";
@@ -94,7 +94,7 @@ describe("certificates in sluice.toml", { skip }, () => {
 
   test("two endpoints: the initiator's certificate one way, the PSK the other; packets cross; a CRL reload refuses the next handshake", async () => {
     const [ikeA, natA, ikeB, natB] = await freePorts(4);
-    const common = (ike: number, nat: number): string => `[local]\naddress = "127.0.0.1"\nport = ${nat}\n[state]\ndir = "${dir}"\n[ike]\nport = ${ike}\nretransmit_timeout = 0.5\nretransmit_tries = 2\n[control]\nsocket = false\n`;
+    const common = (ike: number, nat: number): string => loopbackIkeHeader(dir, ike, nat, 2);
     const p256 = pki.ee.p256;
     const configA = `${common(ikeA!, natA!)}
 [[peer]]

@@ -20,7 +20,7 @@ import { parseConfig } from "../src/endpoint/config.js";
 import { Endpoint } from "../src/endpoint/endpoint.js";
 import { serveControl, requestControl } from "../src/endpoint/controlSocket.js";
 import { LogSink, waitUntil } from "./fixtures/observe.js";
-import { freePorts, ipv4Udp as ipv4 } from "./fixtures/loopback.js";
+import { freePorts, ipv4Udp as ipv4, loopbackIkeHeader } from "./fixtures/loopback.js";
 
 const PSK = "sluice-ike-test-psk-0123456789";
 
@@ -40,19 +40,7 @@ async function pair(options: { startA?: string; extraA?: string; dpd?: number } 
   const pskFile = join(dir, "psk");
   writeFileSync(pskFile, PSK, { mode: 0o600 });
   const [ikeA, natA, ikeB, natB] = await freePorts(4);
-  const common = (ike: number, nat: number): string => `
-[local]
-address = "127.0.0.1"
-port = ${nat}
-[state]
-dir = "${dir}"
-[ike]
-port = ${ike}
-retransmit_timeout = 0.5
-retransmit_tries = 3
-[control]
-socket = false
-`;
+  const common = (ike: number, nat: number): string => loopbackIkeHeader(dir, ike, nat, 3);
   const configA = `${common(ikeA!, natA!)}
 [[peer]]
 name = "b"
