@@ -16,7 +16,8 @@
  *
  * The files by role (sluice_io.h lists them): this one makes the module;
  * napi_args.c checks arguments and makes errors; udp.c, tun.c and poll.c are
- * the UDP sockets, the TUN devices and readiness; offload_exports.c exposes
+ * the UDP sockets, the TUN devices and readiness; route.c the routes into a
+ * TUN device (rtnetlink); offload_exports.c exposes
  * the TUN offloads (tun_offload.c) to tests.
  */
 #include <errno.h>
@@ -76,6 +77,7 @@ NAPI_MODULE_INIT() {
       {"offloadSegment", offload_segment},
       {"offloadCoalesce", offload_coalesce},
       {"poll", io_poll_start},
+      {"routeChange", route_change},
       {"close", io_close},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) add_method(env, exports, fns[i].name, fns[i].cb, NULL);
@@ -83,7 +85,7 @@ NAPI_MODULE_INIT() {
   set_int(env, exports, "BATCH_MAX", BATCH_MAX);
   set_int(env, exports, "AF_INET", AF_INET);
   set_int(env, exports, "AF_INET6", AF_INET6);
-  set_int(env, exports, "ABI", 2);
+  set_int(env, exports, "ABI", 3);
   return exports;
 }
 

@@ -121,5 +121,6 @@ napi_value tun_offload_stats(napi_env env, napi_callback_info info);
 napi_value offload_segment(napi_env env, napi_callback_info info);
 napi_value offload_coalesce(napi_env env, napi_callback_info info);
 napi_value io_poll_start(napi_env env, napi_callback_info info);
+napi_value route_change(napi_env env, napi_callback_info info);
 
 #endif
