@@ -37,6 +37,7 @@ interface ChildStatus {
 interface IkeStatus {
   id: number; peer: string; role: string; state: string; spiI: string; spiR: string; local: string; remote: string;
   natT: boolean; natLocal: boolean; natRemote: boolean; localId?: string; remoteId?: string; ike?: string;
+  virtualIps?: string[]; remoteCertificate?: string;
   ageSeconds: number; rekeyInSeconds?: number; expireInSeconds?: number; lastRttMs?: number; children: ChildStatus[];
 }
 interface StaticStatus { name: string; address: string; spiIn: string; spiOut: string; packetsIn: number; bytesIn: number; packetsOut: number; bytesOut: number }
@@ -79,6 +80,9 @@ export function formatStatus(status: { ike?: IkeStatus[]; staticPeers?: StaticSt
     lines.push(`${sa.peer}: #${sa.id}, ${sa.state.toUpperCase()}, IKEv2, ${sa.spiI}_i${ours === "i" ? "*" : ""} ${sa.spiR}_r${ours === "r" ? "*" : ""}`);
     lines.push(`  local  '${sa.localId ?? "?"}' @ ${sa.local}${sa.natLocal ? " (behind NAT)" : ""}`);
     lines.push(`  remote '${sa.remoteId ?? "?"}' @ ${sa.remote}${sa.natRemote ? " (behind NAT)" : ""}`);
+    if (sa.remoteCertificate !== undefined) lines.push(`  remote certificate "${sa.remoteCertificate}"`);
+    // A gateway's client: the addresses it leased from a pool; a client: the ones the gateway gave us.
+    if (sa.virtualIps && sa.virtualIps.length > 0) lines.push(`  ${sa.role === "responder" ? "remote" : "local"} virtual IP ${sa.virtualIps.join(", ")}`);
     if (sa.ike) lines.push(`  ${sa.ike}`);
     lines.push(`  ${sa.state === "established" ? "established" : "created"} ${age(sa.ageSeconds)} ago${timing(sa)}${sa.lastRttMs !== undefined ? `, liveness RTT ${sa.lastRttMs.toFixed(2)} ms` : ""}`);
     for (const child of sa.children) {

@@ -184,7 +184,7 @@ export class IkeShell {
         return last;
       },
     });
-    this.#metrics = new IkeMetrics(host.metrics.registry, () => this.core);
+    this.#metrics = new IkeMetrics(host.metrics.registry, () => this.core, () => [...pools.values()].map((p) => p.pool));
   }
 
   /**
