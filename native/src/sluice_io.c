@@ -17,8 +17,9 @@
  * The files by role (sluice_io.h lists them): this one makes the module;
  * napi_args.c checks arguments and makes errors; udp.c, tun.c and poll.c are
  * the UDP sockets, the TUN devices and readiness; route.c the routes into a
- * TUN device (rtnetlink); offload_exports.c exposes
- * the TUN offloads (tun_offload.c) to tests.
+ * TUN device (rtnetlink); offload_exports.c exposes the TUN offloads
+ * (tun_offload.c) to tests; gcm.c runs the AES-GCM of ESP batches on the
+ * OpenSSL inside Node.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -49,6 +50,7 @@ static void free_scratch(napi_env env, void *data, void *hint) {
     s->devices = d->next;
     free(d);
   }
+  gcm_cache_free(s->gcm);
   free(s);
 }
 
@@ -79,6 +81,10 @@ NAPI_MODULE_INIT() {
       {"poll", io_poll_start},
       {"routeChange", route_change},
       {"close", io_close},
+      {"gcmInfo", gcm_info},
+      {"gcmBatch", gcm_batch},
+      {"gcmSweep", gcm_sweep},
+      {"gcmOnce", gcm_once},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) add_method(env, exports, fns[i].name, fns[i].cb, NULL);
   set_int(env, exports, "ADDRESS_BYTES", ADDRESS_BYTES);

@@ -48,7 +48,8 @@ import { SaTable, SaHandle, type EngineSaParams } from "./saTable.js";
 import { EngineError } from "./errors.js";
 import { countPacket, emptyDirection, type EngineStats, type DirectionCounters } from "./stats.js";
 import { ControlBlock, COMPLETE_GEN, OP_SEAL, OP_OPEN, STATE_DONE, STATE_FAILED } from "./dispatch.js";
-import { runBatch } from "./runBatch.js";
+import { runBatch, type BatchRunner } from "./runBatch.js";
+import { aesGcmPass } from "../kernel/gcm.js";
 import { sealPackets, openPackets } from "./convenient.js";
 import type { ServeTask, KernelWorkerData } from "../workers/kernelWorker.js";
 
@@ -96,6 +97,7 @@ export class Engine extends EventEmitter implements BatchHost {
   readonly layout: EngineLayout;
   readonly memory: WebAssembly.Memory;
   readonly #kernel: KernelExports;
+  readonly #runner: BatchRunner;
   readonly #pool: Piscina<ServeTask, number>;
   readonly #control: ControlBlock;
   readonly #servers: Promise<void>[] = [];
@@ -127,13 +129,16 @@ export class Engine extends EventEmitter implements BatchHost {
     this.bytes = new Uint8Array(memory.buffer);
     this.view = new DataView(memory.buffer);
     this.#kernel = kernel;
+    this.#runner = { kernel, gcm: aesGcmPass(), memory: this.bytes };
     this.#pool = pool;
     this.#control = new ControlBlock(memory.buffer, layout.controlAt, layout.maxInFlight);
     this.#slots = new SlotPool(layout.slotCount);
     for (let r = layout.maxInFlight - 1; r >= 0; r--) this.#freeRegions.push(r);
     this.#batches = new Array<Batch | undefined>(layout.maxInFlight);
     this.#batchArrays = Array.from({ length: layout.maxInFlight }, () => new BatchArrays(layout.batchSize));
-    this.#sas = new SaTable(layout, this.bytes, this.view);
+    // A wiped AES SA's key leaves this thread's AES context cache at once
+    // (the workers' caches drop it when they next go idle).
+    this.#sas = new SaTable(layout, this.bytes, this.view, () => this.#runner.gcm.sweep(this.bytes));
     const deliver = (delivery: Delivery): void => this.#deliver(delivery);
     this.#order = { seal: new InOrder(layout.maxInFlight, deliver), open: new InOrder(layout.maxInFlight, deliver) };
     this.#workersAlive = workers;
@@ -226,6 +231,19 @@ export class Engine extends EventEmitter implements BatchHost {
   /** Removes an SA; its key is wiped as soon as no packet in flight uses it. */
   removeSa(handle: SaHandle): void {
     this.#sas.remove(handle);
+  }
+
+  /**
+   * Where AES-GCM SAs run: "native" (one call per batch into the addon, on
+   * Node's OpenSSL and the CPU's AES instructions) or "portable" (node:crypto
+   * per packet); `aesPathReason` says why when portable.
+   */
+  get aesPath(): "native" | "portable" {
+    return this.#runner.gcm.path;
+  }
+
+  get aesPathReason(): string | null {
+    return this.#runner.gcm.reason;
   }
 
   /** The SA's counter: last sequence number sent (out) or highest accepted (in). */
@@ -338,7 +356,7 @@ export class Engine extends EventEmitter implements BatchHost {
   #runInline(batch: Batch, ticket: number): void {
     let failed = false;
     try {
-      runBatch(this.#kernel, this.layout, batch.op === "seal" ? OP_SEAL : OP_OPEN, batch.descriptors, batch.count);
+      runBatch(this.#runner, this.layout, batch.op === "seal" ? OP_SEAL : OP_OPEN, batch.descriptors, batch.count);
     } catch {
       failed = true;
     }
