@@ -186,6 +186,8 @@ export class Endpoint {
   /** Starts the IKE shell when there are IKE peers; if it cannot start, everything set up so far is released. */
   async #startIke(): Promise<this> {
     if (this.config.ikePeers.length === 0) return this;
+    // The first exchange and the child's first packets should not share the cores with worker threads still booting.
+    await this.engine.serving();
     try {
       this.#ike = await IkeShell.start(this, this.config, this.log);
     } catch (error) {
