@@ -13,6 +13,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { removeKillSwitch } from "../endpoint/killSwitch.js";
 import { parseConfig } from "../endpoint/config.js";
 import { requestControl, type ControlRequest } from "../endpoint/controlSocket.js";
+import type { EndpointStatus } from "../endpoint/status.js";
 
 /** Where `sluice up` puts its socket by default: /run/sluice/TUN.sock. */
 const SOCKET_DIR = "/run/sluice";
@@ -29,18 +30,6 @@ function defaultSocket(): string {
   if (sockets.length === 0) throw new Error(`no control socket in ${SOCKET_DIR} (is \`sluice up\` running? or give -s SOCKET / -c FILE)`);
   throw new Error(`several control sockets in ${SOCKET_DIR} (${sockets.join(", ")}): give -s SOCKET or -c FILE`);
 }
-
-interface ChildStatus {
-  id: number; state: string; spiIn: string; spiOut: string; esp: string; localTs: string[]; remoteTs: string[];
-  ageSeconds: number; rekeyInSeconds?: number; expireInSeconds?: number; packetsIn: number; bytesIn: number; packetsOut: number; bytesOut: number;
-}
-interface IkeStatus {
-  id: number; peer: string; role: string; state: string; spiI: string; spiR: string; local: string; remote: string;
-  natT: boolean; natLocal: boolean; natRemote: boolean; localId?: string; remoteId?: string; ike?: string;
-  virtualIps?: string[]; remoteCertificate?: string;
-  ageSeconds: number; rekeyInSeconds?: number; expireInSeconds?: number; lastRttMs?: number; children: ChildStatus[];
-}
-interface StaticStatus { name: string; address: string; spiIn: string; spiOut: string; packetsIn: number; bytesIn: number; packetsOut: number; bytesOut: number }
 
 /** Where the socket is: `-s PATH`, or the `[control] socket` of `-c FILE`, or the default. */
 function socketPath(args: string[]): { path: string; rest: string[]; json: boolean } {
@@ -73,7 +62,7 @@ function timing(sa: { rekeyInSeconds?: number; expireInSeconds?: number }): stri
 }
 
 /** The swanctl-like text of a status answer. */
-export function formatStatus(status: { ike?: IkeStatus[]; staticPeers?: StaticStatus[] }): string {
+export function formatStatus(status: Partial<EndpointStatus>): string {
   const lines: string[] = [];
   for (const sa of status.ike ?? []) {
     const ours = sa.role === "initiator" ? "i" : "r";
@@ -154,7 +143,7 @@ export async function control(command: "status" | "initiate" | "terminate" | "re
     return 1;
   }
   if (json) console.log(JSON.stringify(answer, null, 2));
-  else if (command === "status") console.log(formatStatus(answer as { ike?: IkeStatus[]; staticPeers?: StaticStatus[] }));
+  else if (command === "status") console.log(formatStatus(answer as Partial<EndpointStatus>));
   else console.log(String(answer.message ?? "ok"));
   return 0;
 }

@@ -42,6 +42,7 @@ import { AppPort, type InnerPacketHandler } from "./appPort.js";
 import { DgramPort } from "./dgramPort.js";
 import { IkeShell, ikePeerConfig, makePools } from "./ikeShell.js";
 import type { ControlAnswer } from "./controlSocket.js";
+import type { EndpointStatus } from "./status.js";
 
 export type { EndpointCounters, ControlHooks } from "./forwarder.js";
 export type { InnerPacketHandler } from "./appPort.js";
@@ -358,7 +359,7 @@ export class Endpoint {
   // ---- control: what `sluice status`, `initiate` and `terminate` ask ----
 
   /** Every peer with its SAs and their traffic: static peers, and IKE SAs with their children. */
-  status(): Record<string, unknown> {
+  status(): EndpointStatus {
     return {
       io: this.io,
       staticPeers: this.#static.status(),
