@@ -87,8 +87,8 @@ export interface IkeResult {
   /** sluice's rate ÷ strongSwan's, round by round. */
   ratios: number[];
   firstPacket: FirstPacket[];
-  /** A thousand road warriors (SLUICE_RW_CLIENTS) held at once on one gateway (roadWarriors.ts). */
-  roadWarriors?: RoadWarriorResult;
+  /** A thousand road warriors (SLUICE_RW_CLIENTS) held at once on one gateway (roadWarriors.ts), sluice's then strongSwan's. */
+  roadWarriors?: RoadWarriorResult[];
   settings: { count: number; concurrency: number; rounds: number };
 }
 
@@ -302,8 +302,12 @@ export async function runIkeSuite(options: { rounds: number; count: number; conc
     firstPacket[2]!.ms.push(await firstPacketStrongSwan());
     log(`first packet round ${round}: ${firstPacket.map((f) => `${f.path} ${f.ms.at(-1)!.toFixed(1)} ms`).join(", ")}`);
   }
-  let roadWarriors: RoadWarriorResult | undefined;
-  if (parts.includes("roadwarriors")) roadWarriors = await runRoadWarriors({ count: Number(process.env.SLUICE_RW_CLIENTS ?? 1000), concurrency: options.concurrency }, log);
+  let roadWarriors: RoadWarriorResult[] | undefined;
+  if (parts.includes("roadwarriors")) {
+    const count = Number(process.env.SLUICE_RW_CLIENTS ?? 1000);
+    roadWarriors = [];
+    for (const gateway of ["sluice", "strongSwan"] as const) roadWarriors.push(await runRoadWarriors({ count, concurrency: options.concurrency, gateway }, log));
+  }
   return { handshakes, certificates, ratios, firstPacket, roadWarriors, settings: { count: options.count, concurrency: options.concurrency, rounds: options.rounds } };
 }
 

@@ -9,7 +9,8 @@
 // once, beyond the old default of 256), the IKE SA and ESP lookups by SPI,
 // the pool's leases by identity, the routes (a /32 per client).
 //
-// SLUICE_RW_CLIENTS sets the number (default 1000).
+// The same clients against a strongSwan gateway follow, for the figures side
+// by side. SLUICE_RW_CLIENTS sets the number (default 1000).
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { runRoadWarriors } from "../bench/roadWarriors.js";
@@ -29,4 +30,15 @@ test(`${CLIENTS} road warriors at once on one sluice gateway: each its own virtu
   assert.equal(r.gateway.poolOnline, CLIENTS, "sluice_pool_addresses{state=online}");
   // Memory per client is reported, not judged here (a loaded machine's GC timing moves it); a leak of 1 MiB per client would show.
   assert.ok(r.gateway.rssPerClientKiB < 1024, `${r.gateway.rssPerClientKiB.toFixed(0)} KiB RSS per client`);
+});
+
+test(`the same ${CLIENTS} clients against a strongSwan gateway (swanctl pools), for the figures side by side`, { skip: bedSkip(), timeout: 600_000 }, async () => {
+  const r = await runRoadWarriors({ count: CLIENTS, concurrency: 32, gateway: "strongSwan" }, (line) => console.log(line));
+  assert.deepEqual(r.failures, {});
+  assert.equal(r.established, CLIENTS);
+  assert.equal(r.distinctVips, CLIENTS);
+  assert.equal(r.echoed, CLIENTS);
+  assert.equal(r.gateway.ikeSas, CLIENTS);
+  assert.equal(r.gateway.childrenWithTraffic, CLIENTS);
+  assert.equal(r.gateway.poolOnline, CLIENTS, "swanctl --list-pools: online leases");
 });
