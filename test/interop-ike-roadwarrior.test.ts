@@ -10,10 +10,12 @@
 // 2. sluice as a client (vips) of a strongSwan gateway with pools: the
 //    address on sluice's TUN, the routes into it, the DNS servers in the
 //    namespace's resolv.conf through resolvconf, traffic through; all of it
-//    taken back by a clean stop.
+//    taken back by a clean stop. The gateway restarts: the client connects
+//    again by itself, and has its address, routes and DNS again.
 // 3. The kill switch: a sluice client with kill_switch = true and a capture
 //    on its outer interface while traffic to a tunnelled destination runs
-//    the whole time; the gateway stopped, then sluice killed with SIGKILL:
+//    the whole time; the gateway stopped (sluice trying to reconnect), then
+//    sluice killed with SIGKILL:
 //    not one clear packet to that destination leaves; `sluice down` then
 //    removes the table, and the next ping goes out in clear.
 import assert from "node:assert/strict";
@@ -136,8 +138,9 @@ describe("road warriors with strongSwan", { skip }, () => {
     const bed = cleanUpAfter(t, await TwoHosts.create());
     const resolv = isolateResolvconf(bed.a.ns);
     t.after(() => resolv.destroy());
+    const gatewayConf = poolGateway({ local: bed.b.address, id: pki.ee.gw.id, pool4: "10.4.0.10-10.4.0.20", dns: ["10.77.2.53", "10.77.2.54"], localTs: [bed.b.site] });
     const gateway = cleanUpAfter(t, await certCharon(bed.b.ns, pki, pki.ee.gw));
-    await gateway.load(poolGateway({ local: bed.b.address, id: pki.ee.gw.id, pool4: "10.4.0.10-10.4.0.20", dns: ["10.77.2.53", "10.77.2.54"], localTs: [bed.b.site] }));
+    await gateway.load(gatewayConf);
     const sluice = cleanUpAfter(t, await SluiceDaemon.start(bed.a, [clientPeer(pki, pki.ee.p384, bed.b.address, [bed.b.site])]));
     await sluice.waitForEvent("child-up", 15_000);
     const [network] = await sluice.waitForEvents("client-network", 1);
@@ -157,6 +160,19 @@ describe("road warriors with strongSwan", { skip }, () => {
     assert.equal(ping.received, 3, ping.output);
     const [child] = (await gateway.listSas())[0]!.children;
     assert.ok(child!.packetsIn >= 3, `strongSwan counted ${child!.packetsIn} packets in`);
+
+    // The gateway restarts (its DELETE, then a new charon): the client connects again by itself (dpd_action restart).
+    await gateway.stop();
+    await sluice.waitForEvents("ike-reconnect", 1, 5000);
+    const again = cleanUpAfter(t, await certCharon(bed.b.ns, pki, pki.ee.gw));
+    await again.load(gatewayConf);
+    await sluice.waitForEvents("child-up", 2, 30_000);
+    const [back] = await again.listSas();
+    assert.deepEqual(back!.raw["remote-vips"], ["10.4.0.10"]);
+    await sluice.routed(bed.b.site);
+    const ping2 = await bed.ping(bed.a.ns, bed.b.inner, { count: 3, interval: 0.1 });
+    assert.equal(ping2.received, 3, ping2.output);
+    assert.match(resolv.read(), /nameserver 10\.77\.2\.53/);
 
     await sluice.stop();
     assert.equal(resolv.read().includes("10.77.2.53"), false, resolv.read());
@@ -198,7 +214,10 @@ describe("road warriors with strongSwan", { skip }, () => {
     assert.ok(sa!.children[0]!.packetsIn > 0, "traffic went through the tunnel before the gateway stopped");
 
     await gateway.stop();
-    await sleep(2000);
+    // Reconnecting (nobody answers): the table holds meanwhile.
+    await sluice.waitForEvents("ike-reconnect", 1, 5000);
+    await sluice.waitForEvents("ike-connecting", 2, 5000);
+    await sleep(1000);
     sluice.kill("SIGKILL");
     await sluice.exit;
     await sleep(2000);
