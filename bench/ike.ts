@@ -21,6 +21,9 @@
  *   a test root (test/fixtures/pki.ts makes it with openssl for the run);
  *   sluice and strongSwan in rounds, side by side.
  *
+ * - A thousand road warriors at once (roadWarriors.ts): setup rate, the
+ *   gateway's memory per client, an echo through every client's SA.
+ *
  * strongSwan's per-source half-open limit (block_threshold, default 5) and
  * cookie threshold (30) would throttle a load from one address; they are
  * raised for the bench so that its rate is strongSwan's, not its DoS guard's,
@@ -40,6 +43,7 @@ import { Proc } from "../test/fixtures/twoEndpoints.js";
 import { median } from "./measure.js";
 import { copyFileSync, mkdirSync, chmodSync } from "node:fs";
 import { benchCertificates, createPki, type BenchCertificates } from "../test/fixtures/pki.js";
+import { formatRoadWarriors, runRoadWarriors, type RoadWarriorResult } from "./roadWarriors.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const LOAD = join(ROOT, "dist/bench/ikeLoad.js");
@@ -75,7 +79,7 @@ export interface CertificateRounds {
 }
 
 /** What `npm run bench -- ike` runs (`--ike-parts`; default all). */
-export type IkePart = "psk" | "certs" | "first-packet";
+export type IkePart = "psk" | "certs" | "first-packet" | "roadwarriors";
 
 export interface IkeResult {
   handshakes: HandshakeRound[];
@@ -83,6 +87,8 @@ export interface IkeResult {
   /** sluice's rate ÷ strongSwan's, round by round. */
   ratios: number[];
   firstPacket: FirstPacket[];
+  /** A thousand road warriors (SLUICE_RW_CLIENTS) held at once on one gateway (roadWarriors.ts), sluice's then strongSwan's. */
+  roadWarriors?: RoadWarriorResult[];
   settings: { count: number; concurrency: number; rounds: number };
 }
 
@@ -253,7 +259,7 @@ async function firstPacketStrongSwan(): Promise<number> {
 }
 
 export async function runIkeSuite(options: { rounds: number; count: number; concurrency: number; parts?: IkePart[] }, log: (line: string) => void): Promise<IkeResult> {
-  const parts = options.parts ?? ["psk", "certs", "first-packet"];
+  const parts = options.parts ?? ["psk", "certs", "first-packet", "roadwarriors"];
   const handshakes: HandshakeRound[] = [];
   const ratios: number[] = [];
   for (let round = 1; round <= (parts.includes("psk") ? options.rounds : 0); round++) {
@@ -296,7 +302,13 @@ export async function runIkeSuite(options: { rounds: number; count: number; conc
     firstPacket[2]!.ms.push(await firstPacketStrongSwan());
     log(`first packet round ${round}: ${firstPacket.map((f) => `${f.path} ${f.ms.at(-1)!.toFixed(1)} ms`).join(", ")}`);
   }
-  return { handshakes, certificates, ratios, firstPacket, settings: { count: options.count, concurrency: options.concurrency, rounds: options.rounds } };
+  let roadWarriors: RoadWarriorResult[] | undefined;
+  if (parts.includes("roadwarriors")) {
+    const count = Number(process.env.SLUICE_RW_CLIENTS ?? 1000);
+    roadWarriors = [];
+    for (const gateway of ["sluice", "strongSwan"] as const) roadWarriors.push(await runRoadWarriors({ count, concurrency: options.concurrency, gateway }, log));
+  }
+  return { handshakes, certificates, ratios, firstPacket, roadWarriors, settings: { count: options.count, concurrency: options.concurrency, rounds: options.rounds } };
 }
 
 export function formatIkeTable(result: IkeResult): string {
@@ -309,6 +321,7 @@ export function formatIkeTable(result: IkeResult): string {
     lines.push("", "time from start to the first packet through the tunnel (median, rounds):");
     for (const f of result.firstPacket) lines.push(`  ${f.path.padEnd(24)} ${median(f.ms).toFixed(1).padStart(7)} ms   (${f.ms.map((ms) => ms.toFixed(1)).join(", ")})`);
   }
+  if (result.roadWarriors) lines.push("", formatRoadWarriors(result.roadWarriors));
   return lines.join("\n");
 }
 

@@ -10,10 +10,13 @@
 // 2. sluice as a client (vips) of a strongSwan gateway with pools: the
 //    address on sluice's TUN, the routes into it, the DNS servers in the
 //    namespace's resolv.conf through resolvconf, traffic through; all of it
-//    taken back by a clean stop.
+//    taken back by a clean stop (and a full tunnel of both families, Ed25519
+//    this time). The gateway restarts: the client connects
+//    again by itself, and has its address, routes and DNS again.
 // 3. The kill switch: a sluice client with kill_switch = true and a capture
 //    on its outer interface while traffic to a tunnelled destination runs
-//    the whole time; the gateway stopped, then sluice killed with SIGKILL:
+//    the whole time; the gateway stopped (sluice trying to reconnect), then
+//    sluice killed with SIGKILL:
 //    not one clear packet to that destination leaves; `sluice down` then
 //    removes the table, and the next ping goes out in clear.
 import assert from "node:assert/strict";
@@ -136,8 +139,9 @@ describe("road warriors with strongSwan", { skip }, () => {
     const bed = cleanUpAfter(t, await TwoHosts.create());
     const resolv = isolateResolvconf(bed.a.ns);
     t.after(() => resolv.destroy());
+    const gatewayConf = poolGateway({ local: bed.b.address, id: pki.ee.gw.id, pool4: "10.4.0.10-10.4.0.20", dns: ["10.77.2.53", "10.77.2.54"], localTs: [bed.b.site] });
     const gateway = cleanUpAfter(t, await certCharon(bed.b.ns, pki, pki.ee.gw));
-    await gateway.load(poolGateway({ local: bed.b.address, id: pki.ee.gw.id, pool4: "10.4.0.10-10.4.0.20", dns: ["10.77.2.53", "10.77.2.54"], localTs: [bed.b.site] }));
+    await gateway.load(gatewayConf);
     const sluice = cleanUpAfter(t, await SluiceDaemon.start(bed.a, [clientPeer(pki, pki.ee.p384, bed.b.address, [bed.b.site])]));
     await sluice.waitForEvent("child-up", 15_000);
     const [network] = await sluice.waitForEvents("client-network", 1);
@@ -158,10 +162,51 @@ describe("road warriors with strongSwan", { skip }, () => {
     const [child] = (await gateway.listSas())[0]!.children;
     assert.ok(child!.packetsIn >= 3, `strongSwan counted ${child!.packetsIn} packets in`);
 
+    // The gateway restarts (its DELETE, then a new charon): the client connects again by itself (dpd_action restart).
+    await gateway.stop();
+    await sluice.waitForEvents("ike-reconnect", 1, 5000);
+    const again = cleanUpAfter(t, await certCharon(bed.b.ns, pki, pki.ee.gw));
+    await again.load(gatewayConf);
+    await sluice.waitForEvents("child-up", 2, 30_000);
+    const [back] = await again.listSas();
+    assert.deepEqual(back!.raw["remote-vips"], ["10.4.0.10"]);
+    await sluice.routed(bed.b.site);
+    const ping2 = await bed.ping(bed.a.ns, bed.b.inner, { count: 3, interval: 0.1 });
+    assert.equal(ping2.received, 3, ping2.output);
+    assert.match(resolv.read(), /nameserver 10\.77\.2\.53/);
+
     await sluice.stop();
     assert.equal(resolv.read().includes("10.77.2.53"), false, resolv.read());
     const left = await runIn(bed.a.ns, "ip", ["addr", "show", "dev", "sluice0"]);
     assert.notEqual(left.code, 0, "the TUN device went with sluice");
+  });
+
+  test("sluice client, full tunnel (vips 0.0.0.0 and ::, selectors 0.0.0.0/0 and ::/0) → strongSwan gateway: both addresses, the /1 routes of each family, IPv4 and IPv6 through", async (t) => {
+    const bed = cleanUpAfter(t, await TwoHosts.create());
+    // An IPv6 host behind the gateway (the bed's links are IPv4 only; the tunnel carries IPv6 inside).
+    await mustRun("ip", ["-n", bed.b.ns, "addr", "add", "fd00:77:2::1/128", "dev", "lo"]);
+    const gateway = cleanUpAfter(t, await certCharon(bed.b.ns, pki, pki.ee.gw));
+    await gateway.load(poolGateway({ local: bed.b.address, id: pki.ee.gw.id, pool4: "10.4.0.10-10.4.0.20", pool6: "fd00:4::10-fd00:4::20", localTs: ["0.0.0.0/0", "::/0"] }));
+    const sluice = cleanUpAfter(t, await SluiceDaemon.start(bed.a, [clientPeer(pki, pki.ee.ed25519, bed.b.address, ["0.0.0.0/0", "::/0"], { localSelectors: ["0.0.0.0/0", "::/0"], ike: { vips: ["0.0.0.0", "::"] } })]));
+    await sluice.waitForEvent("child-up", 15_000);
+    const [network] = await sluice.waitForEvents("client-network", 1);
+    assert.deepEqual([...(network!.addresses as string[])].sort(), ["10.4.0.10", "fd00:4::10"]);
+    const [sa] = await gateway.listSas();
+    assert.deepEqual([...(sa!.raw["remote-vips"] as string[])].sort(), ["10.4.0.10", "fd00:4::10"]);
+    assert.deepEqual([...sa!.children[0]!.remoteTs].sort(), ["10.4.0.10/32", "fd00:4::10/128"]);
+    // A full tunnel is routed as two halves of each family, so the system's default routes stay.
+    await sluice.routed("0.0.0.0/1");
+    await sluice.routed("128.0.0.0/1");
+    const routes6 = await mustRun("ip", ["-n", bed.a.ns, "-6", "route", "show", "dev", "sluice0"]);
+    assert.match(routes6, /^::\/1 /m);
+    assert.match(routes6, /^8000::\/1 /m);
+    const ping = await bed.ping(bed.a.ns, bed.b.inner, { count: 3, interval: 0.1 });
+    assert.equal(ping.received, 3, ping.output);
+    const ping6 = await runIn(bed.a.ns, "ping", ["-6", "-n", "-q", "-c", "3", "-i", "0.1", "-W", "1", "fd00:77:2::1"], { timeoutMs: 20_000 });
+    assert.match(ping6.stdout, /3 packets transmitted, 3 received/, ping6.stdout + ping6.stderr);
+    // IKE and ESP to the gateway still go outside the tunnel: the tunnel stays up through all of this.
+    const [child] = (await gateway.listSas())[0]!.children;
+    assert.ok(child!.packetsIn >= 6, `strongSwan counted ${child!.packetsIn} packets in`);
   });
 
   test("kill switch: gateway stopped, sluice SIGKILLed, not one clear packet to a tunnelled destination; sluice down opens the network", { skip: hasTool("tcpdump") ? false : "needs tcpdump" }, async (t) => {
@@ -198,7 +243,10 @@ describe("road warriors with strongSwan", { skip }, () => {
     assert.ok(sa!.children[0]!.packetsIn > 0, "traffic went through the tunnel before the gateway stopped");
 
     await gateway.stop();
-    await sleep(2000);
+    // Reconnecting (nobody answers): the table holds meanwhile.
+    await sluice.waitForEvents("ike-reconnect", 1, 5000);
+    await sluice.waitForEvents("ike-connecting", 2, 5000);
+    await sleep(1000);
     sluice.kill("SIGKILL");
     await sluice.exit;
     await sleep(2000);

@@ -20,7 +20,7 @@
  * is dropped and counted by reason (counters.drops), never thrown.
  */
 import type { IkeAction } from "./actions.js";
-import { DEFAULT_HALF_OPEN_TIMEOUT_MS, DEFAULT_REKEY_LINGER_MS, DEFAULT_RETRANSMIT, DEFAULT_RETRY_DELAY_MS, type IkeCoreOptions, type IkePeerConfig, type RetransmitPolicy } from "./config.js";
+import { DEFAULT_HALF_OPEN_TIMEOUT_MS, DEFAULT_REKEY_LINGER_MS, DEFAULT_RETRANSMIT, DEFAULT_RETRY_DELAY_MS, PEER_DELETE_RECONNECT_MS, type IkeCoreOptions, type IkePeerConfig, type RetransmitPolicy } from "./config.js";
 import { Exchange, Notify, nameOf } from "./constants.js";
 import { ParseError, equalBytes, spiHex } from "./codec/bytes.js";
 import { decodeMessage, fromInitiator, isResponse } from "./codec/message.js";
@@ -653,6 +653,21 @@ export class IkeCore {
       if (reason === "TIMEOUT") this.#initiate(retry, true);
       else this.#reconnects.set(retry.name, this.now + this.#retryDelayMs);
     }
+  }
+
+  /**
+   * The peer deleted an IKE SA (§1.4.1) that we keep up: a peer we connect
+   * to with `dpd_action = "restart"` (a road warrior's gateway that
+   * restarts or reboots, whose DELETE would otherwise leave the client
+   * without a tunnel for good) is connected again after a second, as
+   * strongSwan's close_action = start does; an unanswered attempt then
+   * retransmits, a refused one waits retry_delay.
+   */
+  peerDeleted(sa: IkeSa): void {
+    const peer = sa.peer;
+    if (peer === undefined || peer.remote === undefined || peer.dpdAction !== "restart" || this.#hasSa(peer.name)) return;
+    this.#reconnects.set(peer.name, this.now + PEER_DELETE_RECONNECT_MS);
+    this.log("info", "ike-reconnect", `${peer.name} deleted the IKE SA; connecting again in ${PEER_DELETE_RECONNECT_MS / 1000} s (dpd_action restart)`, { ...sa.logFields });
   }
 
   /** Deletes an IKE SA the regular way: children leave the data plane now, the SA when the Delete is answered. */
