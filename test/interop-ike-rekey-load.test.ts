@@ -18,7 +18,11 @@
 // way, or 50 Mbit/s both ways at once, datagrams were lost without any
 // rekey (UDP receive-buffer errors in the receiving namespace, for
 // strongSwan against strongSwan as well), which would hide what a rekey
-// costs; at 50 Mbit/s one way none were.
+// costs; at 50 Mbit/s one way none were. When the machine is busier still,
+// a starved peer loses datagrams in the kernel (a full receive buffer or
+// TUN queue) however it rekeys: the run counts those drops, and what must
+// be 0 is the loss beyond them, the datagrams an implementation dropped
+// (an SA switched too early or removed too soon). The raw count is printed.
 //
 // ESP without ESN: kernel-libipsec has none (see the bed's README), so the
 // proposals are chacha20poly1305-x25519 and chacha20poly1305.
@@ -62,7 +66,7 @@ function checkRekeys(r: LoadResult): void {
 
 function totals(runs: LoadResult[]): string {
   const sum = (f: (r: LoadResult) => number): number => runs.reduce((s, r) => s + f(r), 0);
-  return `${sum((r) => r.sent)} datagrams sent, ${sum((r) => r.lost)} lost (${sum((r) => r.lostNearRekeys)} in the seconds of a rekey); rekeys logged A ${sum((r) => r.loggedA.child + r.loggedA.ike)}, B ${sum((r) => r.loggedB.child + r.loggedB.ike)}`;
+  return `${sum((r) => r.sent)} datagrams sent, ${sum((r) => r.lost)} lost (${sum((r) => r.lostNearRekeys)} in the seconds of a rekey, ${sum((r) => r.lostUnexplained)} beyond the kernel's drops); rekeys logged A ${sum((r) => r.loggedA.child + r.loggedA.ike)}, B ${sum((r) => r.loggedB.child + r.loggedB.ike)}`;
 }
 
 describe("IKEv2 with strongSwan: rekeying under load", { skip }, () => {
@@ -77,7 +81,9 @@ describe("IKEv2 with strongSwan: rekeying under load", { skip }, () => {
       results.sluice.push(result);
       t.diagnostic(describeLoad(result));
       checkRekeys(result);
-      assert.equal(result.lost, 0, `no datagram lost\n${describeLoad(result)}\n--- strongSwan:\n${charon.logTail(30)}`);
+      // 0 lost; on a machine so loaded that the kernel dropped datagrams no process read in time, none beyond those.
+      assert.equal(result.lostUnexplained, 0, `no datagram lost by the rekeys\n${describeLoad(result)}\n--- strongSwan:\n${charon.logTail(30)}`);
+      if (result.lost > 0) t.diagnostic(`${result.lost} datagrams lost, all of them dropped by the kernel for want of a reader (a loaded machine), none by sluice or strongSwan`);
       assert.ok(result.sent > 0.9 * (run.mbps * 1e6 * run.seconds) / 8 / run.length, `the flow ran at its rate\n${describeLoad(result)}`);
       // Afterwards: one IKE SA, one child, nothing left over on either side.
       assert.equal((await sluice.status()).ike.length, 1, JSON.stringify((await sluice.status()).ike));
@@ -102,7 +108,7 @@ describe("IKEv2 with strongSwan: rekeying under load", { skip }, () => {
     }
     const lines = ["loss across rekeys (datagrams sent / lost, rekeys logged by A / B):"];
     for (const [i, run] of RUNS.entries()) {
-      const row = (r: LoadResult | undefined): string => (r ? `${r.sent} / ${r.lost} (${r.lostNearRekeys} near rekeys), ${r.loggedA.child + r.loggedA.ike} / ${r.loggedB.child + r.loggedB.ike}` : "(not run)");
+      const row = (r: LoadResult | undefined): string => (r ? `${r.sent} / ${r.lost} (${r.lostNearRekeys} near rekeys, ${r.lostUnexplained} beyond the kernel's drops), ${r.loggedA.child + r.loggedA.ike} / ${r.loggedB.child + r.loggedB.ike}` : "(not run)");
       lines.push(`  ${run.pfs ? "PFS   " : "no PFS"} ${run.direction}: sluice ↔ strongSwan ${row(results.sluice[i])}   strongSwan ↔ strongSwan ${row(results.anchor[i])}`);
     }
     lines.push(`  total: sluice ↔ strongSwan ${totals(results.sluice)}; strongSwan ↔ strongSwan ${totals(results.anchor)}`);
