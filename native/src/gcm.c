@@ -325,6 +325,18 @@ napi_value gcm_batch(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* gcmCached() -> how many SA contexts this environment holds (tests: keys leave with their SAs). */
+napi_value gcm_cached(napi_env env, napi_callback_info info) {
+  int64_t n = 0;
+  io_scratch *s = scratch(env);
+  if (s && s->gcm)
+    for (size_t i = 0; i < CACHE_ENTRIES; i++)
+      if (s->gcm->entries[i].ctx) n++;
+  napi_value result;
+  napi_create_int64(env, n, &result);
+  return result;
+}
+
 /* gcmSweep(memory: Uint8Array) -> contexts freed: those whose SA record no
  * longer holds their key (removed and wiped, or reused). */
 napi_value gcm_sweep(napi_env env, napi_callback_info info) {
