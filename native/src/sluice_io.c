@@ -16,9 +16,10 @@
  *
  * The files by role (sluice_io.h lists them): this one makes the module;
  * napi_args.c checks arguments and makes errors; udp.c, tun.c and poll.c are
- * the UDP sockets, the TUN devices and readiness; offload_exports.c exposes
- * the TUN offloads (tun_offload.c) to tests; gcm.c runs the AES-GCM of ESP
- * batches on the OpenSSL inside Node.
+ * the UDP sockets, the TUN devices and readiness; route.c the routes into a
+ * TUN device (rtnetlink); offload_exports.c exposes the TUN offloads
+ * (tun_offload.c) to tests; gcm.c runs the AES-GCM of ESP batches on the
+ * OpenSSL inside Node.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -78,6 +79,7 @@ NAPI_MODULE_INIT() {
       {"offloadSegment", offload_segment},
       {"offloadCoalesce", offload_coalesce},
       {"poll", io_poll_start},
+      {"routeChange", route_change},
       {"close", io_close},
       {"gcmInfo", gcm_info},
       {"gcmBatch", gcm_batch},
@@ -90,7 +92,7 @@ NAPI_MODULE_INIT() {
   set_int(env, exports, "BATCH_MAX", BATCH_MAX);
   set_int(env, exports, "AF_INET", AF_INET);
   set_int(env, exports, "AF_INET6", AF_INET6);
-  set_int(env, exports, "ABI", 2);
+  set_int(env, exports, "ABI", 3);
   return exports;
 }
 

@@ -126,6 +126,7 @@ napi_value tun_offload_stats(napi_env env, napi_callback_info info);
 napi_value offload_segment(napi_env env, napi_callback_info info);
 napi_value offload_coalesce(napi_env env, napi_callback_info info);
 napi_value io_poll_start(napi_env env, napi_callback_info info);
+napi_value route_change(napi_env env, napi_callback_info info);
 napi_value gcm_info(napi_env env, napi_callback_info info);
 napi_value gcm_batch(napi_env env, napi_callback_info info);
 napi_value gcm_sweep(napi_env env, napi_callback_info info);

@@ -22,6 +22,7 @@
 import { execFileSync } from "node:child_process";
 import { isIP } from "node:net";
 import type { Logger } from "pino";
+import { hasCommand } from "./commandPath.js";
 
 export interface ClientSettings {
   addresses: string[];
@@ -30,15 +31,6 @@ export interface ClientSettings {
 
 function run(command: string, args: string[], input?: string): string {
   return execFileSync(command, args, { input, stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"], encoding: "utf8" });
-}
-
-function has(command: string): boolean {
-  try {
-    execFileSync("sh", ["-c", `command -v ${command}`], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** The route the kernel uses to reach `address` now, as `ip route` arguments ("via 192.168.1.1 dev eth0"). */
@@ -79,11 +71,11 @@ export class ClientNetwork {
   #applyDns(servers: string[]): void {
     if (servers.length === 0) return;
     try {
-      if (has("resolvectl")) {
+      if (hasCommand("resolvectl")) {
         run("resolvectl", ["dns", this.tun, ...servers]);
         run("resolvectl", ["domain", this.tun, "~."]);
         this.#dns = "resolved";
-      } else if (has("resolvconf")) {
+      } else if (hasCommand("resolvconf")) {
         run("resolvconf", ["-a", `${this.tun}.sluice`], servers.map((s) => `nameserver ${s}`).join("\n") + "\n");
         this.#dns = "resolvconf";
       } else {

@@ -42,6 +42,7 @@ import { AppPort, type InnerPacketHandler } from "./appPort.js";
 import { DgramPort } from "./dgramPort.js";
 import { IkeShell, ikePeerConfig, makePools } from "./ikeShell.js";
 import type { ControlAnswer } from "./controlSocket.js";
+import type { EndpointStatus } from "./status.js";
 
 export type { EndpointCounters, ControlHooks } from "./forwarder.js";
 export type { InnerPacketHandler } from "./appPort.js";
@@ -186,6 +187,8 @@ export class Endpoint {
   /** Starts the IKE shell when there are IKE peers; if it cannot start, everything set up so far is released. */
   async #startIke(): Promise<this> {
     if (this.config.ikePeers.length === 0) return this;
+    // The first exchange and the child's first packets should not share the cores with worker threads still booting.
+    await this.engine.serving();
     try {
       this.#ike = await IkeShell.start(this, this.config, this.log);
     } catch (error) {
@@ -359,7 +362,7 @@ export class Endpoint {
   // ---- control: what `sluice status`, `initiate` and `terminate` ask ----
 
   /** Every peer with its SAs and their traffic: static peers, and IKE SAs with their children. */
-  status(): Record<string, unknown> {
+  status(): EndpointStatus {
     return {
       io: this.io,
       staticPeers: this.#static.status(),

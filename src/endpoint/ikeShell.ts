@@ -51,6 +51,7 @@ import { ClientNetwork } from "./clientNetwork.js";
 import { AddressPool } from "../ike/addressPool.js";
 import { loadLocalCredential, loadPeerTrust } from "./credentials.js";
 import type { ControlAnswer } from "./controlSocket.js";
+import type { IkeStatus } from "./status.js";
 
 /** What the shell needs of the endpoint (the Endpoint class has it). */
 export interface ShellHost {
@@ -185,7 +186,7 @@ export class IkeShell {
         return last;
       },
     });
-    this.#metrics = new IkeMetrics(host.metrics.registry, () => this.core);
+    this.#metrics = new IkeMetrics(host.metrics.registry, () => this.core, () => [...pools.values()].map((p) => p.pool));
   }
 
   /**
@@ -462,7 +463,7 @@ export class IkeShell {
   }
 
   /** What `sluice status` shows of IKE: every IKE SA with its children, their traffic, and when each is due to be rekeyed or to expire. */
-  status(): Record<string, unknown>[] {
+  status(): IkeStatus[] {
     const now = this.#now();
     const inSeconds = (at: number | undefined): number | undefined => (at === undefined ? undefined : Math.max(0, Math.round((at - now) / 1000)));
     const byLabel = new Map<string, Child>();

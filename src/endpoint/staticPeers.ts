@@ -21,6 +21,7 @@ import { loadKeymat, loadSecret, deriveSaKeys, type SaKeys } from "./keys.js";
 import type { Child, Peer } from "./peer.js";
 import type { PeerTable } from "./peerTable.js";
 import { SeqStore, Reservation, OUT_BLOCK, IN_BLOCK } from "./seqStore.js";
+import type { StaticPeerStatus } from "./status.js";
 
 const ESN_LIMIT = 0xffffffffffffffffn;
 const NO_ESN_LIMIT = 0xffffffffn;
@@ -174,7 +175,7 @@ export class StaticPeers {
   }
 
   /** For `sluice status`: each static peer's address, SPIs and traffic. */
-  status(): { name: string; address: string; spiIn: string; spiOut: string; packetsIn: number; bytesIn: number; packetsOut: number; bytesOut: number }[] {
+  status(): StaticPeerStatus[] {
     return this.#running.map((running) => {
       const address = this.table.peerAddress(running.peer);
       return {

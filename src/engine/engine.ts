@@ -47,7 +47,7 @@ import { Batch, BatchArrays, type BatchHost } from "./batch.js";
 import { SaTable, SaHandle, type EngineSaParams } from "./saTable.js";
 import { EngineError } from "./errors.js";
 import { countPacket, emptyDirection, type EngineStats, type DirectionCounters } from "./stats.js";
-import { ControlBlock, COMPLETE_GEN, OP_SEAL, OP_OPEN, STATE_DONE, STATE_FAILED } from "./dispatch.js";
+import { ControlBlock, COMPLETE_GEN, OP_SEAL, OP_OPEN, SERVING, STATE_DONE, STATE_FAILED } from "./dispatch.js";
 import { runBatch, type BatchRunner } from "./runBatch.js";
 import { aesGcmPass } from "../kernel/gcm.js";
 import { sealPackets, openPackets } from "./convenient.js";
@@ -226,6 +226,32 @@ export class Engine extends EventEmitter implements BatchHost {
   addSa(params: EngineSaParams): SaHandle {
     this.#checkOpen();
     return this.#sas.add(params);
+  }
+
+  /**
+   * Resolves true once every worker's serve loop has begun (its thread
+   * booted, the kernel instantiated), false if that takes longer than
+   * `timeoutMs` or the engine closes first. Batches submitted before then
+   * are served all the same, only later: this is for a caller whose first
+   * packets or first exchange should not share the CPU with threads still
+   * starting (on 2 cores, two workers booting held the endpoint's first
+   * IKE exchange up for tens of milliseconds).
+   *
+   * @example
+   * const engine = await createEngine({ workers: 2 });
+   * await engine.serving();
+   */
+  async serving(timeoutMs = 5000): Promise<boolean> {
+    const words = this.#control.words;
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const started = Atomics.load(words, SERVING);
+      if (started >= this.#workersAlive) return true;
+      const left = deadline - performance.now();
+      if (left <= 0 || this.#closing) return false;
+      const wait = Atomics.waitAsync(words, SERVING, started, Math.min(left, 50));
+      if (wait.async) await wait.value;
+    }
   }
 
   /** Removes an SA; its key is wiped as soon as no packet in flight uses it. */

@@ -76,6 +76,8 @@ export interface IkeSaStatus {
   remoteId?: string;
   /** Virtual IPs: the client's (given) or the gateway's client's (leased). */
   virtualIps: string[];
+  /** The subject of the peer's certificate, when it authenticated with one. */
+  remoteCertificate?: string;
   ike?: string;
   createdAt: number;
   establishedAt?: number;
@@ -282,6 +284,7 @@ export class IkeCore {
       localId: sa.localId && formatIdentity(sa.localId),
       remoteId: sa.remoteId && formatIdentity(sa.remoteId),
       virtualIps: sa.virtualIps,
+      remoteCertificate: sa.remoteCertSubject,
       ike: sa.algorithms && describeIke(sa.algorithms),
       createdAt: sa.createdAt,
       establishedAt: sa.establishedAt,

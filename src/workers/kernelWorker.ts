@@ -47,6 +47,7 @@ export function runRegion(region: number): void {
 export default function serve(task: ServeTask, run: (region: number) => void = runRegion): number {
   let served = 0;
   const words = control.words;
+  control.serving();
   for (;;) {
     const generation = Atomics.load(words, SUBMIT_GEN);
     const region = control.claim(task.worker);

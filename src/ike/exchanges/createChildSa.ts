@@ -25,7 +25,7 @@
 import { Exchange, FIRST_STATUS_NOTIFY, Notify, Payload, Protocol, nameOf } from "../constants.js";
 import { findNotify, findPayload, notifies, notify, type IkePayload } from "../codec/payloads.js";
 import { createKeyExchange, KeyExchangeError, type GroupId, type KeyExchange } from "../crypto/keyExchange.js";
-import { activateOutbound, establishChild, type ChildSa } from "../childSa.js";
+import { activateOutbound, establishChild, hex32, type ChildSa } from "../childSa.js";
 import { deriveRekeyedIkeKeys } from "../keySchedule.js";
 import { acceptedEsp, acceptedIke, chooseEsp, chooseIke, chosenEspToWire, chosenIkeToWire, describeOffered, espProposalsToWire, groupName, ikeProposalsToWire, spiFromBytes, spiToBytes, type EspProposal, type IkeAlgorithms } from "../proposals.js";
 import { enforceable, formatSelector, narrow, selectorFromWire, selectorToWire, within, type Selector } from "../trafficSelectors.js";
@@ -175,12 +175,19 @@ function onRekeyResponse(sa: IkeSa, old: ChildSa, payloads: IkePayload[], ni: Ui
     // Ours survives: the peer deletes its redundant child, which never took our traffic.
     core.log("info", "child-rekey-collision", `CHILD_SA ${sa.peerName}{${old.id}} was rekeyed by both sides; ours {${child.id}} survives`, { ...sa.logFields, child: old.id });
   }
-  retire(sa, old);
+  retire(sa, old, child);
   deleteChildren(sa, [old.inboundSpi]);
 }
 
-/** A replaced child: its outbound SA stopped; its inbound SA opens stragglers until the linger time, then goes. */
-export function retire(sa: IkeSa, old: ChildSa): void {
+/**
+ * A replaced child: its outbound SA stopped; its inbound SA opens stragglers
+ * until the linger time, then goes. Logged once per completed rekey, on
+ * either side (what an operator, and the interop tests, count as a rekey).
+ */
+export function retire(sa: IkeSa, old: ChildSa, successor: ChildSa): void {
+  sa.core.log("info", "child-rekeyed", `CHILD_SA ${sa.peerName}{${old.id}} rekeyed into {${successor.id}} with SPIs ${hex32(successor.inboundSpi)}_i ${hex32(successor.outboundSpi)}_o`, {
+    ...sa.logFields, child: old.id, successor: successor.id, spiIn: hex32(successor.inboundSpi), spiOut: hex32(successor.outboundSpi),
+  });
   old.state = "rekeyed";
   old.outboundActive = false;
   old.lingerUntil = sa.core.now + sa.core.rekeyLingerMs;
@@ -341,6 +348,7 @@ function onIkeRekeyResponse(sa: IkeSa, payloads: IkePayload[], ni: Uint8Array, s
     return;
   }
   if (collision) core.log("info", "ike-rekey-collision", `IKE_SA ${sa.peerName}[${sa.id}] was rekeyed by both sides; ours [${fresh.id}] survives`, sa.logFields);
+  core.log("info", "ike-rekeyed", `IKE_SA ${sa.peerName}[${sa.id}] rekeyed into [${fresh.id}]`, { ...sa.logFields, newIkeSa: fresh.id });
   moveChildren(sa, fresh);
   sa.state = "rekeyed";
   sa.request(Exchange.INFORMATIONAL, [{ type: Payload.DELETE, protocol: Protocol.IKE, spiSize: 0, spis: [] }], () => core.removeSa(sa, "rekeyed"), now);
@@ -384,6 +392,7 @@ function moveChildren(from: IkeSa, to: IkeSa): void {
   to.children.push(...from.children.splice(0));
   to.leases.push(...from.leases.splice(0));
   to.virtualIps = from.virtualIps;
+  to.remoteCertSubject = from.remoteCertSubject;
   for (const spi of from.pendingSpis) to.pendingSpis.add(spi);
   from.pendingSpis.clear();
   from.core.emit({ type: "ike-rekeyed", oldIkeSaId: from.id, newIkeSaId: to.id, peerName: to.peerName });
@@ -477,7 +486,7 @@ export function completePeerRekey(sa: IkeSa, old: ChildSa): boolean {
   const successor = old.peerRekey?.child;
   if (successor === undefined || !sa.children.includes(successor)) return false;
   activateOutbound(sa, successor, old);
-  retire(sa, old);
+  retire(sa, old, successor);
   old.peerRekey = undefined;
   return true;
 }
