@@ -1,18 +1,20 @@
 /**
  * `npm run bench [-- SUITE …] [--rounds N] [--time MS]`: runs the suites
- * (default: crypto and engine; `tunnel` and `ike` need root and run when named),
+ * (default: crypto and engine; `tunnel` and `ike` need root and run when named;
+ * `crypto-aes` is the crypto suite's AES-256-GCM part alone),
  * prints the tables and writes bench/results/latest.json.
  */
 import { writeFileSync, mkdirSync, readFileSync, existsSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
-import { runCryptoSuite, type CryptoRow } from "./crypto.js";
+import { runCryptoSuite, CRYPTO_SIZES, type CryptoRow } from "./crypto.js";
+import { runAesCryptoSuite, formatAesTable, type AesCryptoRow } from "./cryptoAes.js";
 import { runEngineSuite, type EngineRow, type DispatchRow } from "./engine.js";
 import { runTunnelSuite, roundRatios, FIXED_RATE_DATAGRAM, type TunnelResult } from "./tunnel.js";
 import { runIkeSuite, formatIkeTable, type IkeResult, type IkePart } from "./ike.js";
 import { runFloodSuite, formatFloodTable, type FloodSuiteResult } from "./ikeFlood.js";
 
 /** Suites run by default; "tunnel" and "ike" need root and run only when named. */
-const SUITES = ["crypto", "engine", "tunnel", "ike"] as const;
+const SUITES = ["crypto", "crypto-aes", "engine", "tunnel", "ike"] as const;
 const DEFAULT_SUITES = ["crypto", "engine"] as const;
 type Suite = (typeof SUITES)[number];
 
@@ -134,12 +136,18 @@ function formatTunnelTable(result: TunnelResult): string {
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const log = (line: string): void => void process.stderr.write(`${line}\n`);
-  const results: { crypto?: CryptoRow[]; engine?: EngineRow[]; dispatch?: DispatchRow; tunnel?: TunnelResult; ike?: IkeResult; ikeFlood?: FloodSuiteResult } = {};
+  const results: { crypto?: CryptoRow[]; cryptoAes?: AesCryptoRow[]; engine?: EngineRow[]; dispatch?: DispatchRow; tunnel?: TunnelResult; ike?: IkeResult; ikeFlood?: FloodSuiteResult } = {};
   if (args.suites.includes("crypto")) {
     results.crypto = await runCryptoSuite({ rounds: args.rounds, timeMs: args.timeMs }, undefined, log);
     console.log(`\ncrypto: one core, median of ${args.rounds} rounds; "× node:crypto" = this row's throughput / node:crypto's;` +
       ` "sluice batch ×" = sluice batch throughput / this row's; "sluice one-shot" allocates each result, "+ output" writes into the caller's array\n`);
     console.log(formatCryptoTable(results.crypto));
+  }
+  if (args.suites.includes("crypto") || args.suites.includes("crypto-aes")) {
+    results.cryptoAes = await runAesCryptoSuite({ rounds: args.rounds, timeMs: args.timeMs }, CRYPTO_SIZES, log);
+    console.log(`\ncrypto AES-256-GCM (RFC 4106's AEAD): one core, median of ${args.rounds} rounds; "× openssl speed" = this row's throughput / \`openssl speed -evp aes-256-gcm -bytes N\`'s` +
+      ` (OpenSSL sealing one buffer over and over: the ceiling; its sealing figure serves both ops); "× sluice ChaCha batch" = this row's throughput / sluice's ChaCha20-Poly1305 batch of the same run\n`);
+    console.log(formatAesTable(results.cryptoAes));
   }
   if (args.suites.includes("engine")) {
     const { rows, dispatch } = await runEngineSuite({ rounds: Math.min(args.rounds, 3), timeMs: Math.max(1000, args.timeMs * 4) }, log);

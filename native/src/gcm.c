@@ -237,7 +237,8 @@ static bool gcm_pass(EVP_CIPHER_CTX *ctx, int enc, const uint8_t nonce[12], cons
 static uint8_t run_one(gcm_cache *cache, uint8_t *memory, size_t size, uint8_t *d, int op) {
   uint32_t buf = load32(d + D_BUF), len = load32(d + D_LEN), sa = load32(d + D_SA);
   uint64_t seq = load64(d + D_SEQ);
-  if ((uint64_t)sa + SA_HEADER > size || (uint64_t)buf + len > size || len < ESP_HEADER + ESP_ICV) return STATUS_MALFORMED;
+  if ((uint64_t)sa + SA_HEADER > size || (uint64_t)buf + len > size || len < ESP_HEADER + ESP_ICV || len > (1u << 30))
+    return STATUS_MALFORMED;
   uint32_t cipher = load32(memory + sa + SA_CIPHER);
   if (cipher != CIPHER_AES128GCM && cipher != CIPHER_AES256GCM) return STATUS_MALFORMED;
   bool esn = (load32(memory + sa + 4) & 1) != 0;
@@ -321,6 +322,18 @@ napi_value gcm_batch(napi_env env, napi_callback_info info) {
   }
   napi_value result;
   napi_create_int64(env, ran, &result);
+  return result;
+}
+
+/* gcmCached() -> how many SA contexts this environment holds (tests: keys leave with their SAs). */
+napi_value gcm_cached(napi_env env, napi_callback_info info) {
+  int64_t n = 0;
+  io_scratch *s = scratch(env);
+  if (s && s->gcm)
+    for (size_t i = 0; i < CACHE_ENTRIES; i++)
+      if (s->gcm->entries[i].ctx) n++;
+  napi_value result;
+  napi_create_int64(env, n, &result);
   return result;
 }
 

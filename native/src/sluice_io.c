@@ -85,6 +85,7 @@ NAPI_MODULE_INIT() {
       {"gcmBatch", gcm_batch},
       {"gcmSweep", gcm_sweep},
       {"gcmOnce", gcm_once},
+      {"gcmCached", gcm_cached},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) add_method(env, exports, fns[i].name, fns[i].cb, NULL);
   set_int(env, exports, "ADDRESS_BYTES", ADDRESS_BYTES);

@@ -131,6 +131,7 @@ napi_value gcm_info(napi_env env, napi_callback_info info);
 napi_value gcm_batch(napi_env env, napi_callback_info info);
 napi_value gcm_sweep(napi_env env, napi_callback_info info);
 napi_value gcm_once(napi_env env, napi_callback_info info);
+napi_value gcm_cached(napi_env env, napi_callback_info info);
 void gcm_cache_free(gcm_cache *cache);
 
 #endif

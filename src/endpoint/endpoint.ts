@@ -204,11 +204,14 @@ export class Endpoint {
     this.forwarder.start(this.inner, this.outer);
     this.#startKeepalives();
     const io = this.io;
+    // Where AES-GCM SAs run (RFC 4106): the addon on Node's OpenSSL, or node:crypto per packet.
+    const aes = this.engine.aesPath;
+    const aesText = aes === "native" ? "AES-GCM native (batched, OpenSSL)" : `AES-GCM portable (node:crypto per packet: ${this.engine.aesPathReason})`;
     if (io.path === "native") {
-      this.log.info({ event: "io-path", io: "native", tun: true, tunOffload: io.tunOffload, gso: io.gso, gro: io.gro },
-        `I/O on the native path: TUN device ${io.tun} (offloads ${io.tunOffload ? "on" : "off"}), batched UDP (GSO ${io.gso ? "on" : "off"}, GRO ${io.gro ? "on" : "off"})`);
+      this.log.info({ event: "io-path", io: "native", tun: true, tunOffload: io.tunOffload, gso: io.gso, gro: io.gro, aes },
+        `I/O on the native path: TUN device ${io.tun} (offloads ${io.tunOffload ? "on" : "off"}), batched UDP (GSO ${io.gso ? "on" : "off"}, GRO ${io.gro ? "on" : "off"}); ${aesText}`);
     } else {
-      this.log.info({ event: "io-path", io: "portable", reason: io.reason, tun: false }, `I/O on the portable path (node:dgram, no TUN device): ${io.reason}`);
+      this.log.info({ event: "io-path", io: "portable", reason: io.reason, tun: false, aes }, `I/O on the portable path (node:dgram, no TUN device): ${io.reason}; ${aesText}`);
       if (this.app !== undefined && !this.app.delivers) {
         this.log.warn({ event: "no-tun" },
           "no TUN device on the portable path: opened packets are counted and dropped (no-inner-port), and only what an embedding application passes to sendInner goes into the tunnel");

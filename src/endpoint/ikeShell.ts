@@ -34,7 +34,8 @@ import type { IkePeerConfig } from "../ike/config.js";
 import type { Endpoint as IkeEndpoint } from "../ike/natDetection.js";
 import { formatIdentity, parseIdentity, parseIdentityPattern } from "../ike/identity.js";
 import { certificateHasIdentity, describeCertificate } from "../ike/certificates.js";
-import { groupName, parseEspProposal, parseIkeProposal } from "../ike/proposals.js";
+import { cipherName, groupName, parseEspProposal, parseIkeProposal, type Cipher } from "../ike/proposals.js";
+import { checkCipher, type EspCipher } from "../kernel/cipher.js";
 import { warmUp } from "../ike/warmUp.js";
 import { selectorFromPrefix } from "../ike/trafficSelectors.js";
 import type { Registry } from "prom-client";
@@ -339,6 +340,7 @@ export class IkeShell {
       outbound: child.outbound,
       inbound: child.inbound,
       esn: child.esn,
+      cipher: espCipherOf(child.cipher),
       replayWindow: entry?.replayWindow ?? 1024,
       localSelectors: child.localPrefixes.map(parsePrefix),
       remoteSelectors: child.remotePrefixes.map(parsePrefix),
@@ -514,4 +516,9 @@ export class IkeShell {
     this.#socket = undefined;
     if (socket) await new Promise<void>((resolve) => socket.close(() => resolve()));
   }
+}
+
+/** The engine's name of a negotiated ESP cipher (DATA_PLANE_CIPHERS lists the ones that can be). */
+function espCipherOf(cipher: Cipher): EspCipher {
+  return checkCipher("negotiated cipher", cipherName(cipher));
 }

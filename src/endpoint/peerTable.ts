@@ -25,11 +25,15 @@
  */
 import type { Engine } from "../engine/engine.js";
 import type { SaHandle } from "../engine/saTable.js";
+import type { EspCipher } from "../kernel/cipher.js";
 import { encodeAddress, decodeAddress, type SocketAddress } from "../io/address.js";
 import { PrefixTable, type Prefix } from "./prefix.js";
 import { Peer, Child, type ChildCounters, type DurableSequences } from "./peer.js";
 
-/** One SA's keys (RFC 7634 §2: a 32-byte key and a 4-byte salt). Wiped by installChild once in the engine. */
+/**
+ * One SA's keys: the cipher's key (32 bytes; 16 for aes128gcm16) and a
+ * 4-byte salt (RFC 7634 §2, RFC 4106 §8.1). Wiped by installChild once in the engine.
+ */
 export interface ChildSaKeys {
   spi: number;
   key: Uint8Array;
@@ -42,6 +46,8 @@ export interface ChildSpec {
   inbound: ChildSaKeys;
   /** Extended sequence numbers (RFC 4303 §2.2.1) for both SAs. */
   esn: boolean;
+  /** The AEAD of both SAs (default chacha20poly1305). */
+  cipher?: EspCipher;
   /** The inbound anti-replay window in packets, a multiple of 64 (default 1024). */
   replayWindow?: number;
   /**
@@ -176,12 +182,12 @@ export class PeerTable {
       if (peer.removed || this.peerById[peer.id] !== peer) throw new TypeError(`peer ${peer.name} is not in this table`);
       if (this.#bySpi.has(spec.inbound.spi)) throw new RangeError(`inbound SPI 0x${spec.inbound.spi.toString(16)} is already in use`);
       const inbound = this.engine.addSa({
-        direction: "in", spi: spec.inbound.spi, key: spec.inbound.key, salt: spec.inbound.salt, esn: spec.esn,
+        direction: "in", spi: spec.inbound.spi, cipher: spec.cipher, key: spec.inbound.key, salt: spec.inbound.salt, esn: spec.esn,
         replayWindow: spec.replayWindow ?? 1024, seq: durable?.resumeIn ?? 0n,
       });
       let out: SaHandle;
       try {
-        out = this.engine.addSa({ direction: "out", spi: spec.outbound.spi, key: spec.outbound.key, salt: spec.outbound.salt, esn: spec.esn, seq: durable?.resumeOut ?? 0n });
+        out = this.engine.addSa({ direction: "out", spi: spec.outbound.spi, cipher: spec.cipher, key: spec.outbound.key, salt: spec.outbound.salt, esn: spec.esn, seq: durable?.resumeOut ?? 0n });
       } catch (error) {
         this.engine.removeSa(inbound);
         throw error;

@@ -46,6 +46,8 @@ export interface AesGcmPass {
    * output untouched). Arguments are checked by the caller.
    */
   once(encrypt: boolean, key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, input: Uint8Array, output: Uint8Array): boolean;
+  /** How many SA keys this thread's cache holds (0 on the portable path, which caches none). */
+  cachedKeys(): number;
 }
 
 interface GcmAddon {
@@ -53,6 +55,7 @@ interface GcmAddon {
   gcmBatch(memory: Uint8Array, descriptors: number, count: number, op: number): number;
   gcmSweep(memory: Uint8Array): number;
   gcmOnce(encrypt: boolean, key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, input: Uint8Array, output: Uint8Array): boolean;
+  gcmCached(): number;
 }
 
 let pass: AesGcmPass | undefined;
@@ -71,18 +74,19 @@ function choose(): AesGcmPass {
     return portable(`the native addon did not load (${firstLine(error)})`);
   }
   if (typeof addon.gcmBatch !== "function" || typeof addon.gcmInfo !== "function" || typeof addon.gcmSweep !== "function" ||
-      typeof addon.gcmOnce !== "function") {
+      typeof addon.gcmOnce !== "function" || typeof addon.gcmCached !== "function") {
     return portable("the native addon has no AES-GCM (an older build: npm run build:native)");
   }
   const info = addon.gcmInfo();
   if (!info.ok) return portable(info.reason ?? "the native AES-GCM is unavailable");
-  const { gcmBatch, gcmSweep, gcmOnce } = addon as GcmAddon;
+  const { gcmBatch, gcmSweep, gcmOnce, gcmCached } = addon as GcmAddon;
   return {
     path: "native",
     reason: null,
     run: (memory, descriptors, count, op) => void gcmBatch(memory, descriptors, count, op),
     sweep: (memory) => void gcmSweep(memory),
     once: gcmOnce,
+    cachedKeys: gcmCached,
   };
 }
 
@@ -92,7 +96,7 @@ function firstLine(error: unknown): string {
 }
 
 function portable(reason: string): AesGcmPass {
-  return { path: "portable", reason, run: runPortable, sweep: () => {}, once: oncePortable };
+  return { path: "portable", reason, run: runPortable, sweep: () => {}, once: oncePortable, cachedKeys: () => 0 };
 }
 
 function oncePortable(encrypt: boolean, key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, input: Uint8Array, output: Uint8Array): boolean {
