@@ -9,12 +9,13 @@
  * carries its ratio to that ceiling and to sluice's ChaCha20-Poly1305 batch
  * of the same size and op, measured in the same run.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { spawnSync } from "node:child_process";
 // @ts-expect-error: sodium-native ships no types; what is used is declared below.
 import sodiumNativeModule from "sodium-native";
 import { createBatchRunner, BATCH } from "./sluiceBatch.js";
-import { measure, type MeasureOptions, type TimedTask } from "./measure.js";
+import { measure, formatGroupedTable, type MeasureOptions, type TimedTask } from "./measure.js";
+import { nodeAead } from "./peers.js";
 import { sealAesGcm, openAesGcm, aesGcmPath } from "../src/crypto.js";
 
 export const AES_BATCH = "sluice batch AES-256-GCM";
@@ -88,7 +89,7 @@ export async function runAesCryptoSuite(options: MeasureOptions, sizes: number[]
     const sealed = sealAesGcm(key, nonce, aad, plaintext);
     const sealOut = new Uint8Array(sealed.length);
     const openOut = new Uint8Array(size);
-    const node = nodeAes(key, nonce, aad, plaintext);
+    const node = nodeAead("aes-256-gcm", { key, nonce, aad, plaintext });
     const tasks: TimedTask[] = [
       { name: `seal|${AES_BATCH}`, fn: aesBatch.seal, units: BATCH },
       { name: `open|${AES_BATCH}`, fn: aesBatch.open, units: BATCH },
@@ -132,29 +133,6 @@ function must(result: Uint8Array | null): void {
   if (result === null) throw new Error("sluice one-shot AES-GCM: open failed to authenticate");
 }
 
-function nodeAes(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): { seal: () => void; open: () => void } {
-  const sealOnce = (): Buffer => {
-    const cipher = createCipheriv("aes-256-gcm", key, nonce, { authTagLength: 16 });
-    cipher.setAAD(aad);
-    const body = cipher.update(plaintext);
-    cipher.final();
-    return Buffer.concat([body, cipher.getAuthTag()]);
-  };
-  const sealed = sealOnce();
-  const body = sealed.subarray(0, plaintext.length);
-  const tag = sealed.subarray(plaintext.length);
-  return {
-    seal: () => void sealOnce(),
-    open: () => {
-      const decipher = createDecipheriv("aes-256-gcm", key, nonce, { authTagLength: 16 });
-      decipher.setAAD(aad);
-      decipher.setAuthTag(tag);
-      decipher.update(body);
-      decipher.final();
-    },
-  };
-}
-
 function sodiumAes(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): { seal: () => void; open: () => void } {
   const k = Buffer.from(key), n = Buffer.from(nonce), ad = Buffer.from(aad), m = Buffer.from(plaintext);
   const c = Buffer.alloc(m.length + 16), out = Buffer.alloc(m.length);
@@ -171,15 +149,5 @@ export function formatAesTable(rows: AesCryptoRow[]): string {
     r.packetsPerSecond >= 1e6 ? `${(r.packetsPerSecond / 1e6).toFixed(2)} M` : `${(r.packetsPerSecond / 1e3).toFixed(0)} k`,
     r.nsPerPacket.toFixed(0), r.opensslRatio === null ? "—" : r.opensslRatio.toFixed(2), r.chachaBatchRatio.toFixed(2),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  const fmt = (cells: string[]): string => cells.map((c, i) => (i >= 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ");
-  const out = [fmt(header), widths.map((w) => "-".repeat(w)).join("  ")];
-  let last = "";
-  for (let i = 0; i < lines.length; i++) {
-    const group = `${rows[i]!.size}|${rows[i]!.op}`;
-    if (last && group !== last) out.push("");
-    last = group;
-    out.push(fmt(lines[i]!));
-  }
-  return out.join("\n");
+  return formatGroupedTable(header, lines, (i) => `${rows[i]!.size}|${rows[i]!.op}`);
 }

@@ -12,6 +12,7 @@ import { runEngineSuite, type EngineRow, type DispatchRow } from "./engine.js";
 import { runTunnelSuite, roundRatios, FIXED_RATE_DATAGRAM, type TunnelResult } from "./tunnel.js";
 import { runIkeSuite, formatIkeTable, type IkeResult, type IkePart } from "./ike.js";
 import { runFloodSuite, formatFloodTable, type FloodSuiteResult } from "./ikeFlood.js";
+import { formatGroupedTable } from "./measure.js";
 
 /** Suites run by default; "tunnel" and "ike" need root and run only when named. */
 const SUITES = ["crypto", "crypto-aes", "engine", "tunnel", "ike"] as const;
@@ -89,17 +90,7 @@ function formatCryptoTable(rows: CryptoRow[]): string {
     r.impl === "node:crypto" ? "—" : r.nodeRatio.toFixed(2),
     r.impl === "sluice batch" ? "—" : r.batchRatio.toFixed(2),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  const fmt = (cells: string[]): string => cells.map((c, i) => (i >= 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ");
-  const out = [fmt(header), widths.map((w) => "-".repeat(w)).join("  ")];
-  let last = "";
-  for (let i = 0; i < lines.length; i++) {
-    const group = `${rows[i]!.size}|${rows[i]!.op}`;
-    if (last && group !== last) out.push("");
-    last = group;
-    out.push(fmt(lines[i]!));
-  }
-  return out.join("\n");
+  return formatGroupedTable(header, lines, (i) => `${rows[i]!.size}|${rows[i]!.op}`);
 }
 
 function formatEngineTable(rows: EngineRow[], dispatch: DispatchRow): string {
