@@ -206,16 +206,7 @@ export function openFinishBatch(descriptors: usize, count: u32, commit: bool): v
   for (let i: u32 = 0; i < count; i++) {
     const d = descriptors + <usize>i * DESCRIPTOR_SIZE;
     if (load<u8>(d + D_STATUS) != INTERIM_AEAD_OPENED) continue;
-    const sa = <usize>load<u32>(d + D_SA);
-    if (commit) {
-      const seq = load<u64>(d + D_SEQ);
-      const replay = replayCheckFull(sa, seq);
-      if (replay != STATUS_OK) {
-        store<u8>(d + D_STATUS, replay);
-        continue;
-      }
-      replayCommit(sa, seq);
-    }
+    if (commit && !recheckAndCommit(d)) continue;
     const ctLen = <usize>load<u32>(d + D_LEN) - ESP_HEADER - ESP_ICV;
     store<u8>(d + D_STATUS, trailerStatus(d, <usize>load<u32>(d + D_BUF) + ESP_HEADER, ctLen));
   }
@@ -233,16 +224,26 @@ export function commitBatch(descriptors: usize, count: u32): void {
   for (let i: u32 = 0; i < count; i++) {
     const d = descriptors + <usize>i * DESCRIPTOR_SIZE;
     const status = load<u8>(d + D_STATUS);
-    if (!authentic(status)) continue;
-    const sa = <usize>load<u32>(d + D_SA);
-    const seq = load<u64>(d + D_SEQ);
-    const replay = replayCheckFull(sa, seq);
-    if (replay != STATUS_OK) {
-      store<u8>(d + D_STATUS, replay);
-      continue;
-    }
-    replayCommit(sa, seq);
+    if (authentic(status)) recheckAndCommit(d);
   }
+}
+
+/**
+ * Checks an authentic packet's number against its SA's window as it is now
+ * and commits it; false (the descriptor's status set to STATUS_REPLAY or
+ * STATUS_TOO_OLD) when the window no longer takes it.
+ */
+// @ts-ignore: decorator
+@inline function recheckAndCommit(d: usize): bool {
+  const sa = <usize>load<u32>(d + D_SA);
+  const seq = load<u64>(d + D_SEQ);
+  const replay = replayCheckFull(sa, seq);
+  if (replay != STATUS_OK) {
+    store<u8>(d + D_STATUS, replay);
+    return false;
+  }
+  replayCommit(sa, seq);
+  return true;
 }
 
 /**
