@@ -14,6 +14,9 @@
  *   strongSwan) while a probe in A sends a UDP datagram to B's inner address
  *   every millisecond; the first to arrive in B ends the clock.
  *
+ * - Rekeying (ikeRekey.ts): child rekeys per second sluice completes on one
+ *   IKE SA, and loss across rekeys under load, sluice and strongSwan side by
+ *   side.
  * - Certificate handshakes per second as responder, ECDSA P-256 and
  *   RSA-3072: the same load with each client signing with a certificate of
  *   its own (one key, a certificate per client ID) and the responder signing
@@ -38,6 +41,7 @@ import { TwoHosts, type Host } from "../test/fixtures/interop/topology.js";
 import { SluiceDaemon, initiatorPeer, responderPeer } from "../test/fixtures/interop/sluice.js";
 import { Proc } from "../test/fixtures/twoEndpoints.js";
 import { median } from "./measure.js";
+import { formatRekeyTable, runRekeySuite, type RekeyResult } from "./ikeRekey.js";
 import { copyFileSync, mkdirSync, chmodSync } from "node:fs";
 import { benchCertificates, createPki, type BenchCertificates } from "../test/fixtures/pki.js";
 
@@ -75,7 +79,9 @@ export interface CertificateRounds {
 }
 
 /** What `npm run bench -- ike` runs (`--ike-parts`; default all). */
-export type IkePart = "psk" | "certs" | "first-packet";
+export type IkePart = "psk" | "certs" | "first-packet" | "rekey";
+
+export const IKE_PARTS: readonly IkePart[] = ["psk", "certs", "first-packet", "rekey"];
 
 export interface IkeResult {
   handshakes: HandshakeRound[];
@@ -83,6 +89,8 @@ export interface IkeResult {
   /** sluice's rate ÷ strongSwan's, round by round. */
   ratios: number[];
   firstPacket: FirstPacket[];
+  /** Child rekeys per second and loss across rekeys under load (ikeRekey.ts). */
+  rekey?: RekeyResult;
   settings: { count: number; concurrency: number; rounds: number };
 }
 
@@ -253,7 +261,7 @@ async function firstPacketStrongSwan(): Promise<number> {
 }
 
 export async function runIkeSuite(options: { rounds: number; count: number; concurrency: number; parts?: IkePart[] }, log: (line: string) => void): Promise<IkeResult> {
-  const parts = options.parts ?? ["psk", "certs", "first-packet"];
+  const parts = options.parts ?? IKE_PARTS;
   const handshakes: HandshakeRound[] = [];
   const ratios: number[] = [];
   for (let round = 1; round <= (parts.includes("psk") ? options.rounds : 0); round++) {
@@ -296,7 +304,8 @@ export async function runIkeSuite(options: { rounds: number; count: number; conc
     firstPacket[2]!.ms.push(await firstPacketStrongSwan());
     log(`first packet round ${round}: ${firstPacket.map((f) => `${f.path} ${f.ms.at(-1)!.toFixed(1)} ms`).join(", ")}`);
   }
-  return { handshakes, certificates, ratios, firstPacket, settings: { count: options.count, concurrency: options.concurrency, rounds: options.rounds } };
+  const rekey = parts.includes("rekey") ? await runRekeySuite({ rounds: options.rounds }, log) : undefined;
+  return { handshakes, certificates, ratios, firstPacket, rekey, settings: { count: options.count, concurrency: options.concurrency, rounds: options.rounds } };
 }
 
 export function formatIkeTable(result: IkeResult): string {
@@ -309,6 +318,7 @@ export function formatIkeTable(result: IkeResult): string {
     lines.push("", "time from start to the first packet through the tunnel (median, rounds):");
     for (const f of result.firstPacket) lines.push(`  ${f.path.padEnd(24)} ${median(f.ms).toFixed(1).padStart(7)} ms   (${f.ms.map((ms) => ms.toFixed(1)).join(", ")})`);
   }
+  if (result.rekey) lines.push("", formatRekeyTable(result.rekey));
   return lines.join("\n");
 }
 
