@@ -14,6 +14,9 @@
  *   strongSwan) while a probe in A sends a UDP datagram to B's inner address
  *   every millisecond; the first to arrive in B ends the clock.
  *
+ * - Rekeying (ikeRekey.ts): child rekeys per second sluice completes on one
+ *   IKE SA, and loss across rekeys under load, sluice and strongSwan side by
+ *   side.
  * - Certificate handshakes per second as responder, ECDSA P-256 and
  *   RSA-3072: the same load with each client signing with a certificate of
  *   its own (one key, a certificate per client ID) and the responder signing
@@ -41,6 +44,7 @@ import { TwoHosts, type Host } from "../test/fixtures/interop/topology.js";
 import { SluiceDaemon, initiatorPeer, responderPeer } from "../test/fixtures/interop/sluice.js";
 import { Proc } from "../test/fixtures/twoEndpoints.js";
 import { median } from "./measure.js";
+import { formatRekeyTable, runRekeySuite, type RekeyResult } from "./ikeRekey.js";
 import { copyFileSync, mkdirSync, chmodSync } from "node:fs";
 import { benchCertificates, createPki, type BenchCertificates } from "../test/fixtures/pki.js";
 import { formatRoadWarriors, runRoadWarriors, type RoadWarriorResult } from "./roadWarriors.js";
@@ -79,7 +83,9 @@ export interface CertificateRounds {
 }
 
 /** What `npm run bench -- ike` runs (`--ike-parts`; default all). */
-export type IkePart = "psk" | "certs" | "first-packet" | "roadwarriors";
+export type IkePart = "psk" | "certs" | "first-packet" | "roadwarriors" | "rekey";
+
+export const IKE_PARTS: readonly IkePart[] = ["psk", "certs", "first-packet", "roadwarriors", "rekey"];
 
 export interface IkeResult {
   handshakes: HandshakeRound[];
@@ -89,6 +95,8 @@ export interface IkeResult {
   firstPacket: FirstPacket[];
   /** A thousand road warriors (SLUICE_RW_CLIENTS) held at once on one gateway (roadWarriors.ts), sluice's then strongSwan's. */
   roadWarriors?: RoadWarriorResult[];
+  /** Child rekeys per second and loss across rekeys under load (ikeRekey.ts). */
+  rekey?: RekeyResult;
   settings: { count: number; concurrency: number; rounds: number };
 }
 
@@ -259,7 +267,7 @@ async function firstPacketStrongSwan(): Promise<number> {
 }
 
 export async function runIkeSuite(options: { rounds: number; count: number; concurrency: number; parts?: IkePart[] }, log: (line: string) => void): Promise<IkeResult> {
-  const parts = options.parts ?? ["psk", "certs", "first-packet", "roadwarriors"];
+  const parts = options.parts ?? IKE_PARTS;
   const handshakes: HandshakeRound[] = [];
   const ratios: number[] = [];
   for (let round = 1; round <= (parts.includes("psk") ? options.rounds : 0); round++) {
@@ -308,7 +316,8 @@ export async function runIkeSuite(options: { rounds: number; count: number; conc
     roadWarriors = [];
     for (const gateway of ["sluice", "strongSwan"] as const) roadWarriors.push(await runRoadWarriors({ count, concurrency: options.concurrency, gateway }, log));
   }
-  return { handshakes, certificates, ratios, firstPacket, roadWarriors, settings: { count: options.count, concurrency: options.concurrency, rounds: options.rounds } };
+  const rekey = parts.includes("rekey") ? await runRekeySuite({ rounds: options.rounds }, log) : undefined;
+  return { handshakes, certificates, ratios, firstPacket, roadWarriors, rekey, settings: { count: options.count, concurrency: options.concurrency, rounds: options.rounds } };
 }
 
 export function formatIkeTable(result: IkeResult): string {
@@ -322,6 +331,7 @@ export function formatIkeTable(result: IkeResult): string {
     for (const f of result.firstPacket) lines.push(`  ${f.path.padEnd(24)} ${median(f.ms).toFixed(1).padStart(7)} ms   (${f.ms.map((ms) => ms.toFixed(1)).join(", ")})`);
   }
   if (result.roadWarriors) lines.push("", formatRoadWarriors(result.roadWarriors));
+  if (result.rekey) lines.push("", formatRekeyTable(result.rekey));
   return lines.join("\n");
 }
 

@@ -10,7 +10,7 @@ import { runCryptoSuite, CRYPTO_SIZES, type CryptoRow } from "./crypto.js";
 import { runAesCryptoSuite, formatAesTable, type AesCryptoRow } from "./cryptoAes.js";
 import { runEngineSuite, type EngineRow, type DispatchRow } from "./engine.js";
 import { runTunnelSuite, roundRatios, FIXED_RATE_DATAGRAM, type TunnelResult } from "./tunnel.js";
-import { runIkeSuite, formatIkeTable, type IkeResult, type IkePart } from "./ike.js";
+import { runIkeSuite, formatIkeTable, IKE_PARTS, type IkeResult, type IkePart } from "./ike.js";
 import { runFloodSuite, formatFloodTable, type FloodSuiteResult } from "./ikeFlood.js";
 import { formatGroupedTable } from "./measure.js";
 
@@ -28,7 +28,7 @@ interface Args {
   /** The ike suite: handshakes per round, and how many at once. */
   handshakes: number;
   concurrency: number;
-  /** The ike suite's parts (--ike-parts psk,certs,first-packet,roadwarriors). */
+  /** The ike suite's parts (--ike-parts, IKE_PARTS). */
   ikeParts: IkePart[] | undefined;
   /** The ike suite: add the IKE_SA_INIT flood (ikeFlood.ts); its rate (0 = as fast as the flooder goes) and length. */
   flood: boolean;
@@ -59,7 +59,7 @@ function parseArgs(argv: string[]): Args {
     else if (arg === "--concurrency") concurrency = positiveInt("--concurrency", argv[++i]);
     else if (arg === "--ike-parts") {
       ikeParts = (argv[++i] ?? "").split(",") as IkePart[];
-      if (ikeParts.some((p) => !["psk", "certs", "first-packet", "roadwarriors"].includes(p))) throw new Error(`--ike-parts takes psk, certs, first-packet, roadwarriors (comma-separated), got ${argv[i]}`);
+      if (ikeParts.some((p) => !IKE_PARTS.includes(p))) throw new Error(`--ike-parts takes ${IKE_PARTS.join(", ")} (comma-separated), got ${argv[i]}`);
     }
     else if (arg === "--flood") flood = true;
     else if (arg === "--flood-rate") {
@@ -68,7 +68,7 @@ function parseArgs(argv: string[]): Args {
     }
     else if (arg === "--flood-seconds") floodSeconds = positiveInt("--flood-seconds", argv[++i]);
     else if ((SUITES as readonly string[]).includes(arg)) suites.push(arg as Suite);
-    else throw new Error(`unknown argument ${arg}; suites: ${SUITES.join(", ")}; options: --rounds N, --time MS, --udp-rate RATE, --handshakes N, --concurrency N, --ike-parts psk,certs,first-packet,roadwarriors, --flood, --flood-rate N, --flood-seconds S`);
+    else throw new Error(`unknown argument ${arg}; suites: ${SUITES.join(", ")}; options: --rounds N, --time MS, --udp-rate RATE, --handshakes N, --concurrency N, --ike-parts ${IKE_PARTS.join(",")}, --flood, --flood-rate N, --flood-seconds S`);
   }
   if (flood && !suites.includes("ike")) throw new Error("--flood is part of the ike suite: npm run bench -- ike --flood");
   return { suites: suites.length ? suites : [...DEFAULT_SUITES], rounds, timeMs, udpRate, handshakes, concurrency, ikeParts, flood, floodRate, floodSeconds };

@@ -166,7 +166,18 @@ export class IkeCore {
   /** The clock reached nextTimer(): retransmissions, expiries, liveness checks, reconnects. */
   timeout(now: number): IkeAction[] {
     return this.#run(now, () => {
-      for (let sa = this.#deadlines.popDue(now); sa !== undefined; sa = this.#deadlines.popDue(now)) this.#onTimer(sa);
+      const handled = new Set<IkeSa>();
+      for (let sa = this.#deadlines.popDue(now); sa !== undefined; sa = this.#deadlines.popDue(now)) {
+        if (handled.has(sa)) {
+          // Due again within one call: a deadline nothing acts on. A bug, but it must cost a second, not the daemon (a spin).
+          this.drop("internal-error", sa);
+          this.log("warn", "ike-internal-error", `IKE_SA ${sa.peerName}[${sa.id}] (${sa.state}) has a deadline nothing acts on; checked again in 1 s`, sa.logFields);
+          this.#deadlines.schedule(sa, now + 1000);
+          continue;
+        }
+        handled.add(sa);
+        this.#onTimer(sa);
+      }
       for (const [name, at] of this.#reconnects) {
         if (at > now) continue;
         this.#reconnects.delete(name);
@@ -395,6 +406,12 @@ export class IkeCore {
       case "dead": {
         const what = nameOf(Exchange, sa.outstandingExchange ?? 0);
         const reason = `no answer to ${what} after ${this.retransmit.tries} retransmissions`;
+        if (sa.state === "rekeyed") {
+          // Our rekey crossed the peer's, whose new SA took the children, and its answer never came (lost, and
+          // the peer deleted this SA since, so retransmissions go unanswered): nothing failed, nothing to restart.
+          this.removeSa(sa, `rekeyed (the peer never answered our colliding rekey: ${reason})`);
+          return;
+        }
         if (sa.state === "established" || sa.state === "deleting") {
           const action = sa.state === "deleting" ? "clear" : sa.peer?.dpdAction ?? "clear";
           this.log("warn", "peer-dead", `${sa.peerName} is unreachable (${reason}); ${action === "restart" ? "clearing its SAs and connecting again" : "clearing its SAs"}`, { ...sa.logFields, action });
@@ -408,6 +425,13 @@ export class IkeCore {
         return;
       }
       case "expired":
+        if (sa.state === "rekeyed") return this.removeSa(sa, "rekeyed (the peer never deleted it)");
+        if (sa.redundant && sa.state === "established") {
+          // §2.8.2: the peer made it in the rekey that lost and should have deleted it. A peer that aborted its rekey
+          // when our DELETE of the old SA came (strongSwan: "peer did not notice IKE_SA rekey collision") never will.
+          sa.expiresAt = undefined;
+          return this.terminateSa(sa, "redundant after a rekey collision, not deleted by the peer");
+        }
         this.drop("half-open-expired", sa);
         this.removeSa(sa, "half-open IKE_SA expired", "debug");
         return;
@@ -436,17 +460,22 @@ export class IkeCore {
     for (const child of [...sa.children]) {
       if (child.lingerUntil !== undefined && child.lingerUntil <= now) {
         this.removeChild(sa, child, "rekeyed");
-      } else if (child.expireAt !== undefined && child.expireAt <= now && child.state !== "rekeyed") {
+      } else if (child.expireAt !== undefined && child.expireAt <= now) {
+        // Also a child that lost a rekey collision and still waits for the peer's DELETE (§2.8.1): past its life, it goes.
         this.#deleteChild(sa, child, "life time reached");
-      } else if (child.rekeyAt !== undefined && child.rekeyAt <= now && child.state === "installed") {
-        rekeyChild(sa, child);
+      } else if (child.rekeyAt !== undefined && child.rekeyAt <= now) {
+        if (child.state === "installed") rekeyChild(sa, child);
+        else child.rekeyAt = undefined; // being rekeyed or deleted already
       }
     }
     if (sa.usageAt !== undefined && sa.usageAt <= now) {
       sa.usageAt = now + USAGE_INTERVAL_MS;
       this.#checkUsage(sa);
     }
-    if (sa.rekeyAt !== undefined && sa.rekeyAt <= now) rekeyIke(sa);
+    if (sa.rekeyAt !== undefined && sa.rekeyAt <= now) {
+      rekeyIke(sa);
+      if (sa.rekeyAt !== undefined && sa.rekeyAt <= now) sa.rekeyAt = undefined; // one is under way already
+    }
     if (sa.ikeExpireAt !== undefined && sa.ikeExpireAt <= now) this.terminateSa(sa, "IKE_SA life time reached");
   }
 

@@ -114,8 +114,15 @@ export class IkeSa {
   lastInboundAt: number;
   /** The last liveness round trip, ms. */
   lastRttMs: number | undefined;
-  /** A responder's half-open SA is forgotten at this time. */
+  /**
+   * A responder's half-open SA is forgotten at this time; a rekeyed one too
+   * (the peer should have deleted it); and a redundant one, made by the
+   * peer's rekey that lost a collision (§2.8.2), is deleted by us then if
+   * the peer has not deleted it (`redundant`).
+   */
   expiresAt: number | undefined;
+  /** Made by the peer's IKE rekey that lost a collision: the peer is to delete it. */
+  redundant = false;
   /** When the next liveness check is due (dpd), if enabled and established. */
   livenessAt: number | undefined;
   /** Lifetimes (lifetimes.ts): when to rekey the IKE SA and when it expires. */
@@ -381,8 +388,14 @@ export class IkeSa {
     const consider = (t: number | undefined): void => {
       if (t !== undefined && (at === undefined || t < at)) at = t;
     };
-    for (const t of [this.expiresAt, this.livenessAt, this.rekeyAt, this.ikeExpireAt, this.usageAt]) consider(t);
-    for (const child of this.children) for (const t of [child.rekeyAt, child.expireAt, child.lingerUntil]) consider(t);
+    for (const t of [this.expiresAt, this.livenessAt]) consider(t);
+    // Lifetimes are acted on only while established (IkeCore's #lifetimes): a rekeyed or deleting SA
+    // that kept one past due would be due again at once, for ever (seen: sluice spun at 100% CPU when
+    // the usage check came due on an IKE SA waiting, rekeyed, for the answer to its colliding rekey).
+    if (this.state === "established") {
+      for (const t of [this.rekeyAt, this.ikeExpireAt, this.usageAt]) consider(t);
+      for (const child of this.children) for (const t of [child.rekeyAt, child.expireAt, child.lingerUntil]) consider(t);
+    }
     return at;
   }
 

@@ -187,3 +187,88 @@ describe("collisions through every interleaving", () => {
     }
   });
 });
+
+// What the live collisions with strongSwan found (test/interop-ike-rekey-collision.test.ts),
+// replayed between two cores: a lost answer, a peer that aborts its rekey, a request for a child
+// the peer has and we do not have yet.
+describe("collisions as strongSwan met them", () => {
+  /** An established pair whose cores look at the children's traffic (as the endpoint's do) and retransmit quickly. */
+  function liveBed(seed: number): IkeBed {
+    const peers = sitePeers({ a: { esp: ["chacha20poly1305-x25519"] }, b: { esp: ["chacha20poly1305-x25519"] } });
+    const usage = (): { bytes: number; packets: number; sentSequence: number } => ({ bytes: 0, packets: 0, sentSequence: 0 });
+    const bed = new IkeBed(peers.a, peers.b, { seed, retransmit: { timeoutMs: 500, base: 1.4, tries: 8 }, childUsage: { a: usage, b: usage } });
+    bed.start();
+    assert.ok(bed.runUntil(() => bed.established()));
+    return bed;
+  }
+
+  const internalErrors = (bed: IkeBed): number => bed.events(bed.a, "ike-internal-error").length + bed.events(bed.b, "ike-internal-error").length;
+
+  test("an IKE rekey collision whose answer to us is lost while the peer deletes the old SA: no timer spins, the old SA goes, nothing reconnects", () => {
+    // Live: sluice spun at 100% CPU. Its old IKE SA, rekeyed (the peer's new SA had the children) and waiting
+    // for the answer to its own rekey, kept the usage check's deadline, which only an established SA acts on.
+    let waited = 0;
+    for (const seed of SEEDS) {
+      const bed = liveBed(seed);
+      bed.apply(bed.a, bed.a.core.rekey("site-b", "ike", bed.now));
+      bed.apply(bed.b, bed.b.core.rekey("site-a", "ike", bed.now));
+      // Both requests cross; b's answer to a's request is lost (once: a retransmission gets it again if b still has the SA).
+      const aRequest = bed.queue.find((d) => d.from === bed.a)!.datagram;
+      const sameExchange = (x: Uint8Array): boolean => Buffer.from(x.subarray(0, 16)).equals(Buffer.from(aRequest.subarray(0, 16))) && Buffer.from(x.subarray(20, 24)).equals(Buffer.from(aRequest.subarray(20, 24)));
+      let lost = false;
+      bed.drop = (d) => {
+        if (lost || d.from !== bed.b || (d.datagram[19]! & 0x20) === 0 || !sameExchange(d.datagram)) return false;
+        return (lost = true);
+      };
+      bed.advanceBy(120_000);
+      assert.equal(internalErrors(bed), 0, `seed ${seed}: a deadline nothing acted on`);
+      if (bed.events(bed.a, "ike-down").some((e) => String(e.message).includes("never answered our colliding rekey"))) waited++;
+      oneIkeSa(bed);
+      oneChildEach(bed);
+      assert.equal(bed.events(bed.a, "ike-connecting").length + bed.events(bed.b, "ike-connecting").length, 1, `seed ${seed}: no new IKE SA made (only the first)`);
+    }
+    assert.ok(waited > 0, "some seed left a waiting for an answer that never came");
+  });
+
+  test("the peer gives its colliding IKE rekey up and never deletes what it made (strongSwan: \"peer did not notice IKE_SA rekey collision\"): the redundant SA goes after the half-open time", () => {
+    let redundant = 0;
+    for (const seed of SEEDS) {
+      const bed = liveBed(seed);
+      bed.apply(bed.a, bed.a.core.rekey("site-b", "ike", bed.now));
+      bed.apply(bed.b, bed.b.core.rekey("site-a", "ike", bed.now));
+      // Deliver the two requests; then b falls silent on the SA a made for b's request (as an aborting peer is).
+      bed.deliverOne();
+      bed.deliverOne();
+      const madeForB = bed.a.core.list().find((s) => s.role === "responder");
+      const silent = madeForB ? Buffer.from(madeForB.spiI, "hex") : undefined;
+      // b's DELETE of that SA (an INFORMATIONAL request on it) never comes.
+      bed.drop = (d) => silent !== undefined && d.from === bed.b && Buffer.from(d.datagram.subarray(0, 8)).equals(silent) && d.datagram[18] === 37 && (d.datagram[19]! & 0x20) === 0;
+      bed.advanceBy(120_000);
+      assert.equal(internalErrors(bed), 0);
+      if (bed.events(bed.a, "ike-deleting").some((e) => String(e.message).includes("not deleted by the peer"))) redundant++;
+      assert.equal(bed.a.core.list().filter((s) => s.state === "established").length, 1, `seed ${seed}: a keeps one IKE SA: ${JSON.stringify(bed.a.core.list().map((s) => s.state))}`);
+      oneChildEach(bed);
+    }
+    assert.ok(redundant > 0, "some seed had a delete the redundant SA the silent peer made");
+  });
+
+  test("a rekey request naming a child we do not know yet, our own CREATE_CHILD_SA that made it unanswered: TEMPORARY_FAILURE, and one tunnel in the end", (t) => {
+    explored = 0;
+    t.after(() => t.diagnostic(`${explored} delivery orders over ${SEEDS.length} seeds`));
+    let temporary = 0;
+    for (const seed of SEEDS) {
+      explore(seed, (bed) => {
+        // a rekeys; b answers, and at once rekeys every child it has, the new one (whose SPI a learns only from the answer) among them.
+        bed.apply(bed.a, bed.a.core.rekey("site-b", "child", bed.now));
+        bed.deliverOne();
+        bed.apply(bed.b, bed.b.core.rekey("site-a", "child", bed.now));
+      }, (bed) => {
+        oneIkeSa(bed);
+        oneChildEach(bed);
+        if (bed.events(bed.b, "child-rekey-failed").some((e) => e.fields.reason === "TEMPORARY_FAILURE")) temporary++;
+        return "one tunnel";
+      });
+    }
+    assert.ok(temporary > 0, "some order had a refuse a rekey of the child its own exchange made, for now");
+  });
+});

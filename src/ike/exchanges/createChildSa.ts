@@ -172,8 +172,13 @@ function onRekeyResponse(sa: IkeSa, old: ChildSa, payloads: IkePayload[], ni: Ui
   const child = establishChild(sa, { inboundSpi: newSpi, outboundSpi: accepted!.peerSpi, algorithms: accepted!.algorithms, localTs, remoteTs, ni, nr, sharedSecret: shared, initiator: true, replaces: old }, now);
   shared?.fill(0);
   if (collision) {
-    // Ours survives: the peer deletes its redundant child, which never took our traffic.
+    // Ours survives: the peer deletes its redundant child, which never took our traffic. A peer that never
+    // does (it gave its rekey up) leaves it to us: it is deleted after the half-open time, never rekeyed.
     core.log("info", "child-rekey-collision", `CHILD_SA ${sa.peerName}{${old.id}} was rekeyed by both sides; ours {${child.id}} survives`, { ...sa.logFields, child: old.id });
+    if (sa.children.includes(collision.child)) {
+      collision.child.rekeyAt = undefined;
+      collision.child.expireAt = now + core.halfOpenTimeoutMs;
+    }
   }
   retire(sa, old, child);
   deleteChildren(sa, [old.inboundSpi]);
@@ -342,12 +347,21 @@ function onIkeRekeyResponse(sa: IkeSa, payloads: IkePayload[], ni: Uint8Array, s
     // §2.8.2: ours is redundant: delete it; the peer's new SA takes the children and the peer deletes the old one.
     core.log("info", "ike-rekey-collision", `IKE_SA ${sa.peerName}[${sa.id}] was rekeyed by both sides; the peer's [${collision.sa.id}] survives`, sa.logFields);
     moveChildren(sa, collision.sa);
+    // Settled: the peer's DELETE of the old SA, when it comes, only removes it (not a second settlement).
+    sa.peerIkeRekey = undefined;
     sa.state = "rekeyed";
     sa.expiresAt = now + core.halfOpenTimeoutMs;
     core.terminateSa(fresh, "redundant after a rekey collision");
     return;
   }
-  if (collision) core.log("info", "ike-rekey-collision", `IKE_SA ${sa.peerName}[${sa.id}] was rekeyed by both sides; ours [${fresh.id}] survives`, sa.logFields);
+  if (collision) {
+    core.log("info", "ike-rekey-collision", `IKE_SA ${sa.peerName}[${sa.id}] was rekeyed by both sides; ours [${fresh.id}] survives`, sa.logFields);
+    // The peer's new SA is redundant and the peer's to delete (§2.8.2); if it never does, it goes after the half-open time.
+    collision.sa.redundant = true;
+    collision.sa.expiresAt = now + core.halfOpenTimeoutMs;
+    core.reschedule(collision.sa);
+    sa.peerIkeRekey = undefined;
+  }
   core.log("info", "ike-rekeyed", `IKE_SA ${sa.peerName}[${sa.id}] rekeyed into [${fresh.id}]`, { ...sa.logFields, newIkeSa: fresh.id });
   moveChildren(sa, fresh);
   sa.state = "rekeyed";
@@ -414,6 +428,8 @@ export function answerCreateChild(sa: IkeSa, payloads: IkePayload[]): Answer {
   return answerChild(sa, payloads);
 }
 
+const temporaryFailure = (): Answer => ({ payloads: [notify(Notify.TEMPORARY_FAILURE)] });
+
 function answerChild(sa: IkeSa, payloads: IkePayload[]): Answer {
   const core = sa.core;
   const now = core.now;
@@ -422,6 +438,9 @@ function answerChild(sa: IkeSa, payloads: IkePayload[]): Answer {
   let old: ChildSa | undefined;
   if (rekey) {
     old = sa.children.find((c) => c.outboundSpi === spiFromBytes(rekey.spi));
+    // An SPI we do not know while our own CREATE_CHILD_SA is unanswered may be the child that exchange made,
+    // which the peer has and we do not yet (§2.25: TEMPORARY_FAILURE, try again later, not CHILD_SA_NOT_FOUND).
+    if (old === undefined && sa.pendingSpis.size > 0) return temporaryFailure();
     if (old === undefined) return { payloads: [notify(Notify.CHILD_SA_NOT_FOUND, new Uint8Array(0), Protocol.ESP, rekey.spi.slice())] };
     if (old.state === "rekeyed" || old.state === "deleting" || old.peerRekey) return { payloads: [notify(Notify.TEMPORARY_FAILURE)] };
   }
