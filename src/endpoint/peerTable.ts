@@ -26,7 +26,7 @@
 import type { Engine } from "../engine/engine.js";
 import type { SaHandle } from "../engine/saTable.js";
 import { encodeAddress, decodeAddress, type SocketAddress } from "../io/address.js";
-import { PrefixTable, type Prefix } from "./prefix.js";
+import { PrefixTable, contains, type Prefix } from "./prefix.js";
 import { Peer, Child, type ChildCounters, type DurableSequences } from "./peer.js";
 
 /** One SA's keys (RFC 7634 §2: a 32-byte key and a 4-byte salt). Wiped by installChild once in the engine. */
@@ -108,6 +108,13 @@ export class PeerTable {
   readonly #freeIds: number[] = [];
   readonly #peers = new Set<Peer>();
   #routes = new PrefixTable<RouteTarget>();
+  /**
+   * The route table is stale: rebuilt at the next lookup. A gateway whose
+   * clients come and go changes its children many times between packets
+   * (a thousand road warriors connecting): each change rebuilt the whole
+   * table, a cost growing with the number of clients, for lookups nobody made.
+   */
+  #routesStale = false;
   readonly #bySpi = new Map<number, Child>();
   #serial = 0;
 
@@ -253,6 +260,7 @@ export class PeerTable {
 
   /** Where a packet to the address at bytes[at…] goes: a child, a trapping peer, or nowhere. */
   route(family: 4 | 6, bytes: Uint8Array, at: number): RouteTarget | undefined {
+    if (this.#routesStale) this.#buildRoutes();
     return this.#routes.lookup(family, bytes, at);
   }
 
@@ -267,7 +275,11 @@ export class PeerTable {
     const byKey = new Map<string, Prefix>();
     for (const peer of this.#peers) {
       for (const prefix of peer.trapSelectors) byKey.set(prefixKey(prefix), prefix);
-      for (const child of peer.children) if (child.outboundActive && !child.outboundPending) for (const prefix of child.remoteSelectors) byKey.set(prefixKey(prefix), prefix);
+      for (const child of peer.children) {
+        if (!child.outboundActive || child.outboundPending) continue;
+        // A road warrior's /32 inside its peer's trap (the pool) adds nothing: skipped before any key is made.
+        for (const prefix of child.remoteSelectors) if (!peer.trapSelectors.some((trap) => within(prefix, trap))) byKey.set(prefixKey(prefix), prefix);
+      }
     }
     const widestFirst = [...byKey.values()].sort((a, b) => a.length - b.length);
     const kept = new PrefixTable<true>();
@@ -280,8 +292,15 @@ export class PeerTable {
     return out;
   }
 
-  /** Builds the route table anew and swaps it in: lookups never see half a change. */
+  /** The routes changed: the table is rebuilt at the next lookup, the TUN's routes are told now. */
   #rebuildRoutes(): void {
+    this.#routesStale = true;
+    this.onRoutesChanged();
+  }
+
+  /** Builds the route table anew and swaps it in: lookups never see half a change. */
+  #buildRoutes(): void {
+    this.#routesStale = false;
     const winner = new Map<string, { prefix: Prefix; target: RouteTarget; rank: number }>();
     const offer = (prefix: Prefix, target: RouteTarget, rank: number): void => {
       const key = prefixKey(prefix);
@@ -293,8 +312,12 @@ export class PeerTable {
       for (const child of peer.children) if (child.outboundActive && !child.outboundPending) for (const prefix of child.remoteSelectors) offer(prefix, child, child.serial);
     }
     this.#routes = PrefixTable.of([...winner.values()].map(({ prefix, target }) => ({ prefix, value: target })));
-    this.onRoutesChanged();
   }
+}
+
+/** Whether `inner` lies inside `outer` (same family, at least as long, the same leading bits). */
+function within(inner: Prefix, outer: Prefix): boolean {
+  return inner.family === outer.family && inner.length >= outer.length && contains(outer, inner.bytes, 0);
 }
 
 /** The same network whatever its text ("10.1.0.0/16", "10.1.0.7/16"). */
