@@ -26,7 +26,7 @@
 import type { Engine } from "../engine/engine.js";
 import type { SaHandle } from "../engine/saTable.js";
 import { encodeAddress, decodeAddress, type SocketAddress } from "../io/address.js";
-import { PrefixTable, contains, type Prefix } from "./prefix.js";
+import { PrefixTable, type Prefix } from "./prefix.js";
 import { Peer, Child, type ChildCounters, type DurableSequences } from "./peer.js";
 
 /** One SA's keys (RFC 7634 §2: a 32-byte key and a 4-byte salt). Wiped by installChild once in the engine. */
@@ -273,12 +273,17 @@ export class PeerTable {
    */
   routedPrefixes(): Prefix[] {
     const byKey = new Map<string, Prefix>();
+    for (const peer of this.#peers) for (const prefix of peer.trapSelectors) byKey.set(prefixKey(prefix), prefix);
+    // A road warrior's /32 inside a trap (its pool's selectors) adds nothing: skipped before any key is
+    // made, so a gateway's thousand clients cost a lookup each, not a string and a sort.
+    const traps = PrefixTable.of([...byKey.values()].map((prefix) => ({ prefix, value: prefix })));
     for (const peer of this.#peers) {
-      for (const prefix of peer.trapSelectors) byKey.set(prefixKey(prefix), prefix);
       for (const child of peer.children) {
         if (!child.outboundActive || child.outboundPending) continue;
-        // A road warrior's /32 inside its peer's trap (the pool) adds nothing: skipped before any key is made.
-        for (const prefix of child.remoteSelectors) if (!peer.trapSelectors.some((trap) => within(prefix, trap))) byKey.set(prefixKey(prefix), prefix);
+        for (const prefix of child.remoteSelectors) {
+          const trap = traps.lookup(prefix.family, prefix.bytes, 0);
+          if (trap === undefined || trap.length > prefix.length) byKey.set(prefixKey(prefix), prefix);
+        }
       }
     }
     const widestFirst = [...byKey.values()].sort((a, b) => a.length - b.length);
@@ -313,11 +318,6 @@ export class PeerTable {
     }
     this.#routes = PrefixTable.of([...winner.values()].map(({ prefix, target }) => ({ prefix, value: target })));
   }
-}
-
-/** Whether `inner` lies inside `outer` (same family, at least as long, the same leading bits). */
-function within(inner: Prefix, outer: Prefix): boolean {
-  return inner.family === outer.family && inner.length >= outer.length && contains(outer, inner.bytes, 0);
 }
 
 /** The same network whatever its text ("10.1.0.0/16", "10.1.0.7/16"). */
