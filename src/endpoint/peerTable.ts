@@ -115,6 +115,8 @@ export class PeerTable {
    * table, a cost growing with the number of clients, for lookups nobody made.
    */
   #routesStale = false;
+  /** Every peer's trap selectors, each its own value: whether a child's selectors lie inside one (routedPrefixes). */
+  #traps = new PrefixTable<Prefix>();
   readonly #bySpi = new Map<number, Child>();
   #serial = 0;
 
@@ -141,7 +143,10 @@ export class PeerTable {
       this.peerById[id] = peer;
     }
     this.#peers.add(peer);
-    if (trap.length > 0) this.#rebuildRoutes();
+    if (trap.length > 0) {
+      this.#rebuildTraps();
+      this.#rebuildRoutes();
+    }
     return peer;
   }
 
@@ -157,6 +162,7 @@ export class PeerTable {
     this.#peers.delete(peer);
     this.peerById[peer.id] = undefined;
     this.#freeIds.push(peer.id);
+    if (peer.trapSelectors.length > 0) this.#rebuildTraps();
     this.#rebuildRoutes();
   }
 
@@ -198,7 +204,7 @@ export class PeerTable {
       child.outboundPending = spec.outboundPending ?? false;
       peer.children.add(child);
       this.#bySpi.set(spec.inbound.spi, child);
-      this.#rebuildRoutes();
+      this.#rebuildRoutes(child);
       return child;
     } finally {
       spec.outbound.key.fill(0);
@@ -215,7 +221,7 @@ export class PeerTable {
   activateOutbound(child: Child): void {
     if (!child.outboundPending || child.removed) return;
     child.outboundPending = false;
-    this.#rebuildRoutes();
+    this.#rebuildRoutes(child);
   }
 
   /**
@@ -227,14 +233,14 @@ export class PeerTable {
     if (!child.outboundActive) return;
     child.outboundActive = false;
     this.engine.removeSa(child.out);
-    this.#rebuildRoutes();
+    this.#rebuildRoutes(child);
   }
 
   /** Removes a child: its routes, its outbound and its inbound SA (the engine wipes their keys once their packets completed). */
   removeChild(child: Child): void {
     if (child.removed) return;
     this.#removeChild(child);
-    this.#rebuildRoutes();
+    this.#rebuildRoutes(child);
   }
 
   #removeChild(child: Child): void {
@@ -276,14 +282,10 @@ export class PeerTable {
     for (const peer of this.#peers) for (const prefix of peer.trapSelectors) byKey.set(prefixKey(prefix), prefix);
     // A road warrior's /32 inside a trap (its pool's selectors) adds nothing: skipped before any key is
     // made, so a gateway's thousand clients cost a lookup each, not a string and a sort.
-    const traps = PrefixTable.of([...byKey.values()].map((prefix) => ({ prefix, value: prefix })));
     for (const peer of this.#peers) {
       for (const child of peer.children) {
         if (!child.outboundActive || child.outboundPending) continue;
-        for (const prefix of child.remoteSelectors) {
-          const trap = traps.lookup(prefix.family, prefix.bytes, 0);
-          if (trap === undefined || trap.length > prefix.length) byKey.set(prefixKey(prefix), prefix);
-        }
+        for (const prefix of child.remoteSelectors) if (!this.#inTrap(prefix)) byKey.set(prefixKey(prefix), prefix);
       }
     }
     const widestFirst = [...byKey.values()].sort((a, b) => a.length - b.length);
@@ -297,10 +299,28 @@ export class PeerTable {
     return out;
   }
 
-  /** The routes changed: the table is rebuilt at the next lookup, the TUN's routes are told now. */
-  #rebuildRoutes(): void {
+  /**
+   * The routes changed: the table is rebuilt at the next lookup, the TUN's
+   * routes are told now — unless only `child` changed and every selector of
+   * it lies inside a trap, which routes it already (routedPrefixes leaves it
+   * out): a gateway's clients coming and going then cost the TUN nothing.
+   */
+  #rebuildRoutes(child?: Child): void {
     this.#routesStale = true;
+    if (child !== undefined && child.remoteSelectors.every((prefix) => this.#inTrap(prefix))) return;
     this.onRoutesChanged();
+  }
+
+  #rebuildTraps(): void {
+    const traps: { prefix: Prefix; value: Prefix }[] = [];
+    for (const peer of this.#peers) for (const prefix of peer.trapSelectors) traps.push({ prefix, value: prefix });
+    this.#traps = PrefixTable.of(traps);
+  }
+
+  /** Whether `prefix` lies inside a trap (the longest trap holding its first address is no longer than it). */
+  #inTrap(prefix: Prefix): boolean {
+    const trap = this.#traps.lookup(prefix.family, prefix.bytes, 0);
+    return trap !== undefined && trap.length <= prefix.length;
   }
 
   /** Builds the route table anew and swaps it in: lookups never see half a change. */
