@@ -158,8 +158,10 @@ async function main(): Promise<void> {
   if (args.suites.includes("ike")) {
     const rounds = Math.min(args.rounds, 3);
     results.ike = await runIkeSuite({ rounds, count: args.handshakes, concurrency: args.concurrency, parts: args.ikeParts }, log);
-    console.log(`\nike: handshakes as responder (IKE_SA_INIT + IKE_AUTH, PSK, X25519, one child SA; ${args.handshakes} per round from sluice's load generator,` +
-      ` ${args.concurrency} at once, each deleted once up), ${rounds} rounds running both responders in turn; generator and responder share the 2 cores\n`);
+    if (results.ike.handshakes.length > 0) {
+      console.log(`\nike: handshakes as responder (IKE_SA_INIT + IKE_AUTH, PSK, X25519, one child SA; ${args.handshakes} per round from sluice's load generator,` +
+        ` ${args.concurrency} at once, each deleted once up), ${rounds} rounds running both responders in turn; generator and responder share the 2 cores\n`);
+    }
     console.log(formatIkeTable(results.ike));
     if (args.flood) {
       results.ikeFlood = await runFloodSuite({ rounds, rate: args.floodRate, seconds: args.floodSeconds }, log);

@@ -211,6 +211,9 @@ describe("road warriors with strongSwan", { skip }, () => {
 
   test("kill switch: gateway stopped, sluice SIGKILLed, not one clear packet to a tunnelled destination; sluice down opens the network", { skip: hasTool("tcpdump") ? false : "needs tcpdump" }, async (t) => {
     const bed = cleanUpAfter(t, await TwoHosts.create());
+    // sluice down also removes a resolvconf entry: kept to the test's own files, never the machine's.
+    const resolv = isolateResolvconf(bed.a.ns);
+    t.after(() => resolv.destroy());
     // A default route towards B: without the tunnel (and the kill switch), a packet to B's inner address leaves in clear.
     await mustRun("ip", ["-n", bed.a.ns, "route", "add", "default", "via", bed.b.address]);
     const gateway = cleanUpAfter(t, await certCharon(bed.b.ns, pki, pki.ee.gw));

@@ -113,6 +113,13 @@ export class IkeCore {
   now = 0;
   #peers = new Map<string, IkePeerConfig>();
   readonly #bySpi = new Map<bigint, IkeSa>();
+  /**
+   * Established IKE SAs by the peer's identity (formatIdentity): INITIAL_CONTACT
+   * (§3.10.1) looks up the client's older SAs here instead of formatting the
+   * identity of every SA, which on a gateway with a thousand clients made
+   * each new client cost a thousand formatted identities.
+   */
+  readonly #byRemoteId = new Map<string, Set<IkeSa>>();
   /** Half-open responder SAs by SPIi and source: retransmitted IKE_SA_INIT requests find their answer. */
   readonly #byInit = new Map<string, IkeSa>();
   /** The #byInit key each half-open SA was filed under (its remote may move before it is forgotten). */
@@ -321,10 +328,10 @@ export class IkeCore {
    * What the core holds, by table: for tests that check memory stays
    * bounded under floods and fuzzing (every table here must shrink back).
    */
-  footprint(): { sas: number; halfOpenIndex: number; timers: number; childSpis: number; reconnects: number; reassemblyBytes: number; dos: DosStatus } {
+  footprint(): { sas: number; byIdentity: number; halfOpenIndex: number; timers: number; childSpis: number; reconnects: number; reassemblyBytes: number; dos: DosStatus } {
     let reassemblyBytes = 0;
     for (const sa of this.#bySpi.values()) reassemblyBytes += sa.fragments.heldBytes;
-    return { sas: this.#bySpi.size, halfOpenIndex: this.#byInit.size + this.#initKeys.size, timers: this.#deadlines.size, childSpis: this.#childSpis.size, reconnects: this.#reconnects.size, reassemblyBytes, dos: this.#dos.status() };
+    return { sas: this.#bySpi.size, byIdentity: this.#byRemoteId.size, halfOpenIndex: this.#byInit.size + this.#initKeys.size, timers: this.#deadlines.size, childSpis: this.#childSpis.size, reconnects: this.#reconnects.size, reassemblyBytes, dos: this.#dos.status() };
   }
 
   /** Half-open SAs and whether cookies are required now, for metrics and status. */
@@ -656,6 +663,12 @@ export class IkeCore {
     sa.rekeyAt = times.rekeyAt;
     sa.ikeExpireAt = times.expireAt;
     sa.usageAt = this.options.childUsage ? this.now + USAGE_INTERVAL_MS : undefined;
+    if (sa.remoteId !== undefined && sa.remoteIdKey === undefined) {
+      sa.remoteIdKey = formatIdentity(sa.remoteId);
+      let set = this.#byRemoteId.get(sa.remoteIdKey);
+      if (set === undefined) this.#byRemoteId.set(sa.remoteIdKey, (set = new Set()));
+      set.add(sa);
+    }
     if (rekeyed) return this.#reschedule(sa);
     this.#forgetInit(sa);
     this.#dos.closed(sa);
@@ -730,6 +743,11 @@ export class IkeCore {
     // A client's address stays its own while it is away (addressPool.ts): released, not forgotten.
     for (const lease of sa.leases.splice(0)) lease.pool.release(lease.identity, lease.family, this.now);
     if (this.#bySpi.get(sa.ourSpi) === sa) this.#bySpi.delete(sa.ourSpi);
+    if (sa.remoteIdKey !== undefined) {
+      const set = this.#byRemoteId.get(sa.remoteIdKey);
+      set?.delete(sa);
+      if (set?.size === 0) this.#byRemoteId.delete(sa.remoteIdKey);
+    }
     this.#forgetInit(sa);
     this.#dos.closed(sa);
     sa.close();
@@ -739,9 +757,9 @@ export class IkeCore {
 
   /** INITIAL_CONTACT (§3.10.1): the peer lost its state; our other SAs with that identity are stale. */
   initialContact(sa: IkeSa): void {
-    for (const other of this.#bySpi.values()) {
-      if (other === sa || other.peer !== sa.peer || other.remoteId === undefined || sa.remoteId === undefined) continue;
-      if (formatIdentity(other.remoteId) !== formatIdentity(sa.remoteId)) continue;
+    if (sa.remoteId === undefined) return;
+    for (const other of [...(this.#byRemoteId.get(formatIdentity(sa.remoteId)) ?? [])]) {
+      if (other === sa || other.peer !== sa.peer) continue;
       this.removeSa(other, "replaced (INITIAL_CONTACT)");
     }
   }

@@ -101,6 +101,8 @@ export class IkeSa {
   initResponse: Uint8Array | undefined;
   localId: Identity | undefined;
   remoteId: Identity | undefined;
+  /** formatIdentity(remoteId) once established: the SA's key in the core's index by identity. */
+  remoteIdKey: string | undefined;
   readonly children: ChildSa[] = [];
   /** Virtual IPs: a client's given by the gateway; a gateway's leases to this client (released when the SA goes). */
   virtualIps: string[] = [];
