@@ -24,31 +24,23 @@
  * and deletes nothing: the gateway's SAs go when it stops.
  */
 import { createDecipheriv } from "node:crypto";
-import { createSocket, type Socket } from "node:dgram";
 import { performance } from "node:perf_hooks";
-import { randomPool } from "../src/ike/randomPool.js";
-import { IkeCore } from "../src/ike/core.js";
 import type { ChildSaInstall, IkeAction } from "../src/ike/actions.js";
 import type { IkePeerConfig } from "../src/ike/config.js";
 import { parseIdentity, parseIdentityPattern } from "../src/ike/identity.js";
 import { parseEspProposal, parseIkeProposal } from "../src/ike/proposals.js";
 import { selectorFromPrefix } from "../src/ike/trafficSelectors.js";
 import { icmpEcho4, sealEsp } from "../test/fixtures/espForge.js";
+import { BENCH_CLIENT, openLoadClients, say } from "./loadClients.js";
 
 const [gateway = "", countText = "1000", concurrencyText = "32", psk = "", target = "10.77.2.1"] = process.argv.slice(2);
 const count = Number(countText);
 const concurrency = Number(concurrencyText);
-const MARKER = new Uint8Array(4);
-
-function say(object: Record<string, unknown>): void {
-  process.stdout.write(`${JSON.stringify(object)}\n`);
-}
-
 const secret = new TextEncoder().encode(psk);
 const peers: IkePeerConfig[] = Array.from({ length: count }, (_, i) => ({
   name: `c${i}`,
+  ...BENCH_CLIENT,
   remote: { address: gateway, port: 500 },
-  remoteNatTPort: 4500,
   localId: parseIdentity(`client-${i}@rw.sluice.test`),
   remoteId: parseIdentityPattern("%any"),
   psk: () => secret.slice(),
@@ -57,67 +49,30 @@ const peers: IkePeerConfig[] = Array.from({ length: count }, (_, i) => ({
   // A client asks from any address; the gateway narrows this side to the virtual IP it leases.
   localTs: [selectorFromPrefix("0.0.0.0/0")],
   remoteTs: [selectorFromPrefix(`${target}/32`)],
-  moreChildren: [],
   vips: [4],
-  start: "none",
-  dpdMs: 0,
-  dpdAction: "clear",
-  ikeLifetime: { rekeyMs: 0, lifeMs: 0, randMs: 0 },
-  childLifetime: { rekeyMs: 0, lifeMs: 0, randMs: 0, rekeyBytes: 0, lifeBytes: 0, rekeyPackets: 0, lifePackets: 0 },
 }));
-
-async function open(): Promise<Socket> {
-  const socket = createSocket({ type: "udp4", recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 });
-  await new Promise<void>((resolve) => socket.bind(0, () => resolve()));
-  return socket;
-}
-
-const ike = await open();
-const natT = await open();
-const core = new IkeCore({
-  peers,
-  random: randomPool(),
-  retransmit: { timeoutMs: 1000, base: 1.5, tries: 5 },
-  local: { address: "0.0.0.0", ikePort: ike.address().port, natTPort: natT.address().port },
-});
 
 const children = new Map<string, ChildSaInstall>();
 const byInboundSpi = new Map<number, ChildSaInstall>();
 const failures: Record<string, number> = {};
 let started = 0;
 let settled = 0;
-const begin = performance.now();
 let establishedAt = 0;
-let timer: NodeJS.Timeout | undefined;
 
-function run(actions: IkeAction[]): void {
-  for (const action of actions) {
-    if (action.type === "send") {
-      if (action.natT) {
-        const out = new Uint8Array(4 + action.datagram.length);
-        out.set(MARKER);
-        out.set(action.datagram, 4);
-        natT.send(out, action.remote.port, action.remote.address);
-      } else ike.send(action.datagram, action.remote.port, action.remote.address);
-    } else if (action.type === "child-up") {
-      children.set(action.child.peerName, action.child);
-      byInboundSpi.set(action.child.inbound.spi, action.child);
-      queueMicrotask(settle);
-    } else if (action.type === "log" && action.event === "ike-failed") {
-      const reason = String(action.fields.reason);
-      failures[reason] = (failures[reason] ?? 0) + 1;
-      queueMicrotask(settle);
-    }
+function onAction(action: IkeAction): void {
+  if (action.type === "child-up") {
+    children.set(action.child.peerName, action.child);
+    byInboundSpi.set(action.child.inbound.spi, action.child);
+    queueMicrotask(settle);
+  } else if (action.type === "log" && action.event === "ike-failed") {
+    const reason = String(action.fields.reason);
+    failures[reason] = (failures[reason] ?? 0) + 1;
+    queueMicrotask(settle);
   }
-  arm();
 }
 
-function arm(): void {
-  if (timer) clearTimeout(timer);
-  const at = core.nextTimer();
-  if (at === undefined) return;
-  timer = setTimeout(() => run(core.timeout(performance.now())), Math.max(0, at - performance.now()));
-}
+const { core, natT, run } = await openLoadClients(peers, { tries: 5, onAction, onEsp });
+const begin = performance.now();
 
 function next(): void {
   if (started >= count) return;
@@ -190,13 +145,6 @@ async function echoes(): Promise<void> {
   }
   say({ event: "echoed", answered: answered.size, unanswered: children.size - answered.size, sends, badReplies, seconds: (performance.now() - establishedAt) / 1000 });
 }
-
-ike.on("message", (datagram, from) => run(core.receive(datagram, { local: { address: "0.0.0.0", port: ike.address().port }, remote: { address: from.address, port: from.port }, natT: false }, performance.now())));
-natT.on("message", (datagram, from) => {
-  if (datagram.length < 4) return;
-  if (datagram.readUInt32BE(0) !== 0) return onEsp(datagram);
-  run(core.receive(datagram.subarray(4), { local: { address: "0.0.0.0", port: natT.address().port }, remote: { address: from.address, port: from.port }, natT: true }, performance.now()));
-});
 
 process.stdin.setEncoding("utf8").on("data", (text: string) => {
   if (text.includes("stop")) process.exit(0);

@@ -1,0 +1,91 @@
+/**
+ * What the IKE load generators share (ikeLoad.ts: handshakes per second;
+ * roadWarriorLoad.ts: a thousand clients held at once): sluice's own
+ * sans-I/O IKE core acting as many clients, each an IkePeerConfig of its
+ * own, over two UDP sockets (IKE on one, then NAT-T with the non-ESP marker
+ * on the other, RFC 3948 §2.2), its actions carried out and its timers
+ * armed here. What a generator does with a child that came up or a
+ * handshake that failed is its own: `onAction` gets every action but the
+ * sends, `onEsp` every ESP datagram on the NAT-T socket.
+ */
+import { createSocket, type Socket } from "node:dgram";
+import { performance } from "node:perf_hooks";
+import { randomPool } from "../src/ike/randomPool.js";
+import { IkeCore } from "../src/ike/core.js";
+import type { IkeAction } from "../src/ike/actions.js";
+import type { IkePeerConfig } from "../src/ike/config.js";
+
+/** The settings every bench client has: no lifetimes, no liveness checks, started by the generator. */
+export const BENCH_CLIENT = {
+  remoteNatTPort: 4500,
+  moreChildren: [],
+  start: "none",
+  dpdMs: 0,
+  dpdAction: "clear",
+  ikeLifetime: { rekeyMs: 0, lifeMs: 0, randMs: 0 },
+  childLifetime: { rekeyMs: 0, lifeMs: 0, randMs: 0, rekeyBytes: 0, lifeBytes: 0, rekeyPackets: 0, lifePackets: 0 },
+} as const satisfies Partial<IkePeerConfig>;
+
+const MARKER = new Uint8Array(4);
+
+/** One JSON line on stdout: how a generator reports to the bench that runs it. */
+export function say(object: Record<string, unknown>): void {
+  process.stdout.write(`${JSON.stringify(object)}\n`);
+}
+
+export interface LoadClients {
+  readonly core: IkeCore;
+  readonly natT: Socket;
+  /** Carries out the core's actions (sends here, the rest to onAction) and re-arms its timer. */
+  run(actions: IkeAction[]): void;
+}
+
+/**
+ * Opens the two sockets (4 MiB buffers) and the core for `peers`. A lost
+ * datagram costs a second, not four (`retransmit`): the benches count rate,
+ * not patience.
+ */
+export async function openLoadClients(peers: IkePeerConfig[], options: { tries: number; onAction: (action: IkeAction) => void; onEsp?: (datagram: Buffer) => void }): Promise<LoadClients> {
+  const open = async (): Promise<Socket> => {
+    const socket = createSocket({ type: "udp4", recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 });
+    await new Promise<void>((resolve) => socket.bind(0, () => resolve()));
+    return socket;
+  };
+  const ike = await open();
+  const natT = await open();
+  const core = new IkeCore({
+    peers,
+    random: randomPool(),
+    retransmit: { timeoutMs: 1000, base: 1.5, tries: options.tries },
+    local: { address: "0.0.0.0", ikePort: ike.address().port, natTPort: natT.address().port },
+  });
+  let timer: NodeJS.Timeout | undefined;
+  const arm = (): void => {
+    if (timer) clearTimeout(timer);
+    const at = core.nextTimer();
+    if (at === undefined) return;
+    timer = setTimeout(() => run(core.timeout(performance.now())), Math.max(0, at - performance.now()));
+  };
+  const run = (actions: IkeAction[]): void => {
+    for (const action of actions) {
+      if (action.type !== "send") {
+        options.onAction(action);
+      } else if (action.natT) {
+        const out = new Uint8Array(4 + action.datagram.length);
+        out.set(MARKER);
+        out.set(action.datagram, 4);
+        natT.send(out, action.remote.port, action.remote.address);
+      } else {
+        ike.send(action.datagram, action.remote.port, action.remote.address);
+      }
+    }
+    arm();
+  };
+  ike.on("message", (datagram, from) => run(core.receive(datagram, { local: { address: "0.0.0.0", port: ike.address().port }, remote: { address: from.address, port: from.port }, natT: false }, performance.now())));
+  natT.on("message", (datagram, from) => {
+    if (datagram.length < 4) return; // a keepalive
+    if (datagram.readUInt32BE(0) !== 0) return options.onEsp?.(datagram);
+    run(core.receive(datagram.subarray(4), { local: { address: "0.0.0.0", port: natT.address().port }, remote: { address: from.address, port: from.port }, natT: true }, performance.now()));
+  });
+  return { core, natT, run };
+}
