@@ -6,7 +6,6 @@
 // leased address. The same against strongSwan, as root, is
 // interop-ike-roadwarrior.test.ts.
 import assert from "node:assert/strict";
-import { createSocket } from "node:dgram";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,32 +16,7 @@ import { parseConfig } from "../src/endpoint/config.js";
 import { Endpoint } from "../src/endpoint/endpoint.js";
 import { LogSink, waitUntil } from "./fixtures/observe.js";
 import { createPki, pkiSkip, type TestPki } from "./fixtures/pki.js";
-
-async function freePorts(n: number): Promise<number[]> {
-  const sockets = await Promise.all(Array.from({ length: n }, async () => {
-    const socket = createSocket("udp4");
-    await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
-    return socket;
-  }));
-  const ports = sockets.map((s) => s.address().port);
-  await Promise.all(sockets.map((s) => new Promise<void>((resolve) => s.close(resolve))));
-  return ports;
-}
-
-/** An IPv4/UDP packet from `src` to `dst`. */
-function ipv4(src: string, dst: string, payload: number): Buffer {
-  const packet = Buffer.alloc(28 + payload);
-  packet[0] = 0x45;
-  packet.writeUInt16BE(packet.length, 2);
-  packet[8] = 64;
-  packet[9] = 17;
-  Buffer.from(src.split(".").map(Number)).copy(packet, 12);
-  Buffer.from(dst.split(".").map(Number)).copy(packet, 16);
-  packet.writeUInt16BE(8 + payload, 24);
-  return packet;
-}
-
-type IkeEntry = { peer: string; state: string; role: string; remoteId?: string; virtualIps: string[]; remoteCertificate?: string; children: unknown[] };
+import { freePorts, ipv4Udp as ipv4 } from "./fixtures/loopback.js";
 
 describe("a road warrior and its gateway (portable path)", { skip: pkiSkip() }, () => {
   let pki: TestPki;
@@ -101,14 +75,14 @@ dpd = 0
     const a = await Endpoint.start(parseConfig(client), { path: "portable", reason: "test" }, pino({}, logA), { processMetrics: false });
     try {
       await waitUntil(() => logB.events("child-up").length > 0 && logA.events("child-up").length > 0, "child SA up on both", 10_000);
-      const [gw] = b.status().ike as IkeEntry[];
+      const [gw] = b.status().ike;
       assert.equal(gw!.role, "responder");
       assert.equal(gw!.remoteId, "p256.sluice.test");
       assert.deepEqual(gw!.virtualIps, ["10.3.0.2"]);
       assert.equal(gw!.remoteCertificate, "C=CH, O=sluice test, CN=p256.sluice.test");
       const text = formatStatus(b.status() as Parameters<typeof formatStatus>[0]);
       assert.match(text, /remote 'p256\.sluice\.test' @ 127\.0\.0\.1:\d+[^\n]*\n {2}remote certificate "C=CH, O=sluice test, CN=p256\.sluice\.test"\n {2}remote virtual IP 10\.3\.0\.2\n/);
-      const [cl] = a.status().ike as IkeEntry[];
+      const [cl] = a.status().ike;
       assert.deepEqual(cl!.virtualIps, ["10.3.0.2"]);
       assert.equal(cl!.remoteCertificate, "C=CH, O=sluice test, CN=gw.sluice.test");
       assert.match(formatStatus(a.status() as Parameters<typeof formatStatus>[0]), /local virtual IP 10\.3\.0\.2/);
