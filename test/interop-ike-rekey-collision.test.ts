@@ -34,9 +34,11 @@
 //   before our answer ("peer did not notice IKE_SA rekey collision, abort
 //   active rekeying") and never deletes the SA we made for it: it stayed,
 //   established and empty; now we delete it after the half-open time;
-// - a rekey request for a child whose SPI we learn only from the answer to
-//   our own CREATE_CHILD_SA got CHILD_SA_NOT_FOUND, and the peer dropped the
-//   child we were about to seal with: TEMPORARY_FAILURE now (RFC 7296 §2.25).
+// - and, replaying between two cores a side that answers a rekey and at once
+//   rekeys every child it has (as `swanctl --rekey` may pick the new one): a
+//   rekey request for a child whose SPI we learn only from the answer to our
+//   own CREATE_CHILD_SA got CHILD_SA_NOT_FOUND, and the peer dropped the
+//   child we were about to seal with; TEMPORARY_FAILURE now (RFC 7296 §2.25).
 // Needs root, strongSwan, nftables, conntrack, ping: .ci/run installs them.
 import assert from "node:assert/strict";
 import { describe, test, type TestContext } from "node:test";
