@@ -1,4 +1,9 @@
 // ESP (RFC 4303) with ChaCha20-Poly1305 (RFC 7634), in place in a packet buffer.
+// AES-GCM SAs (RFC 4106) share everything here but the AEAD: the header,
+// trailer and IV (= sequence number) are the same (RFC 4106 §3, §4), so the
+// kernel frames them and checks replay, leaves them INTERIM_AEAD_PENDING for
+// the AES pass outside WASM (native/src/gcm.c, or node:crypto), and checks
+// their trailer afterwards (openFinishBatch).
 //
 // Buffer contract. Sealing: the inner packet sits at buf + 16 with len bytes;
 // the buffer has at least 3 + 2 + 16 bytes of tailroom after it. The ESP
@@ -8,7 +13,8 @@
 // before the ICV verified; the replay window moves only after that.
 
 import {
-  SA_SPI, SA_FLAGS, SA_SEQ, SA_SALT, SA_KEY, SA_FLAG_ESN,
+  SA_SPI, SA_FLAGS, SA_SEQ, SA_SALT, SA_KEY, SA_CIPHER, SA_FLAG_ESN, CIPHER_CHACHA20_POLY1305,
+  INTERIM_AEAD_PENDING, INTERIM_AEAD_OPENED,
   D_BUF, D_LEN, D_SA, D_STATUS, D_NEXT_HEADER, D_FLAGS, D_SEQ, D_IV, D_FLAG_IV, DESCRIPTOR_SIZE,
   ESP_HEADER, ESP_ICV,
   STATUS_OK, STATUS_AUTH, STATUS_TRUNCATED, STATUS_MALFORMED, STATUS_BAD_PADDING, STATUS_BAD_PAD_LENGTH,
@@ -34,8 +40,12 @@ export function nextSeq(sa: usize): u64 {
   return last + 1;
 }
 
-/** Seals the packet one descriptor names; sets its status, length and sequence number. */
-export function espSeal(d: usize): void {
+/**
+ * Seals the packet one descriptor names; sets its status, length and sequence
+ * number. An AES-GCM SA's packet is framed only: true when it is left
+ * INTERIM_AEAD_PENDING for the AES pass.
+ */
+export function espSeal(d: usize): bool {
   const sa = <usize>load<u32>(d + D_SA);
   const buf = <usize>load<u32>(d + D_BUF);
   const len = <usize>load<u32>(d + D_LEN);
@@ -45,7 +55,7 @@ export function espSeal(d: usize): void {
   if (seq == 0) seq = nextSeq(sa);
   if (seq == 0 || (!esn && seq > 0xffffffff)) {
     store<u8>(d + D_STATUS, STATUS_SEQ_EXHAUSTED);
-    return;
+    return false;
   }
   const iv = (load<u8>(d + D_FLAGS) & D_FLAG_IV) ? load<u64>(d + D_IV) : seq;
 
@@ -63,6 +73,13 @@ export function espSeal(d: usize): void {
   store<u32>(buf, bswap<u32>(<u32>seq), 4);
   store<u64>(buf, bswap<u64>(iv), 8);
 
+  if (load<u32>(sa + SA_CIPHER) != CIPHER_CHACHA20_POLY1305) {
+    store<u32>(d + D_LEN, <u32>(ESP_HEADER + ctLen + ESP_ICV));
+    store<u64>(d + D_SEQ, seq);
+    store<u8>(d + D_STATUS, INTERIM_AEAD_PENDING);
+    return true;
+  }
+
   // RFC 7634 §2: nonce = salt ‖ IV; §3: AAD = SPI ‖ seq (‖ seq-high in the middle with ESN).
   const n0 = load<u32>(sa + SA_SALT), n1 = load<u32>(buf, 8), n2 = load<u32>(buf, 12);
   const spiWord = load<u32>(buf), seqLowWord = load<u32>(buf, 4);
@@ -74,11 +91,19 @@ export function espSeal(d: usize): void {
   store<u32>(d + D_LEN, <u32>(ESP_HEADER + ctLen + ESP_ICV));
   store<u64>(d + D_SEQ, seq);
   store<u8>(d + D_STATUS, STATUS_OK);
+  return false;
 }
 
-/** Opens the packet one descriptor names; sets its status and, when OK, length and next header. */
-export function espOpen(d: usize): void {
-  store<u8>(d + D_STATUS, openStatus(d, true));
+/**
+ * Opens the packet one descriptor names; sets its status and, when OK,
+ * length and next header. An AES-GCM SA's packet is only checked (length,
+ * SPI, replay, ESN inference into D_SEQ): true when it is left
+ * INTERIM_AEAD_PENDING; after the AES pass, openFinishBatch with commit.
+ */
+export function espOpen(d: usize): bool {
+  const status = openStatus(d, true);
+  store<u8>(d + D_STATUS, status);
+  return status == INTERIM_AEAD_PENDING;
 }
 
 /**
@@ -86,8 +111,10 @@ export function espOpen(d: usize): void {
  * only checked here (a cheap early drop); the one authoritative check and the
  * commit happen later, in submission order, on one thread (commitBatch).
  */
-export function espOpenDeferred(d: usize): void {
-  store<u8>(d + D_STATUS, openStatus(d, false));
+export function espOpenDeferred(d: usize): bool {
+  const status = openStatus(d, false);
+  store<u8>(d + D_STATUS, status);
+  return status == INTERIM_AEAD_PENDING;
 }
 
 /** Whether a status means the packet was authentic, so its number is used up. */
@@ -112,6 +139,10 @@ function openStatus(d: usize, commit: bool): u8 {
   const replay = replayCheck(sa, bswap<u32>(seqLowWord));
   if (replay != STATUS_OK) return replay;
   const seq = checkedSeq;
+  if (load<u32>(sa + SA_CIPHER) != CIPHER_CHACHA20_POLY1305) {
+    store<u64>(d + D_SEQ, seq);
+    return INTERIM_AEAD_PENDING;
+  }
 
   const payload = buf + ESP_HEADER;
   const n0 = load<u32>(sa + SA_SALT), n1 = load<u32>(buf, 8), n2 = load<u32>(buf, 12);
@@ -123,8 +154,11 @@ function openStatus(d: usize, commit: bool): u8 {
   // The packet is the peer's: its number is used up whatever its trailer says.
   if (commit) replayCommit(sa, seq);
   store<u64>(d + D_SEQ, seq);
+  return trailerStatus(d, payload, ctLen);
+}
 
-  // Trailer checks (RFC 4303 §2.4–2.6), on decrypted data only.
+/** Trailer checks (RFC 4303 §2.4–2.6), on decrypted, authentic data only. */
+function trailerStatus(d: usize, payload: usize, ctLen: usize): u8 {
   const padLength = <usize>load<u8>(payload + ctLen - 2);
   const nextHeader = load<u8>(payload + ctLen - 1);
   if (padLength > ctLen - 2) return STATUS_BAD_PAD_LENGTH;
@@ -139,19 +173,43 @@ function openStatus(d: usize, commit: bool): u8 {
   return STATUS_OK;
 }
 
-/** Seals count packets whose descriptors start at descriptors. */
-export function sealBatch(descriptors: usize, count: u32): void {
-  for (let i: u32 = 0; i < count; i++) espSeal(descriptors + <usize>i * DESCRIPTOR_SIZE);
+/** Seals count packets whose descriptors start at descriptors; returns how many await the AES pass. */
+export function sealBatch(descriptors: usize, count: u32): u32 {
+  let pending: u32 = 0;
+  for (let i: u32 = 0; i < count; i++) if (espSeal(descriptors + <usize>i * DESCRIPTOR_SIZE)) pending++;
+  return pending;
 }
 
-/** Opens count packets whose descriptors start at descriptors. */
-export function openBatch(descriptors: usize, count: u32): void {
-  for (let i: u32 = 0; i < count; i++) espOpen(descriptors + <usize>i * DESCRIPTOR_SIZE);
+/** Opens count packets whose descriptors start at descriptors; returns how many await the AES pass. */
+export function openBatch(descriptors: usize, count: u32): u32 {
+  let pending: u32 = 0;
+  for (let i: u32 = 0; i < count; i++) if (espOpen(descriptors + <usize>i * DESCRIPTOR_SIZE)) pending++;
+  return pending;
 }
 
 /** Opens count packets without committing their sequence numbers; see espOpenDeferred. */
-export function openBatchDeferred(descriptors: usize, count: u32): void {
-  for (let i: u32 = 0; i < count; i++) espOpenDeferred(descriptors + <usize>i * DESCRIPTOR_SIZE);
+export function openBatchDeferred(descriptors: usize, count: u32): u32 {
+  let pending: u32 = 0;
+  for (let i: u32 = 0; i < count; i++) if (espOpenDeferred(descriptors + <usize>i * DESCRIPTOR_SIZE)) pending++;
+  return pending;
+}
+
+/**
+ * The last pass of opening AES-GCM packets: each descriptor the AES pass
+ * left INTERIM_AEAD_OPENED gets its trailer checked. With commit (the
+ * single-threaded openBatch), its number is checked against the window
+ * again, as it is now, and committed: two copies of one packet in a batch
+ * both passed the first check, and only one may be accepted. Without commit
+ * (deferred), commitBatch does that later on the thread owning the windows.
+ */
+export function openFinishBatch(descriptors: usize, count: u32, commit: bool): void {
+  for (let i: u32 = 0; i < count; i++) {
+    const d = descriptors + <usize>i * DESCRIPTOR_SIZE;
+    if (load<u8>(d + D_STATUS) != INTERIM_AEAD_OPENED) continue;
+    if (commit && !recheckAndCommit(d)) continue;
+    const ctLen = <usize>load<u32>(d + D_LEN) - ESP_HEADER - ESP_ICV;
+    store<u8>(d + D_STATUS, trailerStatus(d, <usize>load<u32>(d + D_BUF) + ESP_HEADER, ctLen));
+  }
 }
 
 /**
@@ -166,16 +224,26 @@ export function commitBatch(descriptors: usize, count: u32): void {
   for (let i: u32 = 0; i < count; i++) {
     const d = descriptors + <usize>i * DESCRIPTOR_SIZE;
     const status = load<u8>(d + D_STATUS);
-    if (!authentic(status)) continue;
-    const sa = <usize>load<u32>(d + D_SA);
-    const seq = load<u64>(d + D_SEQ);
-    const replay = replayCheckFull(sa, seq);
-    if (replay != STATUS_OK) {
-      store<u8>(d + D_STATUS, replay);
-      continue;
-    }
-    replayCommit(sa, seq);
+    if (authentic(status)) recheckAndCommit(d);
   }
+}
+
+/**
+ * Checks an authentic packet's number against its SA's window as it is now
+ * and commits it; false (the descriptor's status set to STATUS_REPLAY or
+ * STATUS_TOO_OLD) when the window no longer takes it.
+ */
+// @ts-ignore: decorator
+@inline function recheckAndCommit(d: usize): bool {
+  const sa = <usize>load<u32>(d + D_SA);
+  const seq = load<u64>(d + D_SEQ);
+  const replay = replayCheckFull(sa, seq);
+  if (replay != STATUS_OK) {
+    store<u8>(d + D_STATUS, replay);
+    return false;
+  }
+  replayCommit(sa, seq);
+  return true;
 }
 
 /**

@@ -5,7 +5,7 @@
 import { chacha20Xor } from "./chacha20";
 import { aeadSeal, aeadOpen, setScratch } from "./aead";
 import { polyInit, polyPadded, polyTail, polyBlocks, polyFinish, storeTag } from "./poly1305";
-import { espSeal, espOpen, sealBatch, openBatch, openBatchDeferred, commitBatch, assignSeq, nextSeq } from "./esp";
+import { espSeal, espOpen, sealBatch, openBatch, openBatchDeferred, openFinishBatch, commitBatch, assignSeq, nextSeq } from "./esp";
 import { replayCheck, replayCommit, checkedSeq } from "./replay";
 
 export {
@@ -13,6 +13,7 @@ export {
   sealBatch as seal_batch,
   openBatch as open_batch,
   openBatchDeferred as open_batch_deferred,
+  openFinishBatch as open_finish_batch,
   commitBatch as commit_batch,
   assignSeq as assign_seq,
   espSeal as esp_seal,

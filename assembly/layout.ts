@@ -9,9 +9,17 @@ export const SA_SALT: usize = 16;       // 4 bytes as on the wire
 export const SA_WINDOW: usize = 20;     // u32, replay window in packets (multiple of 64)
 export const SA_KEY: usize = 24;        // 32 bytes
 export const SA_WORD_MASK: usize = 56;  // u32, bitmap words - 1 (a power of two minus one)
+export const SA_CIPHER: usize = 60;     // u32, CIPHER_*: which AEAD the key at SA_KEY is for
 export const SA_BITMAP: usize = 64;     // u64 words, a ring indexed by seq >> 6 (RFC 6479)
 
 export const SA_FLAG_ESN: u32 = 1;
+
+// Ciphers (SA_CIPHER). ChaCha20-Poly1305 runs here; AES-GCM (RFC 4106) runs
+// on the CPU's AES instructions outside WASM (native/src/gcm.c): the kernel
+// frames those packets and leaves them INTERIM_AEAD_PENDING.
+export const CIPHER_CHACHA20_POLY1305: u32 = 0;
+export const CIPHER_AES128_GCM: u32 = 1;
+export const CIPHER_AES256_GCM: u32 = 2;
 
 // Packet descriptor, one per packet of a batch.
 export const D_BUF: usize = 0;          // u32: where the ESP packet starts (sealing: inner packet at +16)
@@ -44,3 +52,6 @@ export const STATUS_BAD_NEXT_HEADER: u8 = 9; // next header is not 4 (IPv4) or 4
 export const STATUS_SEQ_EXHAUSTED: u8 = 10;  // the sequence counter would wrap: SA must be rekeyed
 export const STATUS_DUMMY: u8 = 11;          // next header 59: a dummy packet (RFC 4303 §2.6), dropped
 export const STATUS_WORKER_FAILED: u8 = 12;  // set by the engine when a worker died; never by the kernel
+// Between the passes of an AES-GCM batch only; never left in a finished batch.
+export const INTERIM_AEAD_PENDING: u8 = 13;   // framed (seal) or pre-checked (open): the AEAD is to run
+export const INTERIM_AEAD_OPENED: u8 = 14;    // tag verified and decrypted: the trailer is to be checked

@@ -7,13 +7,16 @@
  * The engine is kept full: `inFlight` batches are always submitted; each
  * completion releases its batch and submits a new one with the same slots.
  * Sealing in place again and again is fine for timing: the kernel does not
- * care what bytes it seals.
+ * care what bytes it seals. AES-256-GCM rows (RFC 4106; the AES pass in the
+ * workers, one native call per batch) follow at 1420 B, their ratio taken
+ * to the same batch path on the main thread.
  */
 import { randomBytes } from "node:crypto";
 import { createEngine, type Engine } from "../src/engine/engine.js";
 import type { SaHandle } from "../src/engine/saTable.js";
 import { createBatchRunner, BATCH } from "./sluiceBatch.js";
 import { median } from "./measure.js";
+import type { EspCipher } from "../src/kernel/cipher.js";
 
 export interface EngineRow {
   suite: "engine";
@@ -23,8 +26,10 @@ export interface EngineRow {
   batchSize: number;
   packetsPerSecond: number;
   gbitPerSecond: number;
-  /** Throughput divided by the single-thread kernel's at the same size. */
+  /** Throughput divided by the single-thread kernel's at the same size (and cipher). */
   kernelRatio: number;
+  /** Absent: ChaCha20-Poly1305. */
+  cipher?: EspCipher;
 }
 
 export interface DispatchRow {
@@ -86,8 +91,8 @@ async function sealThroughput(engine: Engine, sa: SaHandle, size: number, batchS
   return counted / elapsed;
 }
 
-function kernelThroughput(size: number, ms: number): number {
-  const runner = createBatchRunner(size, new Uint8Array(randomBytes(32)), new Uint8Array(randomBytes(4)));
+function kernelThroughput(size: number, ms: number, cipher: EspCipher = "chacha20poly1305"): number {
+  const runner = createBatchRunner(size, new Uint8Array(randomBytes(32)), new Uint8Array(randomBytes(4)), cipher);
   for (let i = 0; i < 50; i++) runner.seal();
   let packets = 0;
   const start = process.hrtime.bigint();
@@ -168,8 +173,37 @@ export async function runEngineSuite(options: EngineSuiteOptions, log: (line: st
       rows.push({ suite: "engine", size, impl: `engine, ${workers} worker${workers > 1 ? "s" : ""}`, workers, batchSize, packetsPerSecond: pps, gbitPerSecond: (pps * size * 8) / 1e9, kernelRatio: pps / kernelPps });
     }
   }
+  rows.push(...(await aesRows(options, log)));
   log("engine: dispatch cost");
   const at1420 = rows.find((r) => r.size === 1420 && r.workers === 1)!;
   const dispatch: DispatchRow = { ...(await dispatchCost(options.rounds)), overhead: 1 - at1420.kernelRatio };
   return { rows, dispatch };
+}
+
+/** AES-256-GCM at 1420 B: the batch path on the main thread, then the engine with 1 and 2 workers. */
+async function aesRows(options: EngineSuiteOptions, log: (line: string) => void): Promise<EngineRow[]> {
+  const size = 1420, batchSize = 64, cipher = "aes256gcm16";
+  const kernel: number[] = [];
+  const byWorkers = new Map<number, number[]>([[1, []], [2, []]]);
+  for (let round = 0; round < options.rounds; round++) {
+    log(`engine AES-256-GCM ${size} B: round ${round + 1}/${options.rounds}`);
+    kernel.push(kernelThroughput(size, options.timeMs, cipher));
+    for (const workers of [1, 2]) {
+      const inFlight = workers * 4;
+      const engine = await createEngine({ workers, batchSize, maxInFlight: inFlight, slots: inFlight * batchSize });
+      try {
+        const sa = engine.addSa({ direction: "out", spi: 1, cipher, key: new Uint8Array(randomBytes(32)), salt: new Uint8Array(randomBytes(4)) });
+        byWorkers.get(workers)!.push(await sealThroughput(engine, sa, size, batchSize, inFlight, options.timeMs));
+      } finally {
+        await engine.close();
+      }
+    }
+  }
+  const kernelPps = median(kernel);
+  const rows: EngineRow[] = [{ suite: "engine", cipher, size, impl: "AES-256-GCM batch, main thread", workers: 0, batchSize: BATCH, packetsPerSecond: kernelPps, gbitPerSecond: (kernelPps * size * 8) / 1e9, kernelRatio: 1 }];
+  for (const [workers, samples] of byWorkers) {
+    const pps = median(samples);
+    rows.push({ suite: "engine", cipher, size, impl: `engine AES-256-GCM, ${workers} worker${workers > 1 ? "s" : ""}`, workers, batchSize, packetsPerSecond: pps, gbitPerSecond: (pps * size * 8) / 1e9, kernelRatio: pps / kernelPps });
+  }
+  return rows;
 }

@@ -24,6 +24,9 @@
  *   a test root (test/fixtures/pki.ts makes it with openssl for the run);
  *   sluice and strongSwan in rounds, side by side.
  *
+ * - A thousand road warriors at once (roadWarriors.ts): setup rate, the
+ *   gateway's memory per client, an echo through every client's SA.
+ *
  * strongSwan's per-source half-open limit (block_threshold, default 5) and
  * cookie threshold (30) would throttle a load from one address; they are
  * raised for the bench so that its rate is strongSwan's, not its DoS guard's,
@@ -44,6 +47,7 @@ import { median } from "./measure.js";
 import { formatRekeyTable, runRekeySuite, type RekeyResult } from "./ikeRekey.js";
 import { copyFileSync, mkdirSync, chmodSync } from "node:fs";
 import { benchCertificates, createPki, type BenchCertificates } from "../test/fixtures/pki.js";
+import { formatRoadWarriors, runRoadWarriors, type RoadWarriorResult } from "./roadWarriors.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const LOAD = join(ROOT, "dist/bench/ikeLoad.js");
@@ -79,9 +83,9 @@ export interface CertificateRounds {
 }
 
 /** What `npm run bench -- ike` runs (`--ike-parts`; default all). */
-export type IkePart = "psk" | "certs" | "first-packet" | "rekey";
+export type IkePart = "psk" | "certs" | "first-packet" | "roadwarriors" | "rekey";
 
-export const IKE_PARTS: readonly IkePart[] = ["psk", "certs", "first-packet", "rekey"];
+export const IKE_PARTS: readonly IkePart[] = ["psk", "certs", "first-packet", "roadwarriors", "rekey"];
 
 export interface IkeResult {
   handshakes: HandshakeRound[];
@@ -89,6 +93,8 @@ export interface IkeResult {
   /** sluice's rate ÷ strongSwan's, round by round. */
   ratios: number[];
   firstPacket: FirstPacket[];
+  /** A thousand road warriors (SLUICE_RW_CLIENTS) held at once on one gateway (roadWarriors.ts), sluice's then strongSwan's. */
+  roadWarriors?: RoadWarriorResult[];
   /** Child rekeys per second and loss across rekeys under load (ikeRekey.ts). */
   rekey?: RekeyResult;
   settings: { count: number; concurrency: number; rounds: number };
@@ -304,8 +310,14 @@ export async function runIkeSuite(options: { rounds: number; count: number; conc
     firstPacket[2]!.ms.push(await firstPacketStrongSwan());
     log(`first packet round ${round}: ${firstPacket.map((f) => `${f.path} ${f.ms.at(-1)!.toFixed(1)} ms`).join(", ")}`);
   }
+  let roadWarriors: RoadWarriorResult[] | undefined;
+  if (parts.includes("roadwarriors")) {
+    const count = Number(process.env.SLUICE_RW_CLIENTS ?? 1000);
+    roadWarriors = [];
+    for (const gateway of ["sluice", "strongSwan"] as const) roadWarriors.push(await runRoadWarriors({ count, concurrency: options.concurrency, gateway }, log));
+  }
   const rekey = parts.includes("rekey") ? await runRekeySuite({ rounds: options.rounds }, log) : undefined;
-  return { handshakes, certificates, ratios, firstPacket, rekey, settings: { count: options.count, concurrency: options.concurrency, rounds: options.rounds } };
+  return { handshakes, certificates, ratios, firstPacket, roadWarriors, rekey, settings: { count: options.count, concurrency: options.concurrency, rounds: options.rounds } };
 }
 
 export function formatIkeTable(result: IkeResult): string {
@@ -318,6 +330,7 @@ export function formatIkeTable(result: IkeResult): string {
     lines.push("", "time from start to the first packet through the tunnel (median, rounds):");
     for (const f of result.firstPacket) lines.push(`  ${f.path.padEnd(24)} ${median(f.ms).toFixed(1).padStart(7)} ms   (${f.ms.map((ms) => ms.toFixed(1)).join(", ")})`);
   }
+  if (result.roadWarriors) lines.push("", formatRoadWarriors(result.roadWarriors));
   if (result.rekey) lines.push("", formatRekeyTable(result.rekey));
   return lines.join("\n");
 }

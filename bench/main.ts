@@ -1,18 +1,21 @@
 /**
  * `npm run bench [-- SUITE …] [--rounds N] [--time MS]`: runs the suites
- * (default: crypto and engine; `tunnel` and `ike` need root and run when named),
+ * (default: crypto and engine; `tunnel` and `ike` need root and run when named;
+ * `crypto-aes` is the crypto suite's AES-256-GCM part alone),
  * prints the tables and writes bench/results/latest.json.
  */
 import { writeFileSync, mkdirSync, readFileSync, existsSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
-import { runCryptoSuite, type CryptoRow } from "./crypto.js";
+import { runCryptoSuite, CRYPTO_SIZES, type CryptoRow } from "./crypto.js";
+import { runAesCryptoSuite, formatAesTable, type AesCryptoRow } from "./cryptoAes.js";
 import { runEngineSuite, type EngineRow, type DispatchRow } from "./engine.js";
 import { runTunnelSuite, roundRatios, FIXED_RATE_DATAGRAM, type TunnelResult } from "./tunnel.js";
 import { runIkeSuite, formatIkeTable, IKE_PARTS, type IkeResult, type IkePart } from "./ike.js";
 import { runFloodSuite, formatFloodTable, type FloodSuiteResult } from "./ikeFlood.js";
+import { formatGroupedTable } from "./measure.js";
 
 /** Suites run by default; "tunnel" and "ike" need root and run only when named. */
-const SUITES = ["crypto", "engine", "tunnel", "ike"] as const;
+const SUITES = ["crypto", "crypto-aes", "engine", "tunnel", "ike"] as const;
 const DEFAULT_SUITES = ["crypto", "engine"] as const;
 type Suite = (typeof SUITES)[number];
 
@@ -25,7 +28,7 @@ interface Args {
   /** The ike suite: handshakes per round, and how many at once. */
   handshakes: number;
   concurrency: number;
-  /** The ike suite's parts (--ike-parts psk,certs,first-packet,rekey). */
+  /** The ike suite's parts (--ike-parts, IKE_PARTS). */
   ikeParts: IkePart[] | undefined;
   /** The ike suite: add the IKE_SA_INIT flood (ikeFlood.ts); its rate (0 = as fast as the flooder goes) and length. */
   flood: boolean;
@@ -87,17 +90,7 @@ function formatCryptoTable(rows: CryptoRow[]): string {
     r.impl === "node:crypto" ? "—" : r.nodeRatio.toFixed(2),
     r.impl === "sluice batch" ? "—" : r.batchRatio.toFixed(2),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  const fmt = (cells: string[]): string => cells.map((c, i) => (i >= 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ");
-  const out = [fmt(header), widths.map((w) => "-".repeat(w)).join("  ")];
-  let last = "";
-  for (let i = 0; i < lines.length; i++) {
-    const group = `${rows[i]!.size}|${rows[i]!.op}`;
-    if (last && group !== last) out.push("");
-    last = group;
-    out.push(fmt(lines[i]!));
-  }
-  return out.join("\n");
+  return formatGroupedTable(header, lines, (i) => `${rows[i]!.size}|${rows[i]!.op}`);
 }
 
 function formatEngineTable(rows: EngineRow[], dispatch: DispatchRow): string {
@@ -134,12 +127,18 @@ function formatTunnelTable(result: TunnelResult): string {
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const log = (line: string): void => void process.stderr.write(`${line}\n`);
-  const results: { crypto?: CryptoRow[]; engine?: EngineRow[]; dispatch?: DispatchRow; tunnel?: TunnelResult; ike?: IkeResult; ikeFlood?: FloodSuiteResult } = {};
+  const results: { crypto?: CryptoRow[]; cryptoAes?: AesCryptoRow[]; engine?: EngineRow[]; dispatch?: DispatchRow; tunnel?: TunnelResult; ike?: IkeResult; ikeFlood?: FloodSuiteResult } = {};
   if (args.suites.includes("crypto")) {
     results.crypto = await runCryptoSuite({ rounds: args.rounds, timeMs: args.timeMs }, undefined, log);
     console.log(`\ncrypto: one core, median of ${args.rounds} rounds; "× node:crypto" = this row's throughput / node:crypto's;` +
       ` "sluice batch ×" = sluice batch throughput / this row's; "sluice one-shot" allocates each result, "+ output" writes into the caller's array\n`);
     console.log(formatCryptoTable(results.crypto));
+  }
+  if (args.suites.includes("crypto") || args.suites.includes("crypto-aes")) {
+    results.cryptoAes = await runAesCryptoSuite({ rounds: args.rounds, timeMs: args.timeMs }, CRYPTO_SIZES, log);
+    console.log(`\ncrypto AES-256-GCM (RFC 4106's AEAD): one core, median of ${args.rounds} rounds; "× openssl speed" = this row's throughput / \`openssl speed -evp aes-256-gcm -bytes N\`'s` +
+      ` (OpenSSL sealing one buffer over and over: the ceiling; its sealing figure serves both ops); "× sluice ChaCha batch" = this row's throughput / sluice's ChaCha20-Poly1305 batch of the same run\n`);
+    console.log(formatAesTable(results.cryptoAes));
   }
   if (args.suites.includes("engine")) {
     const { rows, dispatch } = await runEngineSuite({ rounds: Math.min(args.rounds, 3), timeMs: Math.max(1000, args.timeMs * 4) }, log);
@@ -159,8 +158,10 @@ async function main(): Promise<void> {
   if (args.suites.includes("ike")) {
     const rounds = Math.min(args.rounds, 3);
     results.ike = await runIkeSuite({ rounds, count: args.handshakes, concurrency: args.concurrency, parts: args.ikeParts }, log);
-    console.log(`\nike: handshakes as responder (IKE_SA_INIT + IKE_AUTH, PSK, X25519, one child SA; ${args.handshakes} per round from sluice's load generator,` +
-      ` ${args.concurrency} at once, each deleted once up), ${rounds} rounds running both responders in turn; generator and responder share the 2 cores\n`);
+    if (results.ike.handshakes.length > 0) {
+      console.log(`\nike: handshakes as responder (IKE_SA_INIT + IKE_AUTH, PSK, X25519, one child SA; ${args.handshakes} per round from sluice's load generator,` +
+        ` ${args.concurrency} at once, each deleted once up), ${rounds} rounds running both responders in turn; generator and responder share the 2 cores\n`);
+    }
     console.log(formatIkeTable(results.ike));
     if (args.flood) {
       results.ikeFlood = await runFloodSuite({ rounds, rate: args.floodRate, seconds: args.floodSeconds }, log);

@@ -41,3 +41,22 @@ export function median(values: number[]): number {
   const mid = sorted.length >> 1;
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
+
+/**
+ * A plain-text table: the first three columns left-aligned (labels), the
+ * rest right-aligned (figures), a blank line between rows of different
+ * groups (`groupOf`: a size and an operation, say).
+ */
+export function formatGroupedTable(header: string[], lines: string[][], groupOf: (row: number) => string): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
+  const fmt = (cells: string[]): string => cells.map((c, i) => (i >= 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ");
+  const out = [fmt(header), widths.map((w) => "-".repeat(w)).join("  ")];
+  let last = "";
+  for (let i = 0; i < lines.length; i++) {
+    const group = groupOf(i);
+    if (last && group !== last) out.push("");
+    last = group;
+    out.push(fmt(lines[i]!));
+  }
+  return out.join("\n");
+}

@@ -6,10 +6,15 @@
  * place and the window refuses a repeat), so each open batch first copies the
  * 64 ESP packets into their slots with copyWithin, as a receive would write
  * them, and rewinds the replay window; that copy is part of the time measured.
+ * An AES-GCM SA (RFC 4106) takes the engine's passes too: the kernel frames,
+ * the AES pass (src/kernel/gcm.ts: one native call per batch) seals or opens,
+ * and the kernel checks the trailers.
  */
 import {
   kernelModule, createKernelMemory, instantiateKernel, layout, validateSa, writeSaRecord, recordSize, statusName,
 } from "../src/kernel/kernel.js";
+import { aesGcmPass, GCM_SEAL, GCM_OPEN } from "../src/kernel/gcm.js";
+import type { EspCipher } from "../src/kernel/cipher.js";
 
 export const BATCH = 64;
 
@@ -23,10 +28,10 @@ export interface BatchRunner {
 }
 
 /** Sets up a kernel instance for packets of `size` bytes. */
-export function createBatchRunner(size: number, key: Uint8Array, salt: Uint8Array): BatchRunner {
+export function createBatchRunner(size: number, key: Uint8Array, salt: Uint8Array, cipher: EspCipher = "chacha20poly1305"): BatchRunner {
   const slotSize = Math.max(2048, 1 << Math.ceil(Math.log2(size + layout.ESP_HEADER + layout.ESP_TRAILER_MAX)));
   const window = 1024;
-  const spec = validateSa({ spi: 0x1001, key, salt }, window);
+  const spec = validateSa({ spi: 0x1001, cipher, key: cipher === "aes128gcm16" ? key.subarray(0, 16) : key, salt }, window);
   const recordBytes = recordSize(spec);
 
   // Layout: [scratch for opening][outbound SA][inbound SA][descriptors][slots][pristine copies]
@@ -44,6 +49,16 @@ export function createBatchRunner(size: number, key: Uint8Array, salt: Uint8Arra
   kernel.set_scratch(scratch, scratchBytes);
   const bytes = new Uint8Array(memory.buffer);
   const view = new DataView(memory.buffer);
+  const aes = aesGcmPass();
+  const sealBatch = (): void => {
+    if (kernel.seal_batch(descriptors, BATCH) > 0) aes.run(bytes, descriptors, BATCH, GCM_SEAL);
+  };
+  const openBatch = (): void => {
+    if (kernel.open_batch(descriptors, BATCH) > 0) {
+      aes.run(bytes, descriptors, BATCH, GCM_OPEN);
+      kernel.open_finish_batch(descriptors, BATCH, 1);
+    }
+  };
   writeSaRecord(bytes, view, outSa, spec);
   writeSaRecord(bytes, view, inSa, spec);
 
@@ -62,7 +77,7 @@ export function createBatchRunner(size: number, key: Uint8Array, salt: Uint8Arra
   // One sealed batch, kept as the pristine input of every open.
   for (let i = 0; i < BATCH; i++) bytes.fill(i, slots + i * slotSize + layout.ESP_HEADER, slots + i * slotSize + layout.ESP_HEADER + size);
   fillDescriptors(outSa, size);
-  kernel.seal_batch(descriptors, BATCH);
+  sealBatch();
   const espLength = view.getUint32(descriptors + layout.D_LEN, true);
   bytes.copyWithin(pristine, slots, slots + BATCH * slotSize);
   const windowBytes = recordBytes - layout.SA_BITMAP;
@@ -70,7 +85,7 @@ export function createBatchRunner(size: number, key: Uint8Array, salt: Uint8Arra
   return {
     seal() {
       fillDescriptors(outSa, size);
-      kernel.seal_batch(descriptors, BATCH);
+      sealBatch();
     },
     open() {
       for (let i = 0; i < BATCH; i++) {
@@ -80,7 +95,7 @@ export function createBatchRunner(size: number, key: Uint8Array, salt: Uint8Arra
       view.setBigUint64(inSa + layout.SA_SEQ, 0n, true);
       bytes.fill(0, inSa + layout.SA_BITMAP, inSa + layout.SA_BITMAP + windowBytes);
       fillDescriptors(inSa, espLength);
-      kernel.open_batch(descriptors, BATCH);
+      openBatch();
     },
     checkOpened() {
       for (let i = 0; i < BATCH; i++) {

@@ -162,7 +162,7 @@ function summarize(results: { label: string; round: number; kind: "tcp" | "udp" 
 export function roundRatios(result: TunnelResult): (number | null)[] {
   return result.rounds.map((tcp) => {
     const sluice = tcp["sluice"];
-    const peers = Object.entries(tcp).filter(([label, v]) => label !== "sluice" && label !== "baseline-veth" && v > 0).map(([, v]) => v);
+    const peers = Object.entries(tcp).filter(([label, v]) => !label.startsWith("sluice") && label !== "baseline-veth" && v > 0).map(([, v]) => v);
     return sluice === undefined || sluice <= 0 || peers.length === 0 ? null : sluice / Math.max(...peers);
   });
 }

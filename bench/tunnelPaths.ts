@@ -18,7 +18,8 @@
  *   peer-to-peer with fresh self-signed EC certificates pinned by
  *   --peer-fingerprint (the TLS server needs --dh none), data channel
  *   CHACHA20-POLY1305, --disable-dco to keep it in userspace.
- * - sluice: `sluice up` with static keys (a fresh secret in the environment).
+ * - sluice: `sluice up` with static keys (a fresh secret in the environment),
+ *   ChaCha20-Poly1305; sluice-aes256gcm16 the same with `cipher = "aes256gcm16"`.
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -104,8 +105,9 @@ const baseline: TunnelPath = {
   start: () => onFreshBed(async (bed) => ({ serverIp: bed.b.address, bindIp: bed.a.address, pids: [], stop: async () => {} })),
 };
 
-const sluice: TunnelPath = {
-  label: "sluice",
+/** sluice with static keys derived from one secret; `cipher` is the peers' `cipher` key (RFC 7634 or RFC 4106 ESP). */
+const sluicePath = (label: string, cipher: string): TunnelPath => ({
+  label,
   needs: {},
   start: () => onFreshBed(async (bed, work) => {
     const secretEnv = "SLUICE_BENCH_SECRET";
@@ -116,7 +118,7 @@ const sluice: TunnelPath = {
       writeFileSync(file, [
         "[local]", `address = "${me.address}"`, "[tun]", 'name = "sluice0"', "[state]", `dir = "${join(work, `state-${side}`)}"`,
         "[[peer]]", 'name = "peer"', `endpoint = "${peer.address}:4500"`, `selectors = ["${peer.site}"]`,
-        `secret_env = "${secretEnv}"`, `spi_out = ${spiOut}`, `spi_in = ${spiIn}`, "",
+        `secret_env = "${secretEnv}"`, `spi_out = ${spiOut}`, `spi_in = ${spiIn}`, `cipher = "${cipher}"`, "",
       ].join("\n"));
       return file;
     };
@@ -132,7 +134,11 @@ const sluice: TunnelPath = {
       },
     };
   }),
-};
+});
+
+const sluice = sluicePath("sluice", "chacha20poly1305");
+/** The same tunnel on AES-256-GCM ESP: the AES pass in the workers. */
+const sluiceAes = sluicePath("sluice-aes256gcm16", "aes256gcm16");
 
 const strongswan: TunnelPath = {
   label: "strongswan-libipsec",
@@ -243,7 +249,7 @@ const openvpn: TunnelPath = {
 };
 
 /** Every path, in the order each round measures them. */
-export const TUNNEL_PATHS: TunnelPath[] = [sluice, baseline, strongswan, wireguardGo, openvpn];
+export const TUNNEL_PATHS: TunnelPath[] = [sluice, sluiceAes, baseline, strongswan, wireguardGo, openvpn];
 
 /** Why a path cannot be measured here, or null. */
 export function missingFor(path: TunnelPath): string | null {

@@ -1,6 +1,7 @@
 /**
  * ChaCha20-Poly1305 (RFC 8439 §2.8), one message at a time, on the calling
- * thread's WASM kernel.
+ * thread's WASM kernel; and AES-GCM (sealAesGcm / openAesGcm, below) on
+ * the CPU's AES instructions.
  *
  * @example
  * ```ts
@@ -21,6 +22,7 @@ import { localKernel, align, SCRATCH_KEY, SCRATCH_NONCE } from "./kernel/localKe
 import { KEY_BYTES } from "./kernel/layout.js";
 import { checkBytes } from "./argumentChecks.js";
 import { ownedCopy } from "./resultSlab.js";
+import { aesGcmPass } from "./kernel/gcm.js";
 
 export const NONCE_BYTES = 12;
 export const TAG_BYTES = 16;
@@ -79,6 +81,62 @@ export function open(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, sealed
   const ok = local.kernel.aead_open(SCRATCH_KEY, SCRATCH_NONCE, aadAt, aad.length, dataAt, dataAt, length, dataAt + length);
   mem.fill(0, SCRATCH_KEY, SCRATCH_KEY + KEY_BYTES);
   return ok === 1 ? copyOut(mem.subarray(dataAt, dataAt + length), output) : null;
+}
+
+/**
+ * AES-GCM (NIST SP 800-38D) with a 12-byte nonce and a 16-byte tag: the
+ * AEAD of RFC 4106's ESP, one message at a time, on the CPU's AES
+ * instructions through Node's OpenSSL (the native addon; node:crypto where
+ * it is not built: see `aesGcmPath`).
+ *
+ * @example
+ * ```ts
+ * import { sealAesGcm, openAesGcm } from "sluice/crypto";
+ * const key = crypto.getRandomValues(new Uint8Array(32)); // 16 bytes: AES-128
+ * const nonce = crypto.getRandomValues(new Uint8Array(12));
+ * const sealed = sealAesGcm(key, nonce, new Uint8Array(0), new TextEncoder().encode("hi"));
+ * const plain = openAesGcm(key, nonce, new Uint8Array(0), sealed); // or null if forged
+ * ```
+ * @param output where to write ciphertext ‖ tag (at least plaintext.length + 16 bytes); default: a new array
+ * @throws TypeError when key is not 16 or 32 bytes, nonce not 12, an argument is not a Uint8Array, or output is too short
+ */
+export function sealAesGcm(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, output?: Uint8Array): Uint8Array {
+  checkAesKey(key);
+  checkBytes("nonce", nonce, NONCE_BYTES);
+  checkBytes("aad", aad);
+  checkBytes("plaintext", plaintext);
+  const length = plaintext.length + TAG_BYTES;
+  if (output !== undefined) checkOutput(output, length);
+  const target = output ?? new Uint8Array(length);
+  aesGcmPass().once(true, key, nonce, aad, plaintext, target);
+  return target.length === length ? target : target.subarray(0, length);
+}
+
+/**
+ * Verifies and decrypts an AES-GCM `sealed` (ciphertext ‖ 16-byte tag); see sealAesGcm.
+ * @returns the plaintext, or null when the tag does not verify (`output` is untouched then)
+ */
+export function openAesGcm(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, sealed: Uint8Array, output?: Uint8Array): Uint8Array | null {
+  checkAesKey(key);
+  checkBytes("nonce", nonce, NONCE_BYTES);
+  checkBytes("aad", aad);
+  checkBytes("sealed", sealed);
+  if (sealed.length < TAG_BYTES) return null;
+  const length = sealed.length - TAG_BYTES;
+  if (output !== undefined) checkOutput(output, length);
+  const target = output ?? new Uint8Array(length);
+  if (!aesGcmPass().once(false, key, nonce, aad, sealed, target)) return null;
+  return target.length === length ? target : target.subarray(0, length);
+}
+
+/** Where sluice/crypto's and the engine's AES-GCM run: "native" (the addon) or "portable" (node:crypto). */
+export function aesGcmPath(): "native" | "portable" {
+  return aesGcmPass().path;
+}
+
+function checkAesKey(key: Uint8Array): void {
+  checkBytes("key", key);
+  if (key.length !== 16 && key.length !== 32) throw new TypeError(`key must be 16 (AES-128) or 32 (AES-256) bytes, got ${key.length}`);
 }
 
 function copyOut(result: Uint8Array, output: Uint8Array | undefined): Uint8Array {

@@ -1,7 +1,9 @@
 /**
- * ESP (RFC 4303) with ChaCha20-Poly1305 (RFC 7634), one packet at a time on
- * the calling thread's WASM kernel: the simple, synchronous face of the same
- * code the engine runs in batches.
+ * ESP (RFC 4303) with ChaCha20-Poly1305 (RFC 7634) or AES-GCM (RFC 4106,
+ * `cipher: "aes128gcm16" | "aes256gcm16"`), one packet at a time on the
+ * calling thread's WASM kernel (and, for AES, the AES pass of
+ * kernel/gcm.ts): the simple, synchronous face of the same code the engine
+ * runs in batches.
  *
  * @example
  * ```ts
@@ -20,13 +22,15 @@ import { localKernel, SCRATCH_DESCRIPTOR } from "./kernel/localKernel.js";
 import { ownedCopy } from "./resultSlab.js";
 import {
   D_BUF, D_LEN, D_SA, D_STATUS, D_NEXT_HEADER, D_FLAGS, D_SEQ, D_IV, D_FLAG_IV, DESCRIPTOR_SIZE,
-  ESP_HEADER, ESP_TRAILER_MAX, SA_SEQ,
+  ESP_HEADER, ESP_TRAILER_MAX, SA_SEQ, SA_BITMAP,
 } from "./kernel/layout.js";
 import { validateSa, writeSaRecord, recordSize, type SaParams } from "./kernel/saRecord.js";
 import { statusName, type PacketStatus } from "./kernel/status.js";
+import { aesGcmPass, GCM_SEAL, GCM_OPEN } from "./kernel/gcm.js";
 
 export type { PacketStatus } from "./kernel/status.js";
 export type { SaParams } from "./kernel/saRecord.js";
+export type { EspCipher } from "./kernel/cipher.js";
 
 /** Next header values of tunnel mode (IANA protocol numbers). */
 export const NEXT_HEADER_IPV4 = 4;
@@ -54,10 +58,12 @@ export interface OpenResult {
 abstract class SaBase {
   #record: number;
   readonly #size: number;
+  readonly #aes: boolean;
 
-  protected constructor(record: number, size: number) {
+  protected constructor(record: number, size: number, aes: boolean) {
     this.#record = record;
     this.#size = size;
+    this.#aes = aes;
   }
 
   protected get record(): number {
@@ -68,8 +74,11 @@ abstract class SaBase {
   /** Wipes the key from memory; the SA cannot be used afterwards. */
   destroy(): void {
     if (this.#record < 0) return;
-    localKernel().freeRecord(this.#record, this.#size);
+    const local = localKernel();
+    local.freeRecord(this.#record, this.#size);
     this.#record = -1;
+    // The AES pass's cached context for this key goes with the record.
+    if (this.#aes) aesGcmPass().sweep(local.bytes);
   }
 
   /** The sequence counter: last number sent (outbound) or highest accepted (inbound). */
@@ -92,7 +101,7 @@ export class OutboundSa extends SaBase {
     const size = recordSize(spec);
     const record = local.allocRecord(size);
     writeSaRecord(local.bytes, local.view, record, spec);
-    super(record, size);
+    super(record, size, spec.cipher !== "chacha20poly1305");
   }
 
   /**
@@ -123,7 +132,7 @@ export class OutboundSa extends SaBase {
     view.setUint8(d + D_FLAGS, knownAnswer ? D_FLAG_IV : 0);
     view.setBigUint64(d + D_SEQ, knownAnswer ? knownAnswer.seq : 0n, true);
     view.setBigUint64(d + D_IV, knownAnswer ? knownAnswer.iv : 0n, true);
-    local.kernel.esp_seal(d);
+    if (local.kernel.esp_seal(d)) aesGcmPass().run(local.bytes, d, 1, GCM_SEAL);
     const status = statusName(view.getUint8(d + D_STATUS));
     if (status !== "ok") {
       throw new EspError(status, status === "seq-exhausted"
@@ -138,17 +147,24 @@ export class OutboundSa extends SaBase {
 export interface InboundSaParams extends SaParams {
   /** Anti-replay window in packets: a multiple of 64 from 64 to 65536. Default 1024. */
   replayWindow?: number;
+  /**
+   * Restoring an SA (e.g. after a restart): the highest number that may have
+   * been accepted; it and everything before it count as seen. Default 0.
+   */
+  seq?: bigint;
 }
 
 /** The receiving side of an SA: checks replay, verifies, decrypts. */
 export class InboundSa extends SaBase {
   constructor(params: InboundSaParams) {
-    const spec = validateSa(params, params?.replayWindow ?? 1024);
+    const spec = validateSa(params, params?.replayWindow ?? 1024, params?.seq ?? 0n);
     const local = localKernel();
     const size = recordSize(spec);
     const record = local.allocRecord(size);
     writeSaRecord(local.bytes, local.view, record, spec);
-    super(record, size);
+    // A restored window: every number up to the top counts as seen.
+    if (spec.seq > 0n) local.bytes.fill(0xff, record + SA_BITMAP, record + size);
+    super(record, size, spec.cipher !== "chacha20poly1305");
   }
 
   /**
@@ -168,7 +184,10 @@ export class InboundSa extends SaBase {
     view.setUint32(d + D_BUF, buf, true);
     view.setUint32(d + D_LEN, espPacket.length, true);
     view.setUint32(d + D_SA, record, true);
-    local.kernel.esp_open(d);
+    if (local.kernel.esp_open(d)) {
+      aesGcmPass().run(local.bytes, d, 1, GCM_OPEN);
+      local.kernel.open_finish_batch(d, 1, 1);
+    }
     const status = statusName(view.getUint8(d + D_STATUS));
     if (status !== "ok") {
       const authentic = status === "bad-padding" || status === "bad-pad-length" || status === "bad-next-header" || status === "dummy";

@@ -4,9 +4,9 @@
  * `sluice/kernel` (the WASM kernel and its memory layout, for batch callers);
  * the engine (createEngine) from here.
  */
-export { seal, open } from "./crypto.js";
+export { seal, open, sealAesGcm, openAesGcm, aesGcmPath } from "./crypto.js";
 export { OutboundSa, InboundSa, EspError, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6 } from "./esp.js";
-export type { OpenResult, OutboundSaParams, InboundSaParams, PacketStatus, SaParams } from "./esp.js";
+export type { OpenResult, OutboundSaParams, InboundSaParams, PacketStatus, SaParams, EspCipher } from "./esp.js";
 export { createEngine, Engine, type EngineOptions } from "./engine/engine.js";
 export { Batch } from "./engine/batch.js";
 export { SaHandle, type EngineSaParams } from "./engine/saTable.js";

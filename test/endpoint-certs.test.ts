@@ -7,7 +7,6 @@
 // certificate refuses its next handshake. The PKI is made by openssl for
 // this run (test/fixtures/pki.ts).
 import assert from "node:assert/strict";
-import { createSocket } from "node:dgram";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,33 +17,10 @@ import { Endpoint } from "../src/endpoint/endpoint.js";
 import { ikePeerConfig } from "../src/endpoint/ikeShell.js";
 import { LogSink, waitUntil } from "./fixtures/observe.js";
 import { createPki, pkiSkip, type TestPki } from "./fixtures/pki.js";
+import { freePorts, ipv4Udp as ipv4, loopbackIkeHeader } from "./fixtures/loopback.js";
 
 const skip = pkiSkip();
 const PSK = "sluice-cert-test-psk-0123456789";
-
-async function freePorts(n: number): Promise<number[]> {
-  const sockets = await Promise.all(Array.from({ length: n }, async () => {
-    const socket = createSocket("udp4");
-    await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
-    return socket;
-  }));
-  const ports = sockets.map((s) => s.address().port);
-  await Promise.all(sockets.map((s) => new Promise<void>((resolve) => s.close(resolve))));
-  return ports;
-}
-
-/** An IPv4/UDP packet from `src` to `dst`. */
-function ipv4(src: string, dst: string, payload: number): Buffer {
-  const packet = Buffer.alloc(28 + payload);
-  packet[0] = 0x45;
-  packet.writeUInt16BE(packet.length, 2);
-  packet[8] = 64;
-  packet[9] = 17;
-  Buffer.from(src.split(".").map(Number)).copy(packet, 12);
-  Buffer.from(dst.split(".").map(Number)).copy(packet, 16);
-  packet.writeUInt16BE(8 + payload, 24);
-  return packet;
-}
 
 function config(ike: string, dir = "/tmp"): string {
   return `
@@ -118,7 +94,7 @@ describe("certificates in sluice.toml", { skip }, () => {
 
   test("two endpoints: the initiator's certificate one way, the PSK the other; packets cross; a CRL reload refuses the next handshake", async () => {
     const [ikeA, natA, ikeB, natB] = await freePorts(4);
-    const common = (ike: number, nat: number): string => `[local]\naddress = "127.0.0.1"\nport = ${nat}\n[state]\ndir = "${dir}"\n[ike]\nport = ${ike}\nretransmit_timeout = 0.5\nretransmit_tries = 2\n[control]\nsocket = false\n`;
+    const common = (ike: number, nat: number): string => loopbackIkeHeader(dir, ike, nat, 2);
     const p256 = pki.ee.p256;
     const configA = `${common(ikeA!, natA!)}
 [[peer]]

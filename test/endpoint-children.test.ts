@@ -34,6 +34,7 @@ import { parsePrefix } from "../src/endpoint/prefix.js";
 import type { SocketAddress } from "../src/io/address.js";
 import { icmpEcho4, sealEsp, type SaKeys } from "./fixtures/espForge.js";
 import { LogSink, waitUntil } from "./fixtures/observe.js";
+import { freePort, ipv4Udp } from "./fixtures/loopback.js";
 
 const SECRET_VAR = "SLUICE_TEST_CHILDREN_SECRET";
 
@@ -47,29 +48,13 @@ async function boundSocket(): Promise<Socket> {
   return socket;
 }
 
-async function freePort(): Promise<number> {
-  const socket = await boundSocket();
-  const { port } = socket.address();
-  await new Promise<void>((resolve) => socket.close(resolve));
-  return port;
-}
-
 function send(socket: Socket, port: number, datagram: Uint8Array): Promise<void> {
   return new Promise((resolve, reject) => socket.send(datagram, port, "127.0.0.1", (error) => (error ? reject(error) : resolve())));
 }
 
 /** An IPv4/UDP packet whose payload is the 32-bit number `id`. */
 function tagged(src: string, dst: string, id: number): Buffer {
-  const packet = Buffer.alloc(32);
-  packet[0] = 0x45;
-  packet.writeUInt16BE(packet.length, 2);
-  packet[8] = 64;
-  packet[9] = 17;
-  Buffer.from(src.split(".").map(Number)).copy(packet, 12);
-  Buffer.from(dst.split(".").map(Number)).copy(packet, 16);
-  packet.writeUInt16BE(40000, 20);
-  packet.writeUInt16BE(9, 22);
-  packet.writeUInt16BE(12, 24);
+  const packet = ipv4Udp(src, dst, 4);
   packet.writeUInt32BE(id, 28);
   return packet;
 }

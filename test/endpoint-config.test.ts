@@ -164,3 +164,31 @@ test("derived keys: both ends agree per SA, and the two directions differ", () =
   const other = deriveSaKeys(loadSecret({ env: "S" }, { S: "ab".repeat(32) }), 0x1001, 0x2001);
   assert.notDeepEqual(other.key, aOut.key);
 });
+
+test("cipher: chacha20poly1305 by default, aes128gcm16 / aes256gcm16 accepted, anything else refused naming the key", () => {
+  assert.equal(parseConfig(PEER).peers[0]!.cipher, "chacha20poly1305");
+  for (const cipher of ["chacha20poly1305", "aes128gcm16", "aes256gcm16"]) {
+    assert.equal(parseConfig(`${PEER}cipher = "${cipher}"\n`).peers[0]!.cipher, cipher);
+  }
+  for (const bad of [`"aes192gcm16"`, `"aes256gcm"`, `"AES256GCM16"`, "5", `["aes256gcm16"]`]) {
+    assert.throws(() => parseConfig(`${PEER}cipher = ${bad}\n`), (e: Error) => e instanceof ConfigError && /peer\[0\]\.cipher/.test(e.message) && /chacha20poly1305/.test(e.message), bad);
+  }
+});
+
+test("key material follows the cipher: 40 hex digits for aes128gcm16, 72 for the others; derived keys differ per cipher", () => {
+  const hex40 = "33".repeat(16) + "44".repeat(4);
+  const aes128 = loadKeymat({ env: "K" }, { K: hex40 }, "aes128gcm16");
+  assert.deepEqual([...aes128.key], new Array(16).fill(0x33));
+  assert.deepEqual([...aes128.salt], [0x44, 0x44, 0x44, 0x44]);
+  assert.throws(() => loadKeymat({ env: "K" }, { K: hex40 }, "aes256gcm16"), (e: Error) => /72 hex digits \(32-byte aes256gcm16 key/.test(e.message) && !e.message.includes(hex40));
+  assert.throws(() => loadKeymat({ env: "K" }, { K: "11".repeat(36) }, "aes128gcm16"), /40 hex digits \(16-byte aes128gcm16 key/);
+  const secret = loadSecret({ env: "S" }, { S: "a shared secret of at least thirty-two characters" });
+  const chacha = deriveSaKeys(secret, 0x1001, 0x2001);
+  const a256 = deriveSaKeys(secret, 0x1001, 0x2001, "aes256gcm16");
+  const a128 = deriveSaKeys(secret, 0x1001, 0x2001, "aes128gcm16");
+  assert.equal(a256.key.length, 32);
+  assert.equal(a128.key.length, 16);
+  assert.equal(a128.salt.length, 4);
+  assert.notDeepEqual(a256.key, chacha.key, "one secret never gives two ciphers the same key");
+  assert.deepEqual(deriveSaKeys(secret, 0x1001, 0x2001, "aes256gcm16"), a256, "both ends agree");
+});

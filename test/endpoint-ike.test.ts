@@ -11,7 +11,6 @@
 // 3. a reload keeps an unchanged IKE peer's SAs and replaces a changed one's.
 // 4. the control socket: status, initiate, terminate (`sluice` CLI client).
 import assert from "node:assert/strict";
-import { createSocket } from "node:dgram";
 import { mkdtempSync, rmSync, writeFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -21,35 +20,9 @@ import { parseConfig } from "../src/endpoint/config.js";
 import { Endpoint } from "../src/endpoint/endpoint.js";
 import { serveControl, requestControl } from "../src/endpoint/controlSocket.js";
 import { LogSink, waitUntil } from "./fixtures/observe.js";
+import { freePorts, ipv4Udp as ipv4, loopbackIkeHeader } from "./fixtures/loopback.js";
 
 const PSK = "sluice-ike-test-psk-0123456789";
-
-async function freePorts(n: number): Promise<number[]> {
-  const sockets = await Promise.all(Array.from({ length: n }, async () => {
-    const socket = createSocket("udp4");
-    await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
-    return socket;
-  }));
-  const ports = sockets.map((s) => s.address().port);
-  await Promise.all(sockets.map((s) => new Promise<void>((resolve) => s.close(resolve))));
-  return ports;
-}
-
-/** An IPv4/UDP packet from `src` to `dst`. */
-function ipv4(src: string, dst: string, payload: number): Buffer {
-  const packet = Buffer.alloc(28 + payload);
-  packet[0] = 0x45;
-  packet.writeUInt16BE(packet.length, 2);
-  packet[8] = 64;
-  packet[9] = 17;
-  Buffer.from(src.split(".").map(Number)).copy(packet, 12);
-  Buffer.from(dst.split(".").map(Number)).copy(packet, 16);
-  packet.writeUInt16BE(40000, 20);
-  packet.writeUInt16BE(9, 22);
-  packet.writeUInt16BE(8 + payload, 24);
-  for (let i = 0; i < payload; i++) packet[28 + i] = i & 0xff;
-  return packet;
-}
 
 interface Pair {
   a: Endpoint;
@@ -67,19 +40,7 @@ async function pair(options: { startA?: string; extraA?: string; dpd?: number } 
   const pskFile = join(dir, "psk");
   writeFileSync(pskFile, PSK, { mode: 0o600 });
   const [ikeA, natA, ikeB, natB] = await freePorts(4);
-  const common = (ike: number, nat: number): string => `
-[local]
-address = "127.0.0.1"
-port = ${nat}
-[state]
-dir = "${dir}"
-[ike]
-port = ${ike}
-retransmit_timeout = 0.5
-retransmit_tries = 3
-[control]
-socket = false
-`;
+  const common = (ike: number, nat: number): string => loopbackIkeHeader(dir, ike, nat, 3);
   const configA = `${common(ikeA!, natA!)}
 [[peer]]
 name = "b"

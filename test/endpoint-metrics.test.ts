@@ -13,7 +13,6 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createSocket } from "node:dgram";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -29,27 +28,9 @@ import { parsePrefix } from "../src/endpoint/prefix.js";
 import { CLI, ROOT, Proc } from "./fixtures/twoEndpoints.js";
 import { waitUntil } from "./fixtures/observe.js";
 import { histogramSeries, parsePromText, type Family } from "./fixtures/promText.js";
+import { freePort, ipv4Udp as ipv4 } from "./fixtures/loopback.js";
 
 const SECRET_VAR = "SLUICE_TEST_METRICS_SECRET";
-
-async function freePort(): Promise<number> {
-  const socket = createSocket("udp4");
-  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
-  const { port } = socket.address();
-  await new Promise<void>((resolve) => socket.close(resolve));
-  return port;
-}
-
-function ipv4(src: string, dst: string, payload: number): Buffer {
-  const packet = Buffer.alloc(28 + payload);
-  packet[0] = 0x45;
-  packet.writeUInt16BE(packet.length, 2);
-  packet[8] = 64;
-  packet[9] = 17;
-  Buffer.from(src.split(".").map(Number)).copy(packet, 12);
-  Buffer.from(dst.split(".").map(Number)).copy(packet, 16);
-  return packet;
-}
 
 function config(self: "x" | "y", ports: { x: number; y: number }, dir: string): string {
   const other = self === "x" ? "y" : "x";

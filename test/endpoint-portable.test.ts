@@ -36,33 +36,12 @@ import type { NativeIo } from "../src/io/native.js";
 import { CLI, ROOT, Metrics, missingRequirements, Proc, SECRET_ENV, sleep, TwoEndpoints } from "./fixtures/twoEndpoints.js";
 import { deriveKeys, icmpEcho4, sealEsp } from "./fixtures/espForge.js";
 import { LogSink, waitUntil } from "./fixtures/observe.js";
+import { freePort, ipv4Udp } from "./fixtures/loopback.js";
+
+/** An IPv4/UDP packet from `src` to `dst` with `payloadLength` bytes patterned by `seed`. */
+const ipv4 = (src: string, dst: string, payloadLength: number, seed: number): Buffer => ipv4Udp(src, dst, payloadLength, (i) => seed * 7 + i * 13);
 
 const REASON_ENV = "SLUICE_IO=portable asks for the portable path";
-
-/** A UDP port free right now on 127.0.0.1. */
-async function freePort(): Promise<number> {
-  const socket = createSocket("udp4");
-  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
-  const { port } = socket.address();
-  await new Promise<void>((resolve) => socket.close(resolve));
-  return port;
-}
-
-/** An IPv4 packet (protocol 17, UDP header included) from `src` to `dst` with `payloadLength` patterned bytes. */
-function ipv4(src: string, dst: string, payloadLength: number, seed: number): Buffer {
-  const packet = Buffer.alloc(28 + payloadLength);
-  packet[0] = 0x45;
-  packet.writeUInt16BE(packet.length, 2);
-  packet[8] = 64;
-  packet[9] = 17;
-  Buffer.from(src.split(".").map(Number)).copy(packet, 12);
-  Buffer.from(dst.split(".").map(Number)).copy(packet, 16);
-  packet.writeUInt16BE(40000, 20);
-  packet.writeUInt16BE(9, 22);
-  packet.writeUInt16BE(8 + payloadLength, 24);
-  for (let i = 0; i < payloadLength; i++) packet[28 + i] = (seed * 7 + i * 13) & 0xff;
-  return packet;
-}
 
 function sendDatagrams(port: number, datagrams: Uint8Array[]): Promise<void> {
   const socket = createSocket("udp4");

@@ -28,6 +28,9 @@ interface Report {
   initial: string[];
   afterTrapAndChild: string[];
   coalesced: string[];
+  withInside: string[];
+  insideRoutesToChild: boolean;
+  insideGoneToTrap: boolean;
   afterRemoveChild: string[];
   afterRemovePeer: string[];
   installMs: number;
@@ -87,13 +90,20 @@ spi_in = 0x1002
     table.installChild(peer, spec(0x4000, ["10.90.9.0/24"]));
     await endpoint.routesSettled();
     const coalesced = routes(device);
+    // A road warrior's /32 inside the trap: the lookup table has it at once, the TUN's routes need no change.
+    const inside = table.installChild(peer, spec(0x5000, ["10.90.8.7/32"]));
+    const insideRoutesToChild = table.route(4, Uint8Array.from([10, 90, 8, 7]), 0) === inside;
+    await endpoint.routesSettled();
+    const withInside = routes(device);
+    table.removeChild(inside);
+    const insideGoneToTrap = table.route(4, Uint8Array.from([10, 90, 8, 7]), 0) === peer;
     table.removeChild(first);
     await endpoint.routesSettled();
     const afterRemoveChild = routes(device);
     table.removePeer(peer);
     await endpoint.routesSettled();
     const afterRemovePeer = routes(device);
-    const report: Report = { initial, afterTrapAndChild, coalesced, afterRemoveChild, afterRemovePeer, installMs };
+    const report: Report = { initial, afterTrapAndChild, coalesced, withInside, insideRoutesToChild, insideGoneToTrap, afterRemoveChild, afterRemovePeer, installMs };
     process.stdout.write(`${JSON.stringify(report)}\n`);
   } finally {
     await endpoint.stop();
@@ -111,6 +121,9 @@ if (process.env[FLAG] === "1") {
       assert.deepEqual(report.initial, ["10.90.0.0/24", "10.90.1.0/24"]);
       assert.deepEqual(report.afterTrapAndChild, ["10.90.0.0/24", "10.90.1.0/24", "10.90.5.0/24", "10.90.6.0/24", "10.90.8.0/24"]);
       assert.deepEqual(report.coalesced, ["10.90.0.0/24", "10.90.1.0/24", "10.90.5.0/24", "10.90.6.0/24", "10.90.8.0/24", "10.90.9.0/24"]);
+      assert.deepEqual(report.withInside, report.coalesced, "a /32 inside the trap changes no kernel route");
+      assert.equal(report.insideRoutesToChild, true, "packets to it go to its child at once");
+      assert.equal(report.insideGoneToTrap, true, "and to the trap again once it is gone");
       assert.deepEqual(report.afterRemoveChild, ["10.90.0.0/24", "10.90.1.0/24", "10.90.8.0/24", "10.90.9.0/24"]);
       assert.deepEqual(report.afterRemovePeer, ["10.90.0.0/24", "10.90.1.0/24"]);
       // installChild does not wait for `ip` (a process start takes milliseconds).

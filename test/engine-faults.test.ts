@@ -16,7 +16,8 @@ import { createEngine, type Engine } from "../src/engine/engine.js";
 import { EngineError } from "../src/engine/errors.js";
 import { InboundSa } from "../src/esp.js";
 import { Rng, SEED } from "./helpers.js";
-import { openEngine, fixtureWorker, pipeline, resultOf, equalBytes, within, type BatchSpec } from "./fixtures/engineUtil.js";
+import { openEngine, fixtureWorker, pipeline, resultOf, equalBytes, within, type BatchSpec , ENGINE_CIPHERS, randomSaKeys, type SaKeys } from "./fixtures/engineUtil.js";
+import type { EspCipher } from "../src/kernel/cipher.js";
 import { FAULT_ARM_WORD, FAULT_EXIT, FAULT_THROW, MARKER_EXIT, MARKER_THROW, words } from "./fixtures/control.js";
 import type { SaHandle } from "../src/engine/saTable.js";
 import type { PacketStatus } from "../src/kernel/status.js";
@@ -26,8 +27,8 @@ const seedNote = `(SLUICE_TEST_SEED=${SEED})`;
 const encoder = new TextEncoder();
 const execFileAsync = promisify(execFile);
 
-function saKeys(): { spi: number; key: Uint8Array; salt: Uint8Array } {
-  return { spi: rng.range(1, 0xffffffff), key: rng.bytes(32), salt: rng.bytes(4) };
+function saKeys(cipher: EspCipher = "chacha20poly1305"): SaKeys {
+  return randomSaKeys(rng, cipher);
 }
 
 function marked(marker: string, length = 200): Uint8Array {
@@ -37,7 +38,7 @@ function marked(marker: string, length = 200): Uint8Array {
 }
 
 /** Seals and opens `n` packets through the engine and checks them with InboundSa too. */
-async function stillWorks(engine: Engine, out: SaHandle, inb: SaHandle, params: { spi: number; key: Uint8Array; salt: Uint8Array }, n = 100): Promise<void> {
+async function stillWorks(engine: Engine, out: SaHandle, inb: SaHandle, params: SaKeys, n = 100): Promise<void> {
   const inner = Array.from({ length: n }, () => rng.bytes(rng.range(0, 1400)));
   const sealed = await within(engine.seal(out, inner), 10_000, "sealing after a worker failure never completed");
   const opened = await within(engine.open(inb, sealed), 10_000, "opening after a worker failure never completed");
@@ -50,14 +51,14 @@ async function stillWorks(engine: Engine, out: SaHandle, inb: SaHandle, params: 
   }
 }
 
-describe("worker failures", () => {
+for (const cipher of ENGINE_CIPHERS) describe(`worker failures (${cipher})`, () => {
   for (const kind of ["throw", "exit"] as const) {
     for (const workers of [1, 2]) {
       test(`a seal batch whose worker ${kind === "throw" ? "throws" : "exits"} fails alone, ${workers} worker(s); later batches work`, { timeout: 30_000 }, async (t) => {
         const engine = await openEngine(t, { workers, workerFilename: fixtureWorker("faultyWorker"), inlineBytes: 0 });
         const workerErrors: unknown[] = [];
         engine.on("workerError", (error) => workerErrors.push(error));
-        const params = saKeys();
+        const params = saKeys(cipher);
         const out = engine.addSa({ direction: "out", ...params });
         const inb = engine.addSa({ direction: "in", ...params, replayWindow: 8192 });
         const marker = kind === "throw" ? MARKER_THROW : MARKER_EXIT;
@@ -120,7 +121,7 @@ describe("worker failures", () => {
   for (const fault of [FAULT_EXIT, FAULT_THROW]) {
     test(`an open batch whose worker ${fault === FAULT_EXIT ? "exits" : "throws"} commits nothing: the same packets open afterwards`, { timeout: 30_000 }, async (t) => {
       const engine = await openEngine(t, { workers: 2, workerFilename: fixtureWorker("faultyWorker"), inlineBytes: 0 });
-      const params = saKeys();
+      const params = saKeys(cipher);
       const out = engine.addSa({ direction: "out", ...params });
       const inb = engine.addSa({ direction: "in", ...params });
       const inner = Array.from({ length: 40 }, () => rng.bytes(rng.range(0, 1400)));
@@ -153,7 +154,7 @@ describe("worker failures", () => {
     engine.on("workerError", () => {});
     let closed = false;
     try {
-      const params = saKeys();
+      const params = saKeys(cipher);
       const out = engine.addSa({ direction: "out", ...params });
       const inb = engine.addSa({ direction: "in", ...params });
       for (let i = 0; i < 8; i++) {

@@ -15,7 +15,8 @@ import { InboundSa } from "../src/esp.js";
 import { EngineError } from "../src/engine/errors.js";
 import { SA_KEY } from "../src/kernel/layout.js";
 import { Rng, SEED } from "./helpers.js";
-import { openEngine, resultOf, equalBytes, indexOfBytes, within, isCode } from "./fixtures/engineUtil.js";
+import { openEngine, resultOf, equalBytes, indexOfBytes, within, isCode , ENGINE_CIPHERS, randomSaKeys, type SaKeys } from "./fixtures/engineUtil.js";
+import type { EspCipher } from "../src/kernel/cipher.js";
 import type { Engine } from "../src/engine/engine.js";
 import type { Batch } from "../src/engine/batch.js";
 import type { SaHandle } from "../src/engine/saTable.js";
@@ -23,8 +24,8 @@ import type { SaHandle } from "../src/engine/saTable.js";
 const rng = new Rng(SEED ^ 0x11fec);
 const seedNote = `(SLUICE_TEST_SEED=${SEED})`;
 
-function saKeys(): { spi: number; key: Uint8Array; salt: Uint8Array } {
-  return { spi: rng.range(1, 0xffffffff), key: rng.bytes(32), salt: rng.bytes(4) };
+function saKeys(cipher: EspCipher = "chacha20poly1305"): SaKeys {
+  return randomSaKeys(rng, cipher);
 }
 
 /** Fills a new batch of `op` with `packets` (fresh slots) and returns it, unsubmitted. */
@@ -60,10 +61,10 @@ function allZero(bytes: Uint8Array, from = 0, to = bytes.length): boolean {
   return true;
 }
 
-describe("backpressure", () => {
+for (const cipher of ENGINE_CIPHERS) describe(`backpressure (${cipher})`, () => {
   test("slots and batch regions run out, each refusal counts, 'drain' follows, and everything works again", { timeout: 20_000 }, async (t) => {
     const engine = await openEngine(t, { workers: 1, slots: 8, batchSize: 4, maxInFlight: 2 });
-    const sa = saKeys();
+    const sa = saKeys(cipher);
     const out = engine.addSa({ direction: "out", ...sa });
     const inb = engine.addSa({ direction: "in", ...sa });
     let drains = 0;
@@ -136,7 +137,7 @@ describe("backpressure", () => {
 
   test("many callers retrying on 'drain' all get through, with distinct sequence numbers", { timeout: 30_000 }, async (t) => {
     const engine = await openEngine(t, { workers: 2, slots: 16, batchSize: 4, maxInFlight: 4 });
-    const sa = saKeys();
+    const sa = saKeys(cipher);
     const out = engine.addSa({ direction: "out", ...sa });
     engine.setMaxListeners(100); // every waiting caller listens for "drain" (and "error", via once())
     let refusals = 0;
@@ -174,10 +175,10 @@ describe("backpressure", () => {
   });
 });
 
-describe("close", () => {
+for (const cipher of ENGINE_CIPHERS) describe(`close (${cipher})`, () => {
   test("close() with batches in flight: resolves after every completion, then refuses work, and no key byte is left", { timeout: 20_000 }, async (t) => {
     const engine = await openEngine(t, { workers: 2, maxInFlight: 16 });
-    const sa = saKeys();
+    const sa = saKeys(cipher);
     const out = engine.addSa({ direction: "out", ...sa });
     const inb = engine.addSa({ direction: "in", ...sa });
     assert.ok(indexOfBytes(engine.bytes, sa.key) >= 0, "the key is in the shared memory while the SA lives");
@@ -204,7 +205,7 @@ describe("close", () => {
     events.push("close called");
     // From now on the engine refuses work.
     assert.throws(() => engine.beginBatch("seal"), isCode("closed"));
-    assert.throws(() => engine.addSa({ direction: "out", ...saKeys() }), isCode("closed"));
+    assert.throws(() => engine.addSa({ direction: "out", ...saKeys(cipher) }), isCode("closed"));
     assert.throws(() => engine.submit(held, () => assert.fail("a batch submitted after close() ran")), isCode("closed"));
     await assert.rejects(engine.seal(out, [rng.bytes(10)]), isCode("closed"));
     await assert.rejects(engine.open(inb, [new Uint8Array(40)]), isCode("closed"));

@@ -13,7 +13,8 @@ import assert from "node:assert/strict";
 import { OutboundSa } from "../src/esp.js";
 import { D_IV } from "../src/kernel/layout.js";
 import { Rng, SEED } from "./helpers.js";
-import { openEngine, fixtureWorker, pipeline, resultOf, equalBytes, type BatchSpec } from "./fixtures/engineUtil.js";
+import { openEngine, fixtureWorker, pipeline, resultOf, equalBytes, type BatchSpec , ENGINE_CIPHERS, randomSaKeys, type SaKeys } from "./fixtures/engineUtil.js";
+import type { EspCipher } from "../src/kernel/cipher.js";
 import { MARKER_SLOW, SLOW_MS } from "./fixtures/control.js";
 import type { Engine } from "../src/engine/engine.js";
 import type { Batch } from "../src/engine/batch.js";
@@ -21,8 +22,8 @@ import type { Batch } from "../src/engine/batch.js";
 const rng = new Rng(SEED ^ 0x0de5);
 const seedNote = `(SLUICE_TEST_SEED=${SEED})`;
 
-function saKeys(): { spi: number; key: Uint8Array; salt: Uint8Array } {
-  return { spi: rng.range(1, 0xffffffff), key: rng.bytes(32), salt: rng.bytes(4) };
+function saKeys(cipher: EspCipher = "chacha20poly1305"): SaKeys {
+  return randomSaKeys(rng, cipher);
 }
 
 /** The finishing rank tracingWorker wrote into descriptor 0 of a completed batch. */
@@ -37,7 +38,7 @@ function inversions(ranks: number[]): number {
   return n;
 }
 
-describe("in-order completion under load", () => {
+for (const cipher of ENGINE_CIPHERS) describe(`in-order completion under load (${cipher})`, () => {
   const BATCHES = 200;
   const cases = [
     { workers: 2, tracing: true },
@@ -48,8 +49,8 @@ describe("in-order completion under load", () => {
     const name = `${BATCHES} seal + ${BATCHES} open batches of 64 × 1400 B and 1 packet, ${workers} workers${tracing ? " (traced)" : ""}: callbacks in submission order per direction`;
     test(name, { timeout: 60_000 }, async (t) => {
       const engine = await openEngine(t, tracing ? { workers, workerFilename: fixtureWorker("tracingWorker"), inlineBytes: 0 } : { workers });
-      const sealSa = saKeys();
-      const openSa = saKeys();
+      const sealSa = saKeys(cipher);
+      const openSa = saKeys(cipher);
       const out = engine.addSa({ direction: "out", ...sealSa });
       const inb = engine.addSa({ direction: "in", ...openSa, replayWindow: 8192 });
 
@@ -136,7 +137,7 @@ describe("in-order completion under load", () => {
 
   test("a batch held up on one worker holds back the later batches that finished first (SLOW! marker)", { timeout: 30_000 }, async (t) => {
     const engine = await openEngine(t, { workers: 2, workerFilename: fixtureWorker("faultyWorker"), inlineBytes: 0 });
-    const sa = saKeys();
+    const sa = saKeys(cipher);
     const out = engine.addSa({ direction: "out", ...sa });
     const slow = new TextEncoder().encode(`${MARKER_SLOW} this batch takes ${SLOW_MS} ms`);
     const specs: BatchSpec[] = [{ op: "seal", packets: [{ sa: out, data: slow }] }];

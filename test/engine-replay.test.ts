@@ -23,7 +23,8 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { Rng, SEED } from "./helpers.js";
-import { openEngine, pipeline, resultOf, equalBytes, ReferenceWindow, type BatchSpec, type WindowStatus } from "./fixtures/engineUtil.js";
+import { openEngine, pipeline, resultOf, equalBytes, ReferenceWindow, type BatchSpec, type WindowStatus , ENGINE_CIPHERS, randomSaKeys } from "./fixtures/engineUtil.js";
+import type { EspCipher } from "../src/kernel/cipher.js";
 import type { PacketStatus } from "../src/kernel/status.js";
 
 const rng = new Rng(SEED ^ 0x7e91a7);
@@ -38,13 +39,14 @@ interface Scenario {
   /** A packet's extra copies land up to this many stream positions from it, either side. */
   copyDistance: number;
   esn: boolean;
+  cipher: EspCipher;
   /** Whether the reordering stays inside the window (every packet must be accepted once). */
   insideWindow: boolean;
 }
 
 async function concurrentReplay(t: import("node:test").TestContext, s: Scenario): Promise<void> {
   const engine = await openEngine(t, { workers: s.workers, slots: 2048, slotSize: 512 });
-  const sa = { spi: rng.range(1, 0xffffffff), key: rng.bytes(32), salt: rng.bytes(4), esn: s.esn };
+  const sa = { ...randomSaKeys(rng, s.cipher), esn: s.esn };
   const out = engine.addSa({ direction: "out", ...sa });
   const inb = engine.addSa({ direction: "in", ...sa, replayWindow: s.replayWindow });
   const inner = Array.from({ length: s.packets }, () => rng.bytes(rng.range(0, 200)));
@@ -140,13 +142,13 @@ async function concurrentReplay(t: import("node:test").TestContext, s: Scenario)
     `${sameBatch} packets with copies in one batch, ${nearbyBatches} in batches in flight together`);
 }
 
-describe("concurrent anti-replay against a sequential model", () => {
+for (const cipher of ENGINE_CIPHERS) describe(`concurrent anti-replay against a sequential model (${cipher})`, () => {
   for (const workers of [2, 4]) {
     test(`${workers} workers, 3000 packets × 1–3 copies, reordered inside a 512-packet window: each accepted exactly once`, { timeout: 30_000 }, (t) =>
-      concurrentReplay(t, { workers, packets: 3000, replayWindow: 512, shuffleBlock: 128, copyDistance: 96, esn: false, insideWindow: true }));
+      concurrentReplay(t, { workers, packets: 3000, replayWindow: 512, shuffleBlock: 128, copyDistance: 96, esn: false, insideWindow: true, cipher }));
   }
   for (const [workers, esn] of [[2, false], [4, true]] as const) {
     test(`${workers} workers${esn ? ", ESN" : ""}, 3000 packets × 1–3 copies, reordered beyond a 64-packet window: too-old exactly where the model says`, { timeout: 30_000 }, (t) =>
-      concurrentReplay(t, { workers, packets: 3000, replayWindow: 64, shuffleBlock: 100, copyDistance: 40, esn, insideWindow: false }));
+      concurrentReplay(t, { workers, packets: 3000, replayWindow: 64, shuffleBlock: 100, copyDistance: 40, esn, insideWindow: false, cipher }));
   }
 });

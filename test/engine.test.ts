@@ -18,23 +18,24 @@ import assert from "node:assert/strict";
 import { createEngine } from "../src/engine/engine.js";
 import { OutboundSa, InboundSa } from "../src/esp.js";
 import { Rng, SEED } from "./helpers.js";
-import { openEngine, pipeline, resultOf, equalBytes, type BatchSpec, type PacketSpec } from "./fixtures/engineUtil.js";
+import { openEngine, pipeline, resultOf, equalBytes, type BatchSpec, type PacketSpec , ENGINE_CIPHERS, randomSaKeys, type SaKeys } from "./fixtures/engineUtil.js";
+import type { EspCipher } from "../src/kernel/cipher.js";
 import type { SaHandle } from "../src/engine/saTable.js";
 
 const rng = new Rng(SEED ^ 0xe591e);
 const seedNote = `(SLUICE_TEST_SEED=${SEED})`;
 
-function saKeys(): { spi: number; key: Uint8Array; salt: Uint8Array } {
-  return { spi: rng.range(1, 0xffffffff), key: rng.bytes(32), salt: rng.bytes(4) };
+function saKeys(cipher: EspCipher = "chacha20poly1305"): SaKeys {
+  return randomSaKeys(rng, cipher);
 }
 
-describe("engine round trips, checked against the one-shot ESP API", () => {
+for (const cipher of ENGINE_CIPHERS) describe(`engine round trips, checked against the one-shot ESP API (${cipher})`, () => {
   const sizes = Array.from({ length: 1501 }, (_, n) => n);
 
   for (const workers of [1, 2, 4]) {
     test(`every inner size 0…1500 with ${workers} worker(s): engine.seal = OutboundSa.seal, opens in the engine and in InboundSa`, async (t) => {
       const engine = await openEngine(t, { workers });
-      const sa = saKeys();
+      const sa = saKeys(cipher);
       const out = engine.addSa({ direction: "out", ...sa });
       const inb = engine.addSa({ direction: "in", ...sa, replayWindow: 2048 });
       const packets = sizes.map((n) => rng.bytes(n));
@@ -65,7 +66,7 @@ describe("engine round trips, checked against the one-shot ESP API", () => {
       }
 
       // And the other way: OutboundSa seals, the engine opens.
-      const other = saKeys();
+      const other = saKeys(cipher);
       const fromOneShot = new OutboundSa(other);
       const inbOther = engine.addSa({ direction: "in", ...other, replayWindow: 2048 });
       let esp: Uint8Array[];
@@ -98,7 +99,8 @@ describe("engine round trips, checked against the one-shot ESP API", () => {
   for (const workers of [1, 2, 4]) {
     test(`mixed zero-copy batches with ${workers} worker(s): random sizes, three SAs per batch, next header 4 and 41`, async (t) => {
       const engine = await openEngine(t, { workers });
-      const params = [saKeys(), saKeys(), saKeys()];
+      // Three SAs per batch, of three ciphers: ChaCha20 and AES packets share batches.
+      const params = [saKeys(cipher), saKeys("aes128gcm16"), saKeys("chacha20poly1305")];
       const outs = params.map((p) => engine.addSa({ direction: "out", ...p }));
       const ins = params.map((p) => engine.addSa({ direction: "in", ...p }));
 
@@ -166,7 +168,7 @@ describe("engine round trips, checked against the one-shot ESP API", () => {
     // maxPacket = slotSize − 64 (headroom) − 21 (most trailer); its ESP packet is up to maxPacket + 37 bytes
     // and fits a slot exactly (placed 16 bytes before the inner packet). engine.open must accept it.
     const engine = await openEngine(t, { workers: 1, slotSize: 256, slots: 16 });
-    const sa = saKeys();
+    const sa = saKeys(cipher);
     const out = engine.addSa({ direction: "out", ...sa });
     const inb = engine.addSa({ direction: "in", ...sa });
     const packets = Array.from({ length: 8 }, (_, i) => rng.bytes(engine.maxPacket - 7 + i));

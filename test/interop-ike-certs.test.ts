@@ -9,9 +9,13 @@
 // 2. strongSwan's classic methods (signature_authentication = no: ECDSA
 //    method 9, RSA method 1) both ways;
 // 3. refusals by sluice in both roles (strongSwan presents an expired
-//    certificate, one from another CA, a revoked one): AUTHENTICATION_FAILED
-//    and a log line naming the reason; and strongSwan refusing sluice's
-//    revoked certificate.
+//    certificate, one from another CA, a revoked one, or proves an identity
+//    that is not the configured one): AUTHENTICATION_FAILED and a log line
+//    naming the reason; and strongSwan refusing sluice's expired, other-CA
+//    and revoked certificates and an identity it does not expect.
+//    (A certificate that does not hold the ID its owner claims cannot be
+//    sent by either implementation, both refuse such a config; the core
+//    tests, test/ike/certificates.test.ts, forge that case.)
 import assert from "node:assert/strict";
 import { copyFileSync, mkdirSync, chmodSync } from "node:fs";
 import { join } from "node:path";
@@ -163,6 +167,48 @@ describe("IKEv2 certificates with strongSwan", { skip }, () => {
       assert.match(String(failed!.msg), reason);
       // strongSwan takes the INFORMATIONAL with AUTHENTICATION_FAILED as the end of the IKE SA.
       await gateway.waitForLog(/parsed INFORMATIONAL request \d+ \[ N\(AUTH_FAILED\) \]/, { timeoutMs: 5000 });
+    });
+  }
+
+  // An identity that is not the one configured: the certificate is good, the peer is someone else.
+  test("sluice as responder refuses an identity no peer config names (remote_id p384, strongSwan proves p256): AUTHENTICATION_FAILED, the reason logged", async (t) => {
+    const bed = cleanUpAfter(t, await TwoHosts.create());
+    const sluice = cleanUpAfter(t, await SluiceDaemon.start(bed.b, [sluicePeer(pki, pki.ee.gw, bed.b, bed.a, "responder", { remoteId: pki.ee.p384.id })]));
+    const client = await charon(t, pki, bed.a, bed.b, { ee: pki.ee.p256, remoteId: "gw.sluice.test" }, "initiator");
+    await assert.rejects(client.initiate("net", { timeoutS: 10 }));
+    const [failed] = await sluice.waitForEvents("ike-failed", 1);
+    assert.equal(failed!.reason, "AUTHENTICATION_FAILED");
+    assert.match(String(failed!.msg), /no peer config matches p256\.sluice\.test/);
+    assert.match(client.log(), /received AUTHENTICATION_FAILED notify error/);
+  });
+
+  test("sluice as initiator refuses a gateway whose certified identity is not remote_id, and tells it", async (t) => {
+    const bed = cleanUpAfter(t, await TwoHosts.create());
+    const gateway = await charon(t, pki, bed.b, bed.a, { ee: pki.ee.p384, remoteId: pki.ee.p256.id }, "responder");
+    // A pattern (sluice sends no IDr for it, so strongSwan answers with its own ID): only the gateways of "gateways.sluice.test".
+    const sluice = cleanUpAfter(t, await SluiceDaemon.start(bed.a, [sluicePeer(pki, pki.ee.p256, bed.a, bed.b, "initiator", { remoteId: "C=CH, O=gateways.sluice.test, CN=*" })]));
+    const [failed] = await sluice.waitForEvents("ike-failed", 1, 15_000);
+    assert.equal(failed!.reason, "AUTHENTICATION_FAILED");
+    assert.match(String(failed!.msg), /the responder's ID p384\.sluice\.test is not C=CH, O=gateways\.sluice\.test, CN=\*/);
+    await gateway.waitForLog(/parsed INFORMATIONAL request \d+ \[ N\(AUTH_FAILED\) \]/, { timeoutMs: 5000 });
+  });
+
+  // strongSwan refusing sluice: its certificate expired, from another CA, or an identity the gateway does not expect.
+  const refusedBySwan: [EeName, string, RegExp][] = [
+    ["expired", "%any", /certificate invalid|not valid|expired/i],
+    ["other", "%any", /no trusted .*found|no issuer certificate found/i],
+    ["p256", "p384.sluice.test", /no matching peer config found|looking for peer configs matching/],
+  ];
+  for (const [name, expect, swanReason] of refusedBySwan) {
+    test(`strongSwan gateway refuses sluice (${name === "p256" ? "an identity it does not expect" : `${name} certificate`}): sluice logs AUTHENTICATION_FAILED`, async (t) => {
+      const bed = cleanUpAfter(t, await TwoHosts.create());
+      const gateway = await charon(t, pki, bed.b, bed.a, { ee: pki.ee.gw, remoteId: expect }, "responder");
+      const sluice = cleanUpAfter(t, await SluiceDaemon.start(bed.a, [sluicePeer(pki, pki.ee[name], bed.a, bed.b, "initiator", { remoteId: "gw.sluice.test" })]));
+      const [failed] = await sluice.waitForEvents("ike-failed", 1, 15_000);
+      assert.equal(failed!.reason, "AUTHENTICATION_FAILED");
+      assert.match(String(failed!.msg), /the responder refused our authentication/);
+      assert.match(gateway.log(), swanReason);
+      assert.match(gateway.log(), /generating IKE_AUTH response \d+ \[ N\(AUTH_FAILED\) \]/);
     });
   }
 

@@ -10,7 +10,12 @@
 //   `--list-sas` and `sluice status` must both name what was asked for, and
 //   a ping crosses the child SA (so the keys derived from that PRF and group
 //   agree on both sides).
-// - ESP is ChaCha20-Poly1305 without ESN: libipsec has no ESN, and strongSwan
+// - ESP ciphers (RFC 7634, RFC 4106): aes128gcm16 and aes256gcm16 ESP
+//   negotiated in each role (sluice's esp_proposals naming one, strongSwan's
+//   naming one), both sides reporting AES_GCM_16 with that key size, and pings
+//   both ways through the child (sluice's AES pass seals and opens what
+//   strongSwan's libipsec opens and seals).
+// - Otherwise ESP is ChaCha20-Poly1305 without ESN: libipsec has no ESN, and strongSwan
 //   does not know it when it chooses. As responder, configured with
 //   chacha20poly1305-esn, it selects ESP:CHACHA20_POLY1305/EXT_SEQ, fails to
 //   install it ("IPsec SA: ESN not supported") and answers IKE_AUTH with
@@ -114,6 +119,48 @@ describe("IKEv2 with strongSwan: the algorithm matrix", { skip }, () => {
       await sluice.routed(bed.a.site);
       await pingThrough(bed, bed.a, bed.b, c.proposal);
       t.diagnostic(`strongSwan → sluice ${c.proposal}: ${Date.now() - started} ms to a ping through`);
+      await initiator.terminate({ ike: "site" });
+      await until(async () => ((await sluice.status()).ike.length === 0 ? true : undefined), "sluice to forget the IKE SA");
+    }
+  });
+
+  const ESP_AES: { proposal: string; bits: string }[] = [{ proposal: "aes128gcm16", bits: "128" }, { proposal: "aes256gcm16", bits: "256" }];
+
+  test("AES-GCM ESP from sluice: aes128gcm16 and aes256gcm16 children, as strongSwan and sluice both report, pings both ways", async (t) => {
+    const bed = cleanUpAfter(t, await TwoHosts.create());
+    const responder = cleanUpAfter(t, await Charon.start(bed.b.ns, { swanctl: bedConfigs(bed.a, bed.b, { responderOverrides: { espProposals: "aes256gcm16-aes128gcm16-chacha20poly1305" } }).responder }));
+    const peers = ESP_AES.map((c, i) => initiatorPeer(bed.b, bed.a, { name: `e${i}`, espProposals: [c.proposal], start: "none" }));
+    const sluice = cleanUpAfter(t, await SluiceDaemon.start(bed.a, peers));
+    for (const [i, c] of ESP_AES.entries()) {
+      const answer = await sluice.initiate(`e${i}`);
+      assert.equal(answer.ok, true, `${c.proposal}: ${JSON.stringify(answer)}\n${responder.logTail()}`);
+      const theirs = await onlySa(responder);
+      assert.deepEqual([theirs.children[0]!.encrAlg, String(theirs.children[0]!.raw["encr-keysize"] ?? "")], ["AES_GCM_16", c.bits], c.proposal);
+      const [ours] = (await sluice.status()).ike;
+      assert.equal(ours!.children[0]!.esp, `${c.proposal}/noesn`);
+      await sluice.routed(bed.b.site);
+      await pingThrough(bed, bed.a, bed.b, c.proposal);
+      await pingThrough(bed, bed.b, bed.a, c.proposal);
+      assert.equal((await sluice.terminate(`e${i}`)).ok, true);
+      await noSas(responder);
+    }
+  });
+
+  test("AES-GCM ESP from strongSwan: sluice's default esp_proposals accept aes128gcm16 and aes256gcm16, pings both ways", async (t) => {
+    const bed = cleanUpAfter(t, await TwoHosts.create());
+    const sluice = cleanUpAfter(t, await SluiceDaemon.start(bed.b, [responderPeer(bed.a, bed.b)]));
+    const initiator = cleanUpAfter(t, await Charon.start(bed.a.ns));
+    for (const c of ESP_AES) {
+      await initiator.load(bedConfigs(bed.a, bed.b, { initiatorOverrides: { espProposals: c.proposal } }).initiator);
+      const output = await initiator.initiate("net");
+      assert.match(output, /CHILD_SA net\{\d+\} established/);
+      const theirs = await onlySa(initiator);
+      assert.deepEqual([theirs.children[0]!.encrAlg, String(theirs.children[0]!.raw["encr-keysize"] ?? "")], ["AES_GCM_16", c.bits], c.proposal);
+      const ours = await until(async () => (await sluice.status()).ike.find((sa) => sa.state === "established" && sa.children.length === 1), "sluice's IKE SA");
+      assert.equal(ours.children[0]!.esp, `${c.proposal}/noesn`);
+      await sluice.routed(bed.a.site);
+      await pingThrough(bed, bed.a, bed.b, c.proposal);
+      await pingThrough(bed, bed.b, bed.a, c.proposal);
       await initiator.terminate({ ike: "site" });
       await until(async () => ((await sluice.status()).ike.length === 0 ? true : undefined), "sluice to forget the IKE SA");
     }

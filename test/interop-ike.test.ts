@@ -5,42 +5,23 @@
 //    sluice responder: pings both ways and a 100 MB TCP transfer through the
 //    tunnel (sha256 checked at the far end), both sides' ESP counters showing
 //    it crossed ESP; DELETE from each side.
+// 2. The same over AES-256-GCM ESP (RFC 4106, esp_proposals aes256gcm16 on
+//    both sides): pings both ways and 100 MB over TCP each way (sluice's
+//    AES pass seals one and opens the other), strongSwan's child showing
+//    AES_GCM_16/256 and both sides' counters the bytes.
 // Needs root, strongSwan, nftables, conntrack, ping, iperf3-free (the bytes
 // are moved by test/fixtures/netTool.ts): .ci/run installs them.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { describe, test, type TestContext } from "node:test";
+import { describe, test } from "node:test";
 import { Charon } from "./fixtures/interop/charon.js";
 import { bedSkip } from "./fixtures/interop/requirements.js";
 import { bedConfigs } from "./fixtures/interop/swanctl.js";
 import { TwoHosts, type Host } from "./fixtures/interop/topology.js";
 import { cleanUpAfter, onlySa } from "./fixtures/interop/steps.js";
 import { SluiceDaemon, initiatorPeer, responderPeer } from "./fixtures/interop/sluice.js";
-import { NET_TOOL, Proc } from "./fixtures/twoEndpoints.js";
+import { tcpTransfer } from "./fixtures/interop/tcpTransfer.js";
 
 const skip = bedSkip();
-
-/** Sends `bytes` random bytes over TCP from `from` to `to`'s inner address through the tunnel; returns when the sink's sha256 matches. */
-async function tcpTransfer(t: TestContext, from: Host, to: Host, bytes: number): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), "sluice-tcp-"));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const file = join(dir, "data");
-  const data = randomBytes(bytes);
-  writeFileSync(file, data);
-  const expected = createHash("sha256").update(data).digest("hex");
-  const sink = new Proc(spawn("ip", ["netns", "exec", to.ns, process.execPath, NET_TOOL, "sink", to.inner, "5201", "-"], { stdio: ["ignore", "pipe", "pipe"] }), "tcp sink");
-  t.after(() => sink.kill());
-  await sink.waitForEvent("listening");
-  const source = new Proc(spawn("ip", ["netns", "exec", from.ns, process.execPath, NET_TOOL, "source", to.inner, "5201", file, from.inner], { stdio: ["ignore", "pipe", "pipe"] }), "tcp source");
-  t.after(() => source.kill());
-  const done = await sink.waitForEvent("done", 120_000);
-  assert.equal(done.bytes, bytes);
-  assert.equal(done.sha256, expected);
-}
 
 describe("IKEv2 with strongSwan", { skip }, () => {
   test("sluice initiator → strongSwan responder: ping both ways, 100 MB over TCP, counters on both sides, DELETE from sluice", async (t) => {
@@ -97,5 +78,27 @@ describe("IKEv2 with strongSwan", { skip }, () => {
     await initiator.terminate({ ike: "site" });
     await sluice.waitForEvent("ike-down", 10_000);
     assert.equal((await sluice.status()).ike.length, 0);
+  });
+
+  test("AES-256-GCM ESP, sluice initiator → strongSwan responder: ping both ways, 100 MB over TCP each way", { timeout: 600_000 }, async (t) => {
+    const bed = cleanUpAfter(t, await TwoHosts.create());
+    const responder = cleanUpAfter(t, await Charon.start(bed.b.ns, { swanctl: bedConfigs(bed.a, bed.b, { responderOverrides: { espProposals: "aes256gcm16" } }).responder }));
+    const sluice = cleanUpAfter(t, await SluiceDaemon.start(bed.a, [initiatorPeer(bed.b, bed.a, { espProposals: ["aes256gcm16"] })]));
+    await sluice.waitForEvent("child-up", 15_000);
+    await sluice.routed(bed.b.site);
+    const there = await bed.ping(bed.a.ns, bed.b.inner, { from: bed.a.inner, count: 5, interval: 0.1 });
+    assert.equal(there.received, 5, there.output);
+    const back = await bed.ping(bed.b.ns, bed.a.inner, { from: bed.b.inner, count: 5, interval: 0.1 });
+    assert.equal(back.received, 5, back.output);
+    await tcpTransfer(t, bed.a, bed.b, 100 * 1024 * 1024);
+    await tcpTransfer(t, bed.b, bed.a, 100 * 1024 * 1024, 5202);
+    const theirs = await onlySa(responder);
+    const their = theirs.children[0]!;
+    assert.deepEqual([their.encrAlg, String(their.raw["encr-keysize"] ?? "")], ["AES_GCM_16", "256"]);
+    const [ours] = (await sluice.status()).ike;
+    const child = ours!.children[0]!;
+    assert.equal(child.esp, "aes256gcm16/noesn");
+    assert.ok(child.bytesOut > 100 * 1024 * 1024 && their.bytesIn > 100 * 1024 * 1024, `sluice sealed ${child.bytesOut} bytes, strongSwan opened ${their.bytesIn}`);
+    assert.ok(child.bytesIn > 100 * 1024 * 1024 && their.bytesOut > 100 * 1024 * 1024, `strongSwan sealed ${their.bytesOut} bytes, sluice opened ${child.bytesIn}`);
   });
 });

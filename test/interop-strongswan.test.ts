@@ -25,6 +25,7 @@ import { chacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { InboundSa, OutboundSa, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, type OpenResult } from "../src/esp.js";
 import { hex, toHex, concat } from "./helpers.js";
 import { ipPacket, parsePcap, LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_RAW, type Pcap } from "./fixtures/pcap.js";
+import type { SaJson, SasJson as BedSasJson } from "./fixtures/interop/charonKeys.js";
 
 function viewOf(b: Uint8Array): DataView {
   return new DataView(b.buffer, b.byteOffset, b.byteLength);
@@ -182,23 +183,10 @@ function inPrefix(address: string, prefix: string): boolean {
 
 // ------------------------------------------------------------------ the fixtures
 
-interface SaJson {
-  spi: string;
-  direction: "initiator-to-responder" | "responder-to-initiator";
-  src: string;
-  dst: string;
-  key: string;
-  salt: string;
-  esn: boolean;
-}
-
-interface SasJson {
-  initiator: { address: string; ts: string };
-  responder: { address: string; ts: string };
-  espProposal: string;
-  sas: SaJson[];
+/** sas.json of a recorded fixture: the bed's, with the capture it was written with. */
+type SasJson = BedSasJson & {
   capture: { file: string; format: "pcap" | "pcapng"; tool: string; pings: number; pingSizes: number[]; espPackets: number };
-}
+};
 
 /** One line of esp-decrypt.txt (the bed's ESP check), as it was printed when the fixture was recorded. */
 interface Reference {

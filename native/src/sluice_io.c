@@ -16,8 +16,10 @@
  *
  * The files by role (sluice_io.h lists them): this one makes the module;
  * napi_args.c checks arguments and makes errors; udp.c, tun.c and poll.c are
- * the UDP sockets, the TUN devices and readiness; offload_exports.c exposes
- * the TUN offloads (tun_offload.c) to tests.
+ * the UDP sockets, the TUN devices and readiness; route.c the routes into a
+ * TUN device (rtnetlink); offload_exports.c exposes the TUN offloads
+ * (tun_offload.c) to tests; gcm.c runs the AES-GCM of ESP batches on the
+ * OpenSSL inside Node.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -48,6 +50,7 @@ static void free_scratch(napi_env env, void *data, void *hint) {
     s->devices = d->next;
     free(d);
   }
+  gcm_cache_free(s->gcm);
   free(s);
 }
 
@@ -76,14 +79,20 @@ NAPI_MODULE_INIT() {
       {"offloadSegment", offload_segment},
       {"offloadCoalesce", offload_coalesce},
       {"poll", io_poll_start},
+      {"routeChange", route_change},
       {"close", io_close},
+      {"gcmInfo", gcm_info},
+      {"gcmBatch", gcm_batch},
+      {"gcmSweep", gcm_sweep},
+      {"gcmOnce", gcm_once},
+      {"gcmCached", gcm_cached},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) add_method(env, exports, fns[i].name, fns[i].cb, NULL);
   set_int(env, exports, "ADDRESS_BYTES", ADDRESS_BYTES);
   set_int(env, exports, "BATCH_MAX", BATCH_MAX);
   set_int(env, exports, "AF_INET", AF_INET);
   set_int(env, exports, "AF_INET6", AF_INET6);
-  set_int(env, exports, "ABI", 2);
+  set_int(env, exports, "ABI", 3);
   return exports;
 }
 

@@ -12,6 +12,7 @@
  *   offload_exports.c  the TUN offloads without a device, for tests and tools
  *   poll.c             readiness from libuv (uv_poll_t)
  *   tun_offload.c      TSO/GRO on bytes, sans-I/O
+ *   gcm.c              AES-GCM of ESP (RFC 4106) per batch, on Node's OpenSSL
  */
 #ifndef SLUICE_IO_H
 #define SLUICE_IO_H
@@ -55,11 +56,15 @@ typedef struct tun_device {
 /* Per-environment scratch for the message headers of one batch (the addon may
  * be loaded by several worker threads, each with its own environment), and
  * the TUN devices opened with offloads in that environment. */
+/* gcm.c: the EVP contexts of an environment's AES-GCM SAs. */
+typedef struct gcm_cache gcm_cache;
+
 typedef struct {
   struct mmsghdr msgs[BATCH_MAX];
   struct iovec iov[BATCH_MAX];
   control_buf ctl[BATCH_MAX];
   tun_device *devices;
+  gcm_cache *gcm; /* created on first use */
 } io_scratch;
 
 /* Asks for the cache lines of [p, p + n) in a writable state ahead of the
@@ -121,5 +126,12 @@ napi_value tun_offload_stats(napi_env env, napi_callback_info info);
 napi_value offload_segment(napi_env env, napi_callback_info info);
 napi_value offload_coalesce(napi_env env, napi_callback_info info);
 napi_value io_poll_start(napi_env env, napi_callback_info info);
+napi_value route_change(napi_env env, napi_callback_info info);
+napi_value gcm_info(napi_env env, napi_callback_info info);
+napi_value gcm_batch(napi_env env, napi_callback_info info);
+napi_value gcm_sweep(napi_env env, napi_callback_info info);
+napi_value gcm_once(napi_env env, napi_callback_info info);
+napi_value gcm_cached(napi_env env, napi_callback_info info);
+void gcm_cache_free(gcm_cache *cache);
 
 #endif

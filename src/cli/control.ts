@@ -13,6 +13,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { removeKillSwitch } from "../endpoint/killSwitch.js";
 import { parseConfig } from "../endpoint/config.js";
 import { requestControl, type ControlRequest } from "../endpoint/controlSocket.js";
+import type { EndpointStatus } from "../endpoint/status.js";
 
 /** Where `sluice up` puts its socket by default: /run/sluice/TUN.sock. */
 const SOCKET_DIR = "/run/sluice";
@@ -29,17 +30,6 @@ function defaultSocket(): string {
   if (sockets.length === 0) throw new Error(`no control socket in ${SOCKET_DIR} (is \`sluice up\` running? or give -s SOCKET / -c FILE)`);
   throw new Error(`several control sockets in ${SOCKET_DIR} (${sockets.join(", ")}): give -s SOCKET or -c FILE`);
 }
-
-interface ChildStatus {
-  id: number; state: string; spiIn: string; spiOut: string; esp: string; localTs: string[]; remoteTs: string[];
-  ageSeconds: number; rekeyInSeconds?: number; expireInSeconds?: number; packetsIn: number; bytesIn: number; packetsOut: number; bytesOut: number;
-}
-interface IkeStatus {
-  id: number; peer: string; role: string; state: string; spiI: string; spiR: string; local: string; remote: string;
-  natT: boolean; natLocal: boolean; natRemote: boolean; localId?: string; remoteId?: string; ike?: string;
-  ageSeconds: number; rekeyInSeconds?: number; expireInSeconds?: number; lastRttMs?: number; children: ChildStatus[];
-}
-interface StaticStatus { name: string; address: string; spiIn: string; spiOut: string; packetsIn: number; bytesIn: number; packetsOut: number; bytesOut: number }
 
 /** Where the socket is: `-s PATH`, or the `[control] socket` of `-c FILE`, or the default. */
 function socketPath(args: string[]): { path: string; rest: string[]; json: boolean } {
@@ -72,13 +62,16 @@ function timing(sa: { rekeyInSeconds?: number; expireInSeconds?: number }): stri
 }
 
 /** The swanctl-like text of a status answer. */
-export function formatStatus(status: { ike?: IkeStatus[]; staticPeers?: StaticStatus[] }): string {
+export function formatStatus(status: Partial<EndpointStatus>): string {
   const lines: string[] = [];
   for (const sa of status.ike ?? []) {
     const ours = sa.role === "initiator" ? "i" : "r";
     lines.push(`${sa.peer}: #${sa.id}, ${sa.state.toUpperCase()}, IKEv2, ${sa.spiI}_i${ours === "i" ? "*" : ""} ${sa.spiR}_r${ours === "r" ? "*" : ""}`);
     lines.push(`  local  '${sa.localId ?? "?"}' @ ${sa.local}${sa.natLocal ? " (behind NAT)" : ""}`);
     lines.push(`  remote '${sa.remoteId ?? "?"}' @ ${sa.remote}${sa.natRemote ? " (behind NAT)" : ""}`);
+    if (sa.remoteCertificate !== undefined) lines.push(`  remote certificate "${sa.remoteCertificate}"`);
+    // A gateway's client: the addresses it leased from a pool; a client: the ones the gateway gave us.
+    if (sa.virtualIps && sa.virtualIps.length > 0) lines.push(`  ${sa.role === "responder" ? "remote" : "local"} virtual IP ${sa.virtualIps.join(", ")}`);
     if (sa.ike) lines.push(`  ${sa.ike}`);
     lines.push(`  ${sa.state === "established" ? "established" : "created"} ${age(sa.ageSeconds)} ago${timing(sa)}${sa.lastRttMs !== undefined ? `, liveness RTT ${sa.lastRttMs.toFixed(2)} ms` : ""}`);
     for (const child of sa.children) {
@@ -150,7 +143,7 @@ export async function control(command: "status" | "initiate" | "terminate" | "re
     return 1;
   }
   if (json) console.log(JSON.stringify(answer, null, 2));
-  else if (command === "status") console.log(formatStatus(answer as { ike?: IkeStatus[]; staticPeers?: StaticStatus[] }));
+  else if (command === "status") console.log(formatStatus(answer as Partial<EndpointStatus>));
   else console.log(String(answer.message ?? "ok"));
   return 0;
 }

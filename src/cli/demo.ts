@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
+import { hasCommand } from "../endpoint/commandPath.js";
 
 const MAIN = fileURLToPath(new URL("./main.js", import.meta.url));
 
@@ -24,15 +25,6 @@ interface Side {
 
 function run(command: string, args: string[], options: { quiet?: boolean } = {}): string {
   return execFileSync(command, args, { encoding: "utf8", stdio: ["ignore", "pipe", options.quiet ? "ignore" : "pipe"] });
-}
-
-function has(command: string): boolean {
-  try {
-    execFileSync("sh", ["-c", `command -v ${command}`], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function config(self: Side, peer: Side, stateDir: string, spiOut: number, spiIn: number): string {
@@ -85,7 +77,7 @@ export async function demo(): Promise<number> {
     return 2;
   }
   for (const tool of ["ip", "ping"]) {
-    if (!has(tool)) {
+    if (!hasCommand(tool)) {
       process.stderr.write(`sluice demo: needs '${tool}' (Debian: ${tool === "ip" ? "iproute2" : "iputils-ping"})\n`);
       return 2;
     }
@@ -140,7 +132,7 @@ export async function demo(): Promise<number> {
       const out = run("ip", ["netns", "exec", from.ns, "ping", "-c", "3", "-i", "0.2", "-W", "2", to.inner]);
       console.log(`ping ${from.inner} -> ${to.inner}: ${out.trim().split("\n").slice(-2).join("; ")}`);
     }
-    if (has("iperf3")) {
+    if (hasCommand("iperf3")) {
       const server = spawn("ip", ["netns", "exec", b.ns, "iperf3", "-s", "-1", "-B", b.inner], { stdio: "ignore" });
       await new Promise((resolve) => setTimeout(resolve, 500));
       const json = JSON.parse(run("ip", ["netns", "exec", a.ns, "iperf3", "-c", b.inner, "-B", a.inner, "-t", "5", "-J"])) as { end: { sum_received: { bits_per_second: number } } };

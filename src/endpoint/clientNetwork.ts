@@ -22,6 +22,7 @@
 import { execFileSync } from "node:child_process";
 import { isIP } from "node:net";
 import type { Logger } from "pino";
+import { hasCommand } from "./commandPath.js";
 
 export interface ClientSettings {
   addresses: string[];
@@ -30,15 +31,6 @@ export interface ClientSettings {
 
 function run(command: string, args: string[], input?: string): string {
   return execFileSync(command, args, { input, stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"], encoding: "utf8" });
-}
-
-function has(command: string): boolean {
-  try {
-    execFileSync("sh", ["-c", `command -v ${command}`], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** The route the kernel uses to reach `address` now, as `ip route` arguments ("via 192.168.1.1 dev eth0"). */
@@ -61,16 +53,29 @@ export class ClientNetwork {
 
   /** Puts the settings in force (replacing earlier ones). Failures are logged, never thrown: the tunnel works without DNS. */
   apply(settings: ClientSettings): void {
-    this.remove();
     const family = (a: string): string => (isIP(a) === 6 ? "-6" : "-4");
+    const hostPrefix = (a: string): string => `${a}/${isIP(a) === 6 ? 128 : 32}`;
+    // New addresses first, then the old ones that went: removing the last IPv4 address of a device makes
+    // the kernel flush every IPv4 route through it (fib_disable_ip), and the TUN's routes are not ours to
+    // make again. (Seen: a client that reconnected got its address back and lost its routes.)
     for (const address of settings.addresses) {
       try {
-        run("ip", [family(address), "addr", "replace", `${address}/${isIP(address) === 6 ? 128 : 32}`, "dev", this.tun]);
+        run("ip", [family(address), "addr", "replace", hostPrefix(address), "dev", this.tun]);
       } catch (error) {
         this.log.warn({ event: "client-address-error", address, error: String((error as { stderr?: string }).stderr ?? error).trim() }, `could not put ${address} on ${this.tun}`);
       }
     }
-    this.#applyDns(settings.dns);
+    for (const address of this.#applied?.addresses ?? []) {
+      if (settings.addresses.includes(address)) continue;
+      try {
+        run("ip", [family(address), "addr", "del", hostPrefix(address), "dev", this.tun]);
+      } catch {
+        // already gone
+      }
+    }
+    // resolvconf -a and resolvectl dns replace what was there; only servers that are no more need undoing.
+    if (settings.dns.length === 0) this.#removeDns();
+    else this.#applyDns(settings.dns);
     this.#applied = settings;
     this.log.info({ event: "client-network", tun: this.tun, addresses: settings.addresses, dns: settings.dns, dnsManager: this.#dns ?? "none" },
       `virtual IP ${settings.addresses.join(", ")} on ${this.tun}${settings.dns.length ? `, DNS ${settings.dns.join(", ")} via ${this.#dns ?? "nothing (no systemd-resolved or resolvconf)"}` : ""}`);
@@ -79,11 +84,11 @@ export class ClientNetwork {
   #applyDns(servers: string[]): void {
     if (servers.length === 0) return;
     try {
-      if (has("resolvectl")) {
+      if (hasCommand("resolvectl")) {
         run("resolvectl", ["dns", this.tun, ...servers]);
         run("resolvectl", ["domain", this.tun, "~."]);
         this.#dns = "resolved";
-      } else if (has("resolvconf")) {
+      } else if (hasCommand("resolvconf")) {
         run("resolvconf", ["-a", `${this.tun}.sluice`], servers.map((s) => `nameserver ${s}`).join("\n") + "\n");
         this.#dns = "resolvconf";
       } else {
@@ -105,9 +110,17 @@ export class ClientNetwork {
       }
     };
     for (const address of this.#applied.addresses) quiet("ip", [isIP(address) === 6 ? "-6" : "-4", "addr", "del", `${address}/${isIP(address) === 6 ? 128 : 32}`, "dev", this.tun]);
-    if (this.#dns === "resolved") quiet("resolvectl", ["revert", this.tun]);
-    if (this.#dns === "resolvconf") quiet("resolvconf", ["-d", `${this.tun}.sluice`]);
+    this.#removeDns();
     this.#applied = undefined;
+  }
+
+  #removeDns(): void {
+    try {
+      if (this.#dns === "resolved") run("resolvectl", ["revert", this.tun]);
+      if (this.#dns === "resolvconf") run("resolvconf", ["-d", `${this.tun}.sluice`]);
+    } catch {
+      // already gone
+    }
     this.#dns = undefined;
   }
 

@@ -20,6 +20,7 @@
  * endpoint = "192.168.77.2:4500"
  * selectors = ["10.77.2.0/24"]
  * esn = true
+ * cipher = "aes256gcm16"        # default "chacha20poly1305"; or "aes128gcm16"
  * replay_window = 4096
  * secret_file = "/etc/sluice/site-b.secret"   # or secret_env, or [peer.out]/[peer.in] keys
  * spi_out = 0x1001
@@ -28,7 +29,8 @@
  */
 import { parse as parseToml } from "smol-toml";
 import { parsePrefix, type Prefix } from "./prefix.js";
-import { ConfigError, address, bool, hostPort, int, keySource, known, prefixList, str, table, type KeySource, type Table } from "./configValues.js";
+import { ESP_CIPHERS, type EspCipher } from "../kernel/cipher.js";
+import { ConfigError, address, bool, choice, hostPort, int, keySource, known, prefixList, str, table, type KeySource, type Table } from "./configValues.js";
 import { ikePeerEntry, ikeSettings, poolEntry, type IkePeerEntry, type IkeSettings, type PoolEntry } from "./ikeConfig.js";
 
 export { ConfigError, type KeySource } from "./configValues.js";
@@ -36,7 +38,7 @@ export type { IkePeerEntry, IkeSettings, PoolEntry } from "./ikeConfig.js";
 
 export interface SaConfig {
   spi: number;
-  /** 36 bytes: key ‖ salt (the RFC 7634 KEYMAT layout), as 72 hex digits. */
+  /** key ‖ salt (RFC 7634 §2, RFC 4106 §8.1): 36 bytes as 72 hex digits; 20 bytes (40 digits) for aes128gcm16. */
   keymat: KeySource;
 }
 
@@ -46,6 +48,8 @@ export interface PeerConfig {
   port: number;
   selectors: Prefix[];
   esn: boolean;
+  /** The AEAD of both SAs (`cipher`, default "chacha20poly1305"); sets the key length. */
+  cipher: EspCipher;
   replayWindow: number;
   /** Either explicit SAs… */
   out?: SaConfig;
@@ -91,7 +95,7 @@ function saConfig(value: unknown, key: string): SaConfig {
 }
 
 function peerConfig(t: Table, key: string): PeerConfig {
-  known(t, key, ["name", "endpoint", "selectors", "esn", "replay_window", "secret", "secret_file", "secret_env", "spi_out", "spi_in", "out", "in"]);
+  known(t, key, ["name", "endpoint", "selectors", "esn", "cipher", "replay_window", "secret", "secret_file", "secret_env", "spi_out", "spi_in", "out", "in"]);
   const k = `${key}.`;
   const { address: peerAddress, port } = hostPort(str(t, "endpoint", k), `${k}endpoint`);
   const rawSelectors = t.selectors;
@@ -126,7 +130,7 @@ function peerConfig(t: Table, key: string): PeerConfig {
   if (spiOut === spiIn) throw new ConfigError(`${k}spi_in`, "the inbound and outbound SPIs must differ");
   return {
     name: str(t, "name", k, `${peerAddress}:${port}`), address: peerAddress, port, selectors,
-    esn: bool(t, "esn", k, true), replayWindow, out, in: inbound, secret, spiOut, spiIn,
+    esn: bool(t, "esn", k, true), cipher: choice(t, "cipher", k, ESP_CIPHERS, "chacha20poly1305"), replayWindow, out, in: inbound, secret, spiOut, spiIn,
   };
 }
 

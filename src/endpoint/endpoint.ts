@@ -42,6 +42,7 @@ import { AppPort, type InnerPacketHandler } from "./appPort.js";
 import { DgramPort } from "./dgramPort.js";
 import { IkeShell, ikePeerConfig, makePools } from "./ikeShell.js";
 import type { ControlAnswer } from "./controlSocket.js";
+import type { EndpointStatus } from "./status.js";
 
 export type { EndpointCounters, ControlHooks } from "./forwarder.js";
 export type { InnerPacketHandler } from "./appPort.js";
@@ -186,6 +187,8 @@ export class Endpoint {
   /** Starts the IKE shell when there are IKE peers; if it cannot start, everything set up so far is released. */
   async #startIke(): Promise<this> {
     if (this.config.ikePeers.length === 0) return this;
+    // The first exchange and the child's first packets should not share the cores with worker threads still booting.
+    await this.engine.serving();
     try {
       this.#ike = await IkeShell.start(this, this.config, this.log);
     } catch (error) {
@@ -201,11 +204,14 @@ export class Endpoint {
     this.forwarder.start(this.inner, this.outer);
     this.#startKeepalives();
     const io = this.io;
+    // Where AES-GCM SAs run (RFC 4106): the addon on Node's OpenSSL, or node:crypto per packet.
+    const aes = this.engine.aesPath;
+    const aesText = aes === "native" ? "AES-GCM native (batched, OpenSSL)" : `AES-GCM portable (node:crypto per packet: ${this.engine.aesPathReason})`;
     if (io.path === "native") {
-      this.log.info({ event: "io-path", io: "native", tun: true, tunOffload: io.tunOffload, gso: io.gso, gro: io.gro },
-        `I/O on the native path: TUN device ${io.tun} (offloads ${io.tunOffload ? "on" : "off"}), batched UDP (GSO ${io.gso ? "on" : "off"}, GRO ${io.gro ? "on" : "off"})`);
+      this.log.info({ event: "io-path", io: "native", tun: true, tunOffload: io.tunOffload, gso: io.gso, gro: io.gro, aes },
+        `I/O on the native path: TUN device ${io.tun} (offloads ${io.tunOffload ? "on" : "off"}), batched UDP (GSO ${io.gso ? "on" : "off"}, GRO ${io.gro ? "on" : "off"}); ${aesText}`);
     } else {
-      this.log.info({ event: "io-path", io: "portable", reason: io.reason, tun: false }, `I/O on the portable path (node:dgram, no TUN device): ${io.reason}`);
+      this.log.info({ event: "io-path", io: "portable", reason: io.reason, tun: false, aes }, `I/O on the portable path (node:dgram, no TUN device): ${io.reason}; ${aesText}`);
       if (this.app !== undefined && !this.app.delivers) {
         this.log.warn({ event: "no-tun" },
           "no TUN device on the portable path: opened packets are counted and dropped (no-inner-port), and only what an embedding application passes to sendInner goes into the tunnel");
@@ -356,7 +362,7 @@ export class Endpoint {
   // ---- control: what `sluice status`, `initiate` and `terminate` ask ----
 
   /** Every peer with its SAs and their traffic: static peers, and IKE SAs with their children. */
-  status(): Record<string, unknown> {
+  status(): EndpointStatus {
     return {
       io: this.io,
       staticPeers: this.#static.status(),

@@ -69,8 +69,12 @@ import { ConfigError, address, bool, choice, int, keySource, known, num, prefixL
 import { DEFAULT_DOS } from "../ike/dosGuard.js";
 import { DEFAULT_FRAGMENTATION } from "../ike/fragments.js";
 
-/** The ESP ciphers the engine runs (RFC 7634). */
-export const DATA_PLANE_CIPHERS: readonly Cipher[] = [{ id: 28, keyBits: 256 }];
+/**
+ * The ESP ciphers the engine runs: ChaCha20-Poly1305 (RFC 7634, transform 28)
+ * and AES-GCM with a 16-byte ICV (RFC 4106, transform 20) with 128- and
+ * 256-bit keys.
+ */
+export const DATA_PLANE_CIPHERS: readonly Cipher[] = [{ id: 28, keyBits: 256 }, { id: 20, keyBits: 256 }, { id: 20, keyBits: 128 }];
 
 /** A `[[peer]]` with `[peer.ike]`. */
 export interface IkePeerEntry {

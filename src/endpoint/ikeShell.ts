@@ -34,7 +34,8 @@ import type { IkePeerConfig } from "../ike/config.js";
 import type { Endpoint as IkeEndpoint } from "../ike/natDetection.js";
 import { formatIdentity, parseIdentity, parseIdentityPattern } from "../ike/identity.js";
 import { certificateHasIdentity, describeCertificate } from "../ike/certificates.js";
-import { groupName, parseEspProposal, parseIkeProposal } from "../ike/proposals.js";
+import { cipherName, groupName, parseEspProposal, parseIkeProposal, type Cipher } from "../ike/proposals.js";
+import { checkCipher, type EspCipher } from "../kernel/cipher.js";
 import { warmUp } from "../ike/warmUp.js";
 import { selectorFromPrefix } from "../ike/trafficSelectors.js";
 import type { Registry } from "prom-client";
@@ -50,6 +51,7 @@ import { ClientNetwork } from "./clientNetwork.js";
 import { AddressPool } from "../ike/addressPool.js";
 import { loadLocalCredential, loadPeerTrust } from "./credentials.js";
 import type { ControlAnswer } from "./controlSocket.js";
+import type { IkeStatus } from "./status.js";
 
 /** What the shell needs of the endpoint (the Endpoint class has it). */
 export interface ShellHost {
@@ -184,7 +186,7 @@ export class IkeShell {
         return last;
       },
     });
-    this.#metrics = new IkeMetrics(host.metrics.registry, () => this.core);
+    this.#metrics = new IkeMetrics(host.metrics.registry, () => this.core, () => [...pools.values()].map((p) => p.pool));
   }
 
   /**
@@ -338,6 +340,7 @@ export class IkeShell {
       outbound: child.outbound,
       inbound: child.inbound,
       esn: child.esn,
+      cipher: espCipherOf(child.cipher),
       replayWindow: entry?.replayWindow ?? 1024,
       localSelectors: child.localPrefixes.map(parsePrefix),
       remoteSelectors: child.remotePrefixes.map(parsePrefix),
@@ -460,7 +463,7 @@ export class IkeShell {
   }
 
   /** What `sluice status` shows of IKE: every IKE SA with its children, their traffic, and when each is due to be rekeyed or to expire. */
-  status(): Record<string, unknown>[] {
+  status(): IkeStatus[] {
     const now = this.#now();
     const inSeconds = (at: number | undefined): number | undefined => (at === undefined ? undefined : Math.max(0, Math.round((at - now) / 1000)));
     const byLabel = new Map<string, Child>();
@@ -513,4 +516,9 @@ export class IkeShell {
     this.#socket = undefined;
     if (socket) await new Promise<void>((resolve) => socket.close(() => resolve()));
   }
+}
+
+/** The engine's name of a negotiated ESP cipher (DATA_PLANE_CIPHERS lists the ones that can be). */
+function espCipherOf(cipher: Cipher): EspCipher {
+  return checkCipher("negotiated cipher", cipherName(cipher));
 }

@@ -19,6 +19,7 @@ import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import type { KeySource } from "./config.js";
+import { cipherKeyBytes, cipherKeymatBytes, type EspCipher } from "../kernel/cipher.js";
 
 export const KEYMAT_BYTES = 36;
 
@@ -104,14 +105,22 @@ export function readSource(source: KeySource, env: NodeJS.ProcessEnv = process.e
   return value;
 }
 
-/** key ‖ salt as 72 hex digits (whitespace ignored). */
-export function loadKeymat(source: KeySource, env?: NodeJS.ProcessEnv): SaKeys {
+/**
+ * key ‖ salt as hex digits (whitespace ignored): 72 for a 32-byte key
+ * (chacha20poly1305, aes256gcm16), 40 for aes128gcm16's 16-byte key. The
+ * KEYMAT layout of RFC 7634 §2 and RFC 4106 §8.1.
+ */
+export function loadKeymat(source: KeySource, env?: NodeJS.ProcessEnv, cipher: EspCipher = "chacha20poly1305"): SaKeys {
   const text = readSource(source, env).replace(/\s+/g, "");
-  if (!/^[0-9a-fA-F]{72}$/.test(text)) {
-    throw new Error(`key ${describeSource(source)} must hold 72 hex digits (32-byte key and 4-byte salt), found ${text.length} characters`);
+  const keyBytes = cipherKeyBytes(cipher);
+  const digits = 2 * cipherKeymatBytes(cipher);
+  if (text.length !== digits || !/^[0-9a-fA-F]*$/.test(text)) {
+    throw new Error(`key ${describeSource(source)} must hold ${digits} hex digits (${keyBytes}-byte ${cipher} key and 4-byte salt), found ${text.length} characters`);
   }
   const bytes = Uint8Array.from(Buffer.from(text, "hex"));
-  return { key: bytes.slice(0, 32), salt: bytes.slice(32, 36) };
+  const keys = { key: bytes.slice(0, keyBytes), salt: bytes.slice(keyBytes, keyBytes + 4) };
+  bytes.fill(0);
+  return keys;
 }
 
 /** A shared secret: at least 32 bytes, given as hex (64+ digits) or as text of 32+ characters. */
@@ -122,14 +131,21 @@ export function loadSecret(source: KeySource, env?: NodeJS.ProcessEnv): Uint8Arr
   return new TextEncoder().encode(text);
 }
 
-/** The key and salt of the SA `spi`, whose reverse SA is `reverseSpi`. */
-export function deriveSaKeys(secret: Uint8Array, spi: number, reverseSpi: number): SaKeys {
-  const info = new Uint8Array(8);
+/**
+ * The key and salt of the SA `spi`, whose reverse SA is `reverseSpi`. An AES
+ * cipher's name is appended to the info, so one secret never gives the same
+ * key bytes to two ciphers; ChaCha20-Poly1305's derivation is unchanged.
+ */
+export function deriveSaKeys(secret: Uint8Array, spi: number, reverseSpi: number, cipher: EspCipher = "chacha20poly1305"): SaKeys {
+  const label = cipher === "chacha20poly1305" ? "" : cipher;
+  const info = new Uint8Array(8 + label.length);
   const view = new DataView(info.buffer);
   view.setUint32(0, spi);
   view.setUint32(4, reverseSpi);
-  const okm = hkdf(sha256, secret, new TextEncoder().encode("sluice esp v1"), info, KEYMAT_BYTES);
-  const keys = { key: okm.slice(0, 32), salt: okm.slice(32, 36) };
+  info.set(new TextEncoder().encode(label), 8);
+  const keyBytes = cipherKeyBytes(cipher);
+  const okm = hkdf(sha256, secret, new TextEncoder().encode("sluice esp v1"), info, cipherKeymatBytes(cipher));
+  const keys = { key: okm.slice(0, keyBytes), salt: okm.slice(keyBytes, keyBytes + 4) };
   okm.fill(0);
   return keys;
 }

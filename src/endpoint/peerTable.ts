@@ -25,11 +25,15 @@
  */
 import type { Engine } from "../engine/engine.js";
 import type { SaHandle } from "../engine/saTable.js";
+import type { EspCipher } from "../kernel/cipher.js";
 import { encodeAddress, decodeAddress, type SocketAddress } from "../io/address.js";
 import { PrefixTable, type Prefix } from "./prefix.js";
 import { Peer, Child, type ChildCounters, type DurableSequences } from "./peer.js";
 
-/** One SA's keys (RFC 7634 §2: a 32-byte key and a 4-byte salt). Wiped by installChild once in the engine. */
+/**
+ * One SA's keys: the cipher's key (32 bytes; 16 for aes128gcm16) and a
+ * 4-byte salt (RFC 7634 §2, RFC 4106 §8.1). Wiped by installChild once in the engine.
+ */
 export interface ChildSaKeys {
   spi: number;
   key: Uint8Array;
@@ -42,6 +46,8 @@ export interface ChildSpec {
   inbound: ChildSaKeys;
   /** Extended sequence numbers (RFC 4303 §2.2.1) for both SAs. */
   esn: boolean;
+  /** The AEAD of both SAs (default chacha20poly1305). */
+  cipher?: EspCipher;
   /** The inbound anti-replay window in packets, a multiple of 64 (default 1024). */
   replayWindow?: number;
   /**
@@ -108,6 +114,15 @@ export class PeerTable {
   readonly #freeIds: number[] = [];
   readonly #peers = new Set<Peer>();
   #routes = new PrefixTable<RouteTarget>();
+  /**
+   * The route table is stale: rebuilt at the next lookup. A gateway whose
+   * clients come and go changes its children many times between packets
+   * (a thousand road warriors connecting): each change rebuilt the whole
+   * table, a cost growing with the number of clients, for lookups nobody made.
+   */
+  #routesStale = false;
+  /** Every peer's trap selectors, each its own value: whether a child's selectors lie inside one (routedPrefixes). */
+  #traps = new PrefixTable<Prefix>();
   readonly #bySpi = new Map<number, Child>();
   #serial = 0;
 
@@ -134,7 +149,10 @@ export class PeerTable {
       this.peerById[id] = peer;
     }
     this.#peers.add(peer);
-    if (trap.length > 0) this.#rebuildRoutes();
+    if (trap.length > 0) {
+      this.#rebuildTraps();
+      this.#rebuildRoutes();
+    }
     return peer;
   }
 
@@ -150,6 +168,7 @@ export class PeerTable {
     this.#peers.delete(peer);
     this.peerById[peer.id] = undefined;
     this.#freeIds.push(peer.id);
+    if (peer.trapSelectors.length > 0) this.#rebuildTraps();
     this.#rebuildRoutes();
   }
 
@@ -176,12 +195,12 @@ export class PeerTable {
       if (peer.removed || this.peerById[peer.id] !== peer) throw new TypeError(`peer ${peer.name} is not in this table`);
       if (this.#bySpi.has(spec.inbound.spi)) throw new RangeError(`inbound SPI 0x${spec.inbound.spi.toString(16)} is already in use`);
       const inbound = this.engine.addSa({
-        direction: "in", spi: spec.inbound.spi, key: spec.inbound.key, salt: spec.inbound.salt, esn: spec.esn,
+        direction: "in", spi: spec.inbound.spi, cipher: spec.cipher, key: spec.inbound.key, salt: spec.inbound.salt, esn: spec.esn,
         replayWindow: spec.replayWindow ?? 1024, seq: durable?.resumeIn ?? 0n,
       });
       let out: SaHandle;
       try {
-        out = this.engine.addSa({ direction: "out", spi: spec.outbound.spi, key: spec.outbound.key, salt: spec.outbound.salt, esn: spec.esn, seq: durable?.resumeOut ?? 0n });
+        out = this.engine.addSa({ direction: "out", spi: spec.outbound.spi, cipher: spec.cipher, key: spec.outbound.key, salt: spec.outbound.salt, esn: spec.esn, seq: durable?.resumeOut ?? 0n });
       } catch (error) {
         this.engine.removeSa(inbound);
         throw error;
@@ -191,7 +210,7 @@ export class PeerTable {
       child.outboundPending = spec.outboundPending ?? false;
       peer.children.add(child);
       this.#bySpi.set(spec.inbound.spi, child);
-      this.#rebuildRoutes();
+      this.#rebuildRoutes(child);
       return child;
     } finally {
       spec.outbound.key.fill(0);
@@ -208,7 +227,7 @@ export class PeerTable {
   activateOutbound(child: Child): void {
     if (!child.outboundPending || child.removed) return;
     child.outboundPending = false;
-    this.#rebuildRoutes();
+    this.#rebuildRoutes(child);
   }
 
   /**
@@ -220,14 +239,14 @@ export class PeerTable {
     if (!child.outboundActive) return;
     child.outboundActive = false;
     this.engine.removeSa(child.out);
-    this.#rebuildRoutes();
+    this.#rebuildRoutes(child);
   }
 
   /** Removes a child: its routes, its outbound and its inbound SA (the engine wipes their keys once their packets completed). */
   removeChild(child: Child): void {
     if (child.removed) return;
     this.#removeChild(child);
-    this.#rebuildRoutes();
+    this.#rebuildRoutes(child);
   }
 
   #removeChild(child: Child): void {
@@ -253,6 +272,7 @@ export class PeerTable {
 
   /** Where a packet to the address at bytes[at…] goes: a child, a trapping peer, or nowhere. */
   route(family: 4 | 6, bytes: Uint8Array, at: number): RouteTarget | undefined {
+    if (this.#routesStale) this.#buildRoutes();
     return this.#routes.lookup(family, bytes, at);
   }
 
@@ -265,9 +285,14 @@ export class PeerTable {
    */
   routedPrefixes(): Prefix[] {
     const byKey = new Map<string, Prefix>();
+    for (const peer of this.#peers) for (const prefix of peer.trapSelectors) byKey.set(prefixKey(prefix), prefix);
+    // A road warrior's /32 inside a trap (its pool's selectors) adds nothing: skipped before any key is
+    // made, so a gateway's thousand clients cost a lookup each, not a string and a sort.
     for (const peer of this.#peers) {
-      for (const prefix of peer.trapSelectors) byKey.set(prefixKey(prefix), prefix);
-      for (const child of peer.children) if (child.outboundActive && !child.outboundPending) for (const prefix of child.remoteSelectors) byKey.set(prefixKey(prefix), prefix);
+      for (const child of peer.children) {
+        if (!child.outboundActive || child.outboundPending) continue;
+        for (const prefix of child.remoteSelectors) if (!this.#inTrap(prefix)) byKey.set(prefixKey(prefix), prefix);
+      }
     }
     const widestFirst = [...byKey.values()].sort((a, b) => a.length - b.length);
     const kept = new PrefixTable<true>();
@@ -280,8 +305,33 @@ export class PeerTable {
     return out;
   }
 
+  /**
+   * The routes changed: the table is rebuilt at the next lookup, the TUN's
+   * routes are told now — unless only `child` changed and every selector of
+   * it lies inside a trap, which routes it already (routedPrefixes leaves it
+   * out): a gateway's clients coming and going then cost the TUN nothing.
+   */
+  #rebuildRoutes(child?: Child): void {
+    this.#routesStale = true;
+    if (child !== undefined && child.remoteSelectors.every((prefix) => this.#inTrap(prefix))) return;
+    this.onRoutesChanged();
+  }
+
+  #rebuildTraps(): void {
+    const traps: { prefix: Prefix; value: Prefix }[] = [];
+    for (const peer of this.#peers) for (const prefix of peer.trapSelectors) traps.push({ prefix, value: prefix });
+    this.#traps = PrefixTable.of(traps);
+  }
+
+  /** Whether `prefix` lies inside a trap (the longest trap holding its first address is no longer than it). */
+  #inTrap(prefix: Prefix): boolean {
+    const trap = this.#traps.lookup(prefix.family, prefix.bytes, 0);
+    return trap !== undefined && trap.length <= prefix.length;
+  }
+
   /** Builds the route table anew and swaps it in: lookups never see half a change. */
-  #rebuildRoutes(): void {
+  #buildRoutes(): void {
+    this.#routesStale = false;
     const winner = new Map<string, { prefix: Prefix; target: RouteTarget; rank: number }>();
     const offer = (prefix: Prefix, target: RouteTarget, rank: number): void => {
       const key = prefixKey(prefix);
@@ -293,7 +343,6 @@ export class PeerTable {
       for (const child of peer.children) if (child.outboundActive && !child.outboundPending) for (const prefix of child.remoteSelectors) offer(prefix, child, child.serial);
     }
     this.#routes = PrefixTable.of([...winner.values()].map(({ prefix, target }) => ({ prefix, value: target })));
-    this.onRoutesChanged();
   }
 }
 

@@ -21,6 +21,7 @@ import { loadKeymat, loadSecret, deriveSaKeys, type SaKeys } from "./keys.js";
 import type { Child, Peer } from "./peer.js";
 import type { PeerTable } from "./peerTable.js";
 import { SeqStore, Reservation, OUT_BLOCK, IN_BLOCK } from "./seqStore.js";
+import type { StaticPeerStatus } from "./status.js";
 
 const ESN_LIMIT = 0xffffffffffffffffn;
 const NO_ESN_LIMIT = 0xffffffffn;
@@ -51,16 +52,16 @@ export interface LiveCounters {
 export function peerKeys(peer: PeerConfig): { out: SaKeys; in: SaKeys } {
   if (peer.secret) {
     const secret = loadSecret(peer.secret);
-    const keys = { out: deriveSaKeys(secret, peer.spiOut, peer.spiIn), in: deriveSaKeys(secret, peer.spiIn, peer.spiOut) };
+    const keys = { out: deriveSaKeys(secret, peer.spiOut, peer.spiIn, peer.cipher), in: deriveSaKeys(secret, peer.spiIn, peer.spiOut, peer.cipher) };
     secret.fill(0);
     return keys;
   }
-  return { out: loadKeymat(peer.out!.keymat), in: loadKeymat(peer.in!.keymat) };
+  return { out: loadKeymat(peer.out!.keymat, undefined, peer.cipher), in: loadKeymat(peer.in!.keymat, undefined, peer.cipher) };
 }
 
 /** What must match for a reload to keep a peer's SAs: every setting and the keys' fingerprints. */
 export function peerSignature(peer: PeerConfig, outId: string, inId: string): string {
-  return JSON.stringify([peer.address, peer.port, peer.selectors.map((p) => p.text), peer.esn, peer.replayWindow, outId, inId]);
+  return JSON.stringify([peer.address, peer.port, peer.selectors.map((p) => p.text), peer.esn, peer.cipher, peer.replayWindow, outId, inId]);
 }
 
 /**
@@ -85,7 +86,7 @@ export function addStaticPeer(table: PeerTable, engine: Engine, store: SeqStore,
     outReservation.ensure(resumeOut + 1n);
     child = table.installChild(peer, {
       outbound: { spi: config.spiOut, ...keys.out }, inbound: { spi: config.spiIn, ...keys.in },
-      esn: config.esn, replayWindow: config.replayWindow, localSelectors: [], remoteSelectors: config.selectors, label: "static",
+      esn: config.esn, cipher: config.cipher, replayWindow: config.replayWindow, localSelectors: [], remoteSelectors: config.selectors, label: "static",
     }, { resumeOut, resumeIn, reservations: { out: outReservation, in: inReservation } });
   } catch (error) {
     table.removePeer(peer);
@@ -174,7 +175,7 @@ export class StaticPeers {
   }
 
   /** For `sluice status`: each static peer's address, SPIs and traffic. */
-  status(): { name: string; address: string; spiIn: string; spiOut: string; packetsIn: number; bytesIn: number; packetsOut: number; bytesOut: number }[] {
+  status(): StaticPeerStatus[] {
     return this.#running.map((running) => {
       const address = this.table.peerAddress(running.peer);
       return {

@@ -93,7 +93,7 @@ export class TunPort implements InnerPort {
   attach(host: Forwarder): void {
     this.#host = host;
     this.#read = new ReadScratch(Math.min(host.engine.layout.batchSize, this.io.batchMax));
-    this.#routes = new TunRoutes(this.name, host.log, this.initialRoutes);
+    this.#routes = new TunRoutes(this.name, host.log, this.initialRoutes, (replace, device, family, destination, length) => this.io.routeChange(replace, device, family, destination, length));
   }
 
   start(): void {

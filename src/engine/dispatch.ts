@@ -13,6 +13,7 @@
  *   COMPLETE_GEN    bumped by a worker after each completion
  *   SLEEPERS        workers blocked in Atomics.wait (notify only if > 0)
  *   STOP            1 = serve loops return
+ *   SERVING         serve loops started so far (a restarted worker counts again)
  *   per region r:   STATE, OP, COUNT, TICKET
  *
  * A region's state goes FREE → SUBMITTED (main) → TAKEN | worker << 8
@@ -26,6 +27,7 @@ export const SUBMIT_GEN = 0;
 export const COMPLETE_GEN = 1;
 export const SLEEPERS = 2;
 export const STOP = 3;
+export const SERVING = 4;
 const REGIONS_AT = 8;
 const WORDS_PER_REGION = 4;
 const R_STATE = 0;
@@ -140,6 +142,12 @@ export class ControlBlock {
     Atomics.store(this.words, this.word(region, R_STATE), ok ? STATE_DONE : STATE_FAILED);
     Atomics.add(this.words, COMPLETE_GEN, 1);
     Atomics.notify(this.words, COMPLETE_GEN);
+  }
+
+  /** A worker's serve loop has begun: it can take batches from now on. */
+  serving(): void {
+    Atomics.add(this.words, SERVING, 1);
+    Atomics.notify(this.words, SERVING);
   }
 
   /** Blocks until something may have been submitted since `generation` was read. */

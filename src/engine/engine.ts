@@ -47,8 +47,9 @@ import { Batch, BatchArrays, type BatchHost } from "./batch.js";
 import { SaTable, SaHandle, type EngineSaParams } from "./saTable.js";
 import { EngineError } from "./errors.js";
 import { countPacket, emptyDirection, type EngineStats, type DirectionCounters } from "./stats.js";
-import { ControlBlock, COMPLETE_GEN, OP_SEAL, OP_OPEN, STATE_DONE, STATE_FAILED } from "./dispatch.js";
-import { runBatch } from "./runBatch.js";
+import { ControlBlock, COMPLETE_GEN, OP_SEAL, OP_OPEN, SERVING, STATE_DONE, STATE_FAILED } from "./dispatch.js";
+import { runBatch, type BatchRunner } from "./runBatch.js";
+import { aesGcmPass } from "../kernel/gcm.js";
 import { sealPackets, openPackets } from "./convenient.js";
 import type { ServeTask, KernelWorkerData } from "../workers/kernelWorker.js";
 
@@ -96,6 +97,7 @@ export class Engine extends EventEmitter implements BatchHost {
   readonly layout: EngineLayout;
   readonly memory: WebAssembly.Memory;
   readonly #kernel: KernelExports;
+  readonly #runner: BatchRunner;
   readonly #pool: Piscina<ServeTask, number>;
   readonly #control: ControlBlock;
   readonly #servers: Promise<void>[] = [];
@@ -127,13 +129,16 @@ export class Engine extends EventEmitter implements BatchHost {
     this.bytes = new Uint8Array(memory.buffer);
     this.view = new DataView(memory.buffer);
     this.#kernel = kernel;
+    this.#runner = { kernel, gcm: aesGcmPass(), memory: this.bytes };
     this.#pool = pool;
     this.#control = new ControlBlock(memory.buffer, layout.controlAt, layout.maxInFlight);
     this.#slots = new SlotPool(layout.slotCount);
     for (let r = layout.maxInFlight - 1; r >= 0; r--) this.#freeRegions.push(r);
     this.#batches = new Array<Batch | undefined>(layout.maxInFlight);
     this.#batchArrays = Array.from({ length: layout.maxInFlight }, () => new BatchArrays(layout.batchSize));
-    this.#sas = new SaTable(layout, this.bytes, this.view);
+    // A wiped AES SA's key leaves this thread's AES context cache at once
+    // (the workers' caches drop it when they next go idle).
+    this.#sas = new SaTable(layout, this.bytes, this.view, () => this.#runner.gcm.sweep(this.bytes));
     const deliver = (delivery: Delivery): void => this.#deliver(delivery);
     this.#order = { seal: new InOrder(layout.maxInFlight, deliver), open: new InOrder(layout.maxInFlight, deliver) };
     this.#workersAlive = workers;
@@ -223,9 +228,48 @@ export class Engine extends EventEmitter implements BatchHost {
     return this.#sas.add(params);
   }
 
+  /**
+   * Resolves true once every worker's serve loop has begun (its thread
+   * booted, the kernel instantiated), false if that takes longer than
+   * `timeoutMs` or the engine closes first. Batches submitted before then
+   * are served all the same, only later: this is for a caller whose first
+   * packets or first exchange should not share the CPU with threads still
+   * starting (on 2 cores, two workers booting held the endpoint's first
+   * IKE exchange up for tens of milliseconds).
+   *
+   * @example
+   * const engine = await createEngine({ workers: 2 });
+   * await engine.serving();
+   */
+  async serving(timeoutMs = 5000): Promise<boolean> {
+    const words = this.#control.words;
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const started = Atomics.load(words, SERVING);
+      if (started >= this.#workersAlive) return true;
+      const left = deadline - performance.now();
+      if (left <= 0 || this.#closing) return false;
+      const wait = Atomics.waitAsync(words, SERVING, started, Math.min(left, 50));
+      if (wait.async) await wait.value;
+    }
+  }
+
   /** Removes an SA; its key is wiped as soon as no packet in flight uses it. */
   removeSa(handle: SaHandle): void {
     this.#sas.remove(handle);
+  }
+
+  /**
+   * Where AES-GCM SAs run: "native" (one call per batch into the addon, on
+   * Node's OpenSSL and the CPU's AES instructions) or "portable" (node:crypto
+   * per packet); `aesPathReason` says why when portable.
+   */
+  get aesPath(): "native" | "portable" {
+    return this.#runner.gcm.path;
+  }
+
+  get aesPathReason(): string | null {
+    return this.#runner.gcm.reason;
   }
 
   /** The SA's counter: last sequence number sent (out) or highest accepted (in). */
@@ -338,7 +382,7 @@ export class Engine extends EventEmitter implements BatchHost {
   #runInline(batch: Batch, ticket: number): void {
     let failed = false;
     try {
-      runBatch(this.#kernel, this.layout, batch.op === "seal" ? OP_SEAL : OP_OPEN, batch.descriptors, batch.count);
+      runBatch(this.#runner, this.layout, batch.op === "seal" ? OP_SEAL : OP_OPEN, batch.descriptors, batch.count);
     } catch {
       failed = true;
     }

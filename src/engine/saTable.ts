@@ -1,13 +1,15 @@
 /**
  * The SA table in shared memory: fixed-size records (kernel SA layout) that
  * the main thread writes and the workers read. A removed SA's record is
- * zeroed, key included, once no batch in flight still uses it.
+ * zeroed, key included, once no batch in flight still uses it. ChaCha20 and
+ * AES-GCM SAs (SaParams.cipher) share the table; the record says which.
  */
 import { validateSa, writeSaRecord, type SaParams } from "../kernel/saRecord.js";
 import { describe } from "../argumentChecks.js";
 import { SA_SEQ, SA_BITMAP } from "../kernel/layout.js";
 import type { PacketStatus } from "../kernel/status.js";
 import type { EngineLayout } from "./layout.js";
+import type { EspCipher } from "../kernel/cipher.js";
 
 /** Parameters of engine.addSa. */
 export interface EngineSaParams extends SaParams {
@@ -49,6 +51,8 @@ export class SaHandle {
     readonly index: number,
     /** @internal the table it belongs to */
     readonly table: object,
+    /** The SA's AEAD. */
+    readonly cipher: EspCipher = "chacha20poly1305",
   ) {}
 }
 
@@ -56,7 +60,13 @@ export class SaTable {
   readonly #free: number[] = [];
   readonly #live = new Set<SaHandle>();
 
-  constructor(private readonly layout: EngineLayout, private readonly bytes: Uint8Array, private readonly view: DataView) {
+  constructor(
+    private readonly layout: EngineLayout,
+    private readonly bytes: Uint8Array,
+    private readonly view: DataView,
+    /** Called after a record was wiped (the AES pass drops its cached key). */
+    private readonly onWipe: () => void = () => {},
+  ) {
     for (let i = layout.maxSas - 1; i >= 0; i--) this.#free.push(i);
   }
 
@@ -77,7 +87,7 @@ export class SaTable {
     writeSaRecord(this.bytes, this.view, record, spec);
     // A restored inbound window: every number up to the top counts as seen.
     if (params.direction === "in" && spec.seq > 0n) this.bytes.fill(0xff, record + SA_BITMAP, record + this.layout.saStride);
-    const handle = new SaHandle(spec.spi, params.direction, record, index, this);
+    const handle = new SaHandle(spec.spi, params.direction, record, index, this, spec.cipher);
     this.#live.add(handle);
     return handle;
   }
@@ -115,6 +125,7 @@ export class SaTable {
   private wipe(handle: SaHandle): void {
     this.bytes.fill(0, handle.record, handle.record + this.layout.saStride);
     this.#free.push(handle.index);
+    if (handle.cipher !== "chacha20poly1305") this.onWipe();
   }
 }
 

@@ -139,4 +139,6 @@ export interface IkeCoreOptions {
 export const DEFAULT_RETRANSMIT: RetransmitPolicy = { timeoutMs: 4000, base: 1.8, tries: 5 };
 export const DEFAULT_HALF_OPEN_TIMEOUT_MS = 30_000;
 export const DEFAULT_RETRY_DELAY_MS = 30_000;
+/** A `restart` peer that deleted our IKE SA is connected again after this long (core.peerDeleted): time for a gateway that restarts to listen again. */
+export const PEER_DELETE_RECONNECT_MS = 1000;
 export const DEFAULT_REKEY_LINGER_MS = 5_000;

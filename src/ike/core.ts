@@ -20,7 +20,7 @@
  * is dropped and counted by reason (counters.drops), never thrown.
  */
 import type { IkeAction } from "./actions.js";
-import { DEFAULT_HALF_OPEN_TIMEOUT_MS, DEFAULT_REKEY_LINGER_MS, DEFAULT_RETRANSMIT, DEFAULT_RETRY_DELAY_MS, type IkeCoreOptions, type IkePeerConfig, type RetransmitPolicy } from "./config.js";
+import { DEFAULT_HALF_OPEN_TIMEOUT_MS, DEFAULT_REKEY_LINGER_MS, DEFAULT_RETRANSMIT, DEFAULT_RETRY_DELAY_MS, PEER_DELETE_RECONNECT_MS, type IkeCoreOptions, type IkePeerConfig, type RetransmitPolicy } from "./config.js";
 import { Exchange, Notify, nameOf } from "./constants.js";
 import { ParseError, equalBytes, spiHex } from "./codec/bytes.js";
 import { decodeMessage, fromInitiator, isResponse } from "./codec/message.js";
@@ -76,6 +76,8 @@ export interface IkeSaStatus {
   remoteId?: string;
   /** Virtual IPs: the client's (given) or the gateway's client's (leased). */
   virtualIps: string[];
+  /** The subject of the peer's certificate, when it authenticated with one. */
+  remoteCertificate?: string;
   ike?: string;
   createdAt: number;
   establishedAt?: number;
@@ -111,6 +113,13 @@ export class IkeCore {
   now = 0;
   #peers = new Map<string, IkePeerConfig>();
   readonly #bySpi = new Map<bigint, IkeSa>();
+  /**
+   * Established IKE SAs by the peer's identity (formatIdentity): INITIAL_CONTACT
+   * (§3.10.1) looks up the client's older SAs here instead of formatting the
+   * identity of every SA, which on a gateway with a thousand clients made
+   * each new client cost a thousand formatted identities.
+   */
+  readonly #byRemoteId = new Map<string, Set<IkeSa>>();
   /** Half-open responder SAs by SPIi and source: retransmitted IKE_SA_INIT requests find their answer. */
   readonly #byInit = new Map<string, IkeSa>();
   /** The #byInit key each half-open SA was filed under (its remote may move before it is forgotten). */
@@ -293,6 +302,7 @@ export class IkeCore {
       localId: sa.localId && formatIdentity(sa.localId),
       remoteId: sa.remoteId && formatIdentity(sa.remoteId),
       virtualIps: sa.virtualIps,
+      remoteCertificate: sa.remoteCertSubject,
       ike: sa.algorithms && describeIke(sa.algorithms),
       createdAt: sa.createdAt,
       establishedAt: sa.establishedAt,
@@ -318,10 +328,10 @@ export class IkeCore {
    * What the core holds, by table: for tests that check memory stays
    * bounded under floods and fuzzing (every table here must shrink back).
    */
-  footprint(): { sas: number; halfOpenIndex: number; timers: number; childSpis: number; reconnects: number; reassemblyBytes: number; dos: DosStatus } {
+  footprint(): { sas: number; byIdentity: number; halfOpenIndex: number; timers: number; childSpis: number; reconnects: number; reassemblyBytes: number; dos: DosStatus } {
     let reassemblyBytes = 0;
     for (const sa of this.#bySpi.values()) reassemblyBytes += sa.fragments.heldBytes;
-    return { sas: this.#bySpi.size, halfOpenIndex: this.#byInit.size + this.#initKeys.size, timers: this.#deadlines.size, childSpis: this.#childSpis.size, reconnects: this.#reconnects.size, reassemblyBytes, dos: this.#dos.status() };
+    return { sas: this.#bySpi.size, byIdentity: this.#byRemoteId.size, halfOpenIndex: this.#byInit.size + this.#initKeys.size, timers: this.#deadlines.size, childSpis: this.#childSpis.size, reconnects: this.#reconnects.size, reassemblyBytes, dos: this.#dos.status() };
   }
 
   /** Half-open SAs and whether cookies are required now, for metrics and status. */
@@ -653,6 +663,12 @@ export class IkeCore {
     sa.rekeyAt = times.rekeyAt;
     sa.ikeExpireAt = times.expireAt;
     sa.usageAt = this.options.childUsage ? this.now + USAGE_INTERVAL_MS : undefined;
+    if (sa.remoteId !== undefined && sa.remoteIdKey === undefined) {
+      sa.remoteIdKey = formatIdentity(sa.remoteId);
+      let set = this.#byRemoteId.get(sa.remoteIdKey);
+      if (set === undefined) this.#byRemoteId.set(sa.remoteIdKey, (set = new Set()));
+      set.add(sa);
+    }
     if (rekeyed) return this.#reschedule(sa);
     this.#forgetInit(sa);
     this.#dos.closed(sa);
@@ -679,6 +695,21 @@ export class IkeCore {
       if (reason === "TIMEOUT") this.#initiate(retry, true);
       else this.#reconnects.set(retry.name, this.now + this.#retryDelayMs);
     }
+  }
+
+  /**
+   * The peer deleted an IKE SA (§1.4.1) that we keep up: a peer we connect
+   * to with `dpd_action = "restart"` (a road warrior's gateway that
+   * restarts or reboots, whose DELETE would otherwise leave the client
+   * without a tunnel for good) is connected again after a second, as
+   * strongSwan's close_action = start does; an unanswered attempt then
+   * retransmits, a refused one waits retry_delay.
+   */
+  peerDeleted(sa: IkeSa): void {
+    const peer = sa.peer;
+    if (peer === undefined || peer.remote === undefined || peer.dpdAction !== "restart" || this.#hasSa(peer.name)) return;
+    this.#reconnects.set(peer.name, this.now + PEER_DELETE_RECONNECT_MS);
+    this.log("info", "ike-reconnect", `${peer.name} deleted the IKE SA; connecting again in ${PEER_DELETE_RECONNECT_MS / 1000} s (dpd_action restart)`, { ...sa.logFields });
   }
 
   /** Deletes an IKE SA the regular way: children leave the data plane now, the SA when the Delete is answered. */
@@ -712,6 +743,11 @@ export class IkeCore {
     // A client's address stays its own while it is away (addressPool.ts): released, not forgotten.
     for (const lease of sa.leases.splice(0)) lease.pool.release(lease.identity, lease.family, this.now);
     if (this.#bySpi.get(sa.ourSpi) === sa) this.#bySpi.delete(sa.ourSpi);
+    if (sa.remoteIdKey !== undefined) {
+      const set = this.#byRemoteId.get(sa.remoteIdKey);
+      set?.delete(sa);
+      if (set?.size === 0) this.#byRemoteId.delete(sa.remoteIdKey);
+    }
     this.#forgetInit(sa);
     this.#dos.closed(sa);
     sa.close();
@@ -721,9 +757,9 @@ export class IkeCore {
 
   /** INITIAL_CONTACT (§3.10.1): the peer lost its state; our other SAs with that identity are stale. */
   initialContact(sa: IkeSa): void {
-    for (const other of this.#bySpi.values()) {
-      if (other === sa || other.peer !== sa.peer || other.remoteId === undefined || sa.remoteId === undefined) continue;
-      if (formatIdentity(other.remoteId) !== formatIdentity(sa.remoteId)) continue;
+    if (sa.remoteId === undefined) return;
+    for (const other of [...(this.#byRemoteId.get(formatIdentity(sa.remoteId)) ?? [])]) {
+      if (other === sa || other.peer !== sa.peer) continue;
       this.removeSa(other, "replaced (INITIAL_CONTACT)");
     }
   }

@@ -101,9 +101,13 @@ export class IkeSa {
   initResponse: Uint8Array | undefined;
   localId: Identity | undefined;
   remoteId: Identity | undefined;
+  /** formatIdentity(remoteId) once established: the SA's key in the core's index by identity. */
+  remoteIdKey: string | undefined;
   readonly children: ChildSa[] = [];
   /** Virtual IPs: a client's given by the gateway; a gateway's leases to this client (released when the SA goes). */
   virtualIps: string[] = [];
+  /** The subject DN of the certificate the peer authenticated with (strongSwan's notation), for status; undefined with a PSK. */
+  remoteCertSubject: string | undefined;
   leases: { pool: AddressPool; identity: string; family: 4 | 6 }[] = [];
   /** Inbound SPIs reserved for child SAs being negotiated (released when the SA closes). */
   readonly pendingSpis = new Set<number>();

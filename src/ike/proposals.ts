@@ -160,7 +160,7 @@ export function parseEspProposal(text: string, dataPlaneCiphers: readonly Cipher
 
 /** The defaults when a peer names none: every AEAD, PRF and group sluice has, strongest-first by common preference. */
 export const DEFAULT_IKE_PROPOSALS = ["chacha20poly1305-aes256gcm16-aes128gcm16-prfsha256-prfsha384-prfsha512-x25519-ecp256-ecp384-modp3072-modp2048"];
-export const DEFAULT_ESP_PROPOSALS = ["chacha20poly1305-esn-noesn"];
+export const DEFAULT_ESP_PROPOSALS = ["chacha20poly1305-aes256gcm16-aes128gcm16-esn-noesn"];
 
 // ---------------------------------------------------------------- to the wire
 

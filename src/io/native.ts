@@ -212,6 +212,13 @@ export interface NativeIo {
   /** Readiness of fd from libuv on this thread's event loop. */
   poll(fd: number, events: PollEvents, callback: PollCallback): PollHandle;
   close(fd: number): void;
+  /**
+   * The route to destination/prefixLength through `device` in the main table,
+   * replaced (`replace`, as `ip route replace … dev DEVICE`) or deleted, by one
+   * rtnetlink request in this thread. Returns 0, or the errno the kernel
+   * refused it with (ENODEV, ESRCH: no such route to delete, EPERM, …).
+   */
+  routeChange(replace: boolean, device: string, family: 4 | 6, destination: Uint8Array, prefixLength: number): number;
 }
 
 /** The addon's own exports (buffers must already be ArrayBuffer or views). */
@@ -246,9 +253,10 @@ interface Addon {
   offloadCoalesce(buffer: ArrayBuffer | ArrayBufferView, offsets: Int32Array, lengths: Int32Array, count: number, out: Uint8Array): { packets: number; length: number };
   poll(fd: number, events: string, callback: PollCallback): PollHandle;
   close(fd: number): void;
+  routeChange(replace: boolean, device: string, family: number, destination: Uint8Array, prefixLength: number): number;
 }
 
-const ADDON_ABI = 2;
+const ADDON_ABI = 3;
 
 /** Where the addon is, relative to this file compiled to dist/src/io/native.js. */
 export const nativeIoAddonPath: string =
@@ -297,6 +305,7 @@ function wrap(addon: Addon): NativeIo {
     offloadCoalesce: (buffer, offsets, lengths, count, out) => addon.offloadCoalesce(asView(buffer), offsets, lengths, count, out),
     poll: (fd, events, callback) => addon.poll(fd, events, callback),
     close: (fd) => addon.close(fd),
+    routeChange: (replace, device, family, destination, prefixLength) => addon.routeChange(replace, device, family, destination, prefixLength),
   };
 }
 

@@ -11,8 +11,19 @@ export const SA_SALT = 16;
 export const SA_WINDOW = 20;
 export const SA_KEY = 24;
 export const SA_WORD_MASK = 56;
+/** u32: the SA's cipher, CIPHER_* (./cipher.ts names them). */
+export const SA_CIPHER = 60;
 export const SA_BITMAP = 64;
 export const SA_FLAG_ESN = 1;
+
+/** SA_CIPHER values. */
+export const CIPHER_CHACHA20_POLY1305 = 0;
+export const CIPHER_AES128_GCM = 1;
+export const CIPHER_AES256_GCM = 2;
+
+/** Between the passes of an AES-GCM batch only (assembly/layout.ts). */
+export const INTERIM_AEAD_PENDING = 13;
+export const INTERIM_AEAD_OPENED = 14;
 
 /** Packet descriptor, one per packet of a batch. */
 export const D_BUF = 0;

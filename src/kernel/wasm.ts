@@ -12,12 +12,20 @@ export interface KernelExports {
   aead_open(key: number, nonce: number, aad: number, aadLen: number, src: number, dst: number, len: number, tag: number): number;
   /** Per-instance scratch for opening (keystream kept until the tag verified); 0 bytes = unstitched. */
   set_scratch(at: number, len: number): void;
-  esp_seal(descriptor: number): void;
-  esp_open(descriptor: number): void;
-  seal_batch(descriptors: number, count: number): void;
-  open_batch(descriptors: number, count: number): void;
+  /** Returns 1 when the packet (AES-GCM SA) was framed only and awaits the AES pass. */
+  esp_seal(descriptor: number): number;
+  /** Returns 1 when the packet (AES-GCM SA) was only checked and awaits the AES pass. */
+  esp_open(descriptor: number): number;
+  /** Each returns how many packets (of AES-GCM SAs) await the AES pass (./gcm.ts). */
+  seal_batch(descriptors: number, count: number): number;
+  open_batch(descriptors: number, count: number): number;
   /** Opens without committing sequence numbers (several threads per SA); commit_batch commits. */
-  open_batch_deferred(descriptors: number, count: number): void;
+  open_batch_deferred(descriptors: number, count: number): number;
+  /**
+   * After the AES pass of opening: trailer checks of the AES-GCM packets, and
+   * with commit (1) their replay re-check and commit (single-threaded callers).
+   */
+  open_finish_batch(descriptors: number, count: number, commit: number): void;
   /** Re-checks and commits a deferred batch's sequence numbers, on the one thread owning the windows. */
   commit_batch(descriptors: number, count: number): void;
   /** Gives each descriptor its SA's next outbound sequence number (0 when exhausted). */

@@ -10,7 +10,8 @@ import { workerData } from "node:worker_threads";
 import { instantiateKernel } from "../kernel/wasm.js";
 import { descriptorsAt, type EngineLayout } from "../engine/layout.js";
 import { ControlBlock, STOP, SUBMIT_GEN } from "../engine/dispatch.js";
-import { runBatch } from "../engine/runBatch.js";
+import { runBatch, type BatchRunner } from "../engine/runBatch.js";
+import { aesGcmPass } from "../kernel/gcm.js";
 
 /** What the engine sends each worker once. */
 export interface KernelWorkerData {
@@ -26,12 +27,16 @@ export interface ServeTask {
 }
 
 const data = workerData as KernelWorkerData;
-const kernel = instantiateKernel(data.memory, data.module);
+const runner: BatchRunner = {
+  kernel: instantiateKernel(data.memory, data.module),
+  gcm: aesGcmPass(),
+  memory: new Uint8Array(data.memory.buffer),
+};
 const control = new ControlBlock(data.memory.buffer, data.layout.controlAt, data.layout.maxInFlight);
 
 /** Runs one batch region. Exported for tests that wrap the worker. */
 export function runRegion(region: number): void {
-  runBatch(kernel, data.layout, control.op(region), descriptorsAt(data.layout, region), control.count(region));
+  runBatch(runner, data.layout, control.op(region), descriptorsAt(data.layout, region), control.count(region));
 }
 
 /**
@@ -42,6 +47,7 @@ export function runRegion(region: number): void {
 export default function serve(task: ServeTask, run: (region: number) => void = runRegion): number {
   let served = 0;
   const words = control.words;
+  control.serving();
   for (;;) {
     const generation = Atomics.load(words, SUBMIT_GEN);
     const region = control.claim(task.worker);
@@ -56,7 +62,12 @@ export default function serve(task: ServeTask, run: (region: number) => void = r
       served++;
       continue;
     }
-    if (Atomics.load(words, STOP) === 1) return served;
+    if (Atomics.load(words, STOP) === 1) {
+      runner.gcm.sweep(runner.memory);
+      return served;
+    }
+    // Idle: AES keys of SAs removed meanwhile leave this thread's cache.
+    runner.gcm.sweep(runner.memory);
     control.sleep(generation);
   }
 }

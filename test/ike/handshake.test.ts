@@ -89,6 +89,33 @@ describe("IKE_SA_INIT + IKE_AUTH between two cores", () => {
     }
   });
 
+  test("AES-GCM-16 ESP (RFC 4106) is negotiated and installed: 128/256-bit keys and a 4-byte salt per direction (§8.1), mirrored", () => {
+    const cases = [
+      { a: ["aes128gcm16-esn"], b: ["chacha20poly1305-aes256gcm16-aes128gcm16-esn-noesn"], keyBits: 128, esn: true },
+      { a: ["aes256gcm16"], b: ["chacha20poly1305-aes256gcm16-aes128gcm16-esn-noesn"], keyBits: 256, esn: false },
+      // The responder (b) takes its own first choice that the initiator offers.
+      { a: ["aes256gcm16-aes128gcm16-x25519"], b: ["aes128gcm16-aes256gcm16-x25519"], keyBits: 128, esn: false },
+      { a: ["chacha20poly1305-aes256gcm16-aes128gcm16-esn-noesn"], b: ["aes128gcm16-esn"], keyBits: 128, esn: true },
+    ];
+    for (const { a, b, keyBits, esn } of cases) {
+      const peers = sitePeers({ a: { esp: a }, b: { esp: b } });
+      const bed = new IkeBed(peers.a, peers.b);
+      established(bed);
+      const childA = [...bed.a.children.values()][0]!;
+      const childB = [...bed.b.children.values()][0]!;
+      for (const child of [childA, childB]) {
+        assert.deepEqual(child.cipher, { id: 20, keyBits }, `${a} / ${b}`);
+        assert.equal(child.esn, esn);
+        assert.equal(child.outbound.key.length, keyBits / 8);
+        assert.equal(child.outbound.salt.length, 4);
+        assert.equal(child.inbound.key.length, keyBits / 8);
+      }
+      assert.deepEqual(childA.outbound.key, childB.inbound.key, "a's outbound key is b's inbound key");
+      assert.deepEqual(childA.outbound.salt, childB.inbound.salt);
+      assert.notDeepEqual(childA.outbound.key, childA.inbound.key);
+    }
+  });
+
   test("the responder narrows wide selectors to its own (§2.9)", () => {
     const peers = sitePeers({ a: { localTs: ["10.77.0.0/16"], remoteTs: ["10.0.0.0/8"] }, b: { localTs: ["10.77.2.0/24"], remoteTs: ["10.77.1.0/24"] } });
     const bed = new IkeBed(peers.a, peers.b);

@@ -90,6 +90,28 @@ describe("INFORMATIONAL", () => {
     assert.ok(bed.events(bed.a, "ike-connecting").length >= 2);
   });
 
+  test("dpd_action restart: the peer deletes the IKE SA (a gateway restarting): connected again after a second; clear stays down", () => {
+    for (const action of ["restart", "clear"] as const) {
+      const peers = sitePeers({ a: { dpdAction: action } });
+      const bed = new IkeBed(peers.a, peers.b);
+      up(bed);
+      bed.apply(bed.b, bed.b.core.terminate("site-a", bed.now));
+      bed.flush();
+      assert.equal(bed.a.core.list().length, 0, action);
+      if (action === "clear") {
+        bed.advanceBy(60_000);
+        assert.equal(bed.events(bed.a, "ike-connecting").length, 1, "clear: no reconnect");
+        assert.equal(bed.a.children.size, 0);
+        continue;
+      }
+      assert.equal(bed.events(bed.a, "ike-reconnect").length, 1);
+      bed.advanceBy(999);
+      assert.equal(bed.events(bed.a, "ike-connecting").length, 1, "not before the second");
+      assert.ok(bed.runUntil(() => bed.a.children.size === 1 && bed.b.children.size === 1, 10_000), "reconnected");
+      assert.equal(bed.events(bed.a, "ike-connecting").length, 2);
+    }
+  });
+
   test("NAT rebinding: an authenticated message from a new port moves the SA and ESP follows", () => {
     const peers = sitePeers({ a: { dpdMs: 10_000 } });
     const bed = new IkeBed(peers.a, peers.b, { natA: { address: "198.51.100.7" } });

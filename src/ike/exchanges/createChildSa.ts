@@ -406,6 +406,7 @@ function moveChildren(from: IkeSa, to: IkeSa): void {
   to.children.push(...from.children.splice(0));
   to.leases.push(...from.leases.splice(0));
   to.virtualIps = from.virtualIps;
+  to.remoteCertSubject = from.remoteCertSubject;
   for (const spi of from.pendingSpis) to.pendingSpis.add(spi);
   from.pendingSpis.clear();
   from.core.emit({ type: "ike-rekeyed", oldIkeSaId: from.id, newIkeSaId: to.id, peerName: to.peerName });

@@ -36,7 +36,14 @@ export function answerInformational(sa: IkeSa, payloads: IkePayload[]): Answer {
       peerWonIkeRekey(sa);
       return { payloads: [] };
     }
-    return { payloads: [], after: () => core.removeSa(sa, sa.state === "rekeyed" ? "rekeyed" : "deleted by the peer") };
+    return {
+      payloads: [],
+      after: () => {
+        const rekeyed = sa.state === "rekeyed";
+        core.removeSa(sa, rekeyed ? "rekeyed" : "deleted by the peer");
+        if (!rekeyed) core.peerDeleted(sa);
+      },
+    };
   }
   const ours: Uint8Array[] = [];
   for (const d of deletes) {
