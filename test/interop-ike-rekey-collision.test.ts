@@ -22,7 +22,23 @@
 // start both commands together without a hold are mixed in.
 //
 // What it found in sluice's core (regression tests in
-// test/ike/collisions.test.ts): see the commit that added this file.
+// test/ike/collisions.test.ts, "collisions as strongSwan met them"):
+// - sluice spun at 100% CPU: an old IKE SA that lost the collision and
+//   waited, rekeyed, for the answer to its own rekey kept the usage check's
+//   deadline, which only an established SA acts on: due again at once, for
+//   ever;
+// - that answer never comes when it was lost and strongSwan deleted the old
+//   SA meanwhile: the old SA failed as a dead connection and a new IKE SA was
+//   initiated, a duplicate; now it goes quietly;
+// - strongSwan gives its rekey up when our DELETE of the old IKE SA arrives
+//   before our answer ("peer did not notice IKE_SA rekey collision, abort
+//   active rekeying") and never deletes the SA we made for it: it stayed,
+//   established and empty; now we delete it after the half-open time;
+// - and, replaying between two cores a side that answers a rekey and at once
+//   rekeys every child it has (as `swanctl --rekey` may pick the new one): a
+//   rekey request for a child whose SPI we learn only from the answer to our
+//   own CREATE_CHILD_SA got CHILD_SA_NOT_FOUND, and the peer dropped the
+//   child we were about to seal with; TEMPORARY_FAILURE now (RFC 7296 §2.25).
 // Needs root, strongSwan, nftables, conntrack, ping: .ci/run installs them.
 import assert from "node:assert/strict";
 import { describe, test, type TestContext } from "node:test";
