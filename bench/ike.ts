@@ -48,14 +48,13 @@ import { formatRekeyTable, runRekeySuite, type RekeyResult } from "./ikeRekey.js
 import { copyFileSync, mkdirSync, chmodSync } from "node:fs";
 import { benchCertificates, createPki, type BenchCertificates } from "../test/fixtures/pki.js";
 import { formatRoadWarriors, runRoadWarriors, type RoadWarriorResult } from "./roadWarriors.js";
+import { NO_DOS_LIMITS } from "./loadClients.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const LOAD = join(ROOT, "dist/bench/ikeLoad.js");
 const PROBE = join(ROOT, "dist/bench/ikeProbe.js");
 const CLIENTS = "10.100.0.0/16";
 const GROUP_PSK = "sluice-bench-group-psk-0123456789";
-/** The load comes from one address, many IKE SAs at once: what sluice's DoS defence is there to stop. */
-const NO_DOS_LIMITS = "[ike]\ncookie_threshold = 0\nblock_threshold = 0\ninit_limit_half_open = 0\ninit_rate_per_source = 0";
 
 export interface HandshakeRound {
   responder: "sluice" | "strongSwan";
@@ -167,7 +166,7 @@ async function sluiceCertRound(certs: BenchCertificates, count: number, concurre
   const bed = await TwoHosts.create();
   try {
     const gw = certs.gateway;
-    const daemon = await SluiceDaemon.start(bed.b, [{ ...responderPeer(bed.a, bed.b), localId: gw.id, remoteId: "%any", selectors: [CLIENTS], psk: null, ike: { cert_file: gw.cert, key_file: gw.key, ca_files: [certs.ca] } }]);
+    const daemon = await SluiceDaemon.start(bed.b, [{ ...responderPeer(bed.a, bed.b), localId: gw.id, remoteId: "%any", selectors: [CLIENTS], psk: null, ike: { cert_file: gw.cert, key_file: gw.key, ca_files: [certs.ca] } }], { extra: NO_DOS_LIMITS });
     try {
       return await load(bed, daemon.pid, "sluice", count, concurrency, certs);
     } finally {

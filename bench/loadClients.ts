@@ -26,6 +26,13 @@ export const BENCH_CLIENT = {
   childLifetime: { rekeyMs: 0, lifeMs: 0, randMs: 0, rekeyBytes: 0, lifeBytes: 0, rekeyPackets: 0, lifePackets: 0 },
 } as const satisfies Partial<IkePeerConfig>;
 
+/**
+ * sluice's DoS limits off, for a responder whose load comes from one address,
+ * many IKE SAs at once: what its cookies, per-source limits and rate limit are
+ * there to stop (strongSwan's are raised likewise in the benches).
+ */
+export const NO_DOS_LIMITS = "[ike]\ncookie_threshold = 0\nblock_threshold = 0\ninit_limit_half_open = 0\ninit_rate_per_source = 0";
+
 const MARKER = new Uint8Array(4);
 
 /** One JSON line on stdout: how a generator reports to the bench that runs it. */

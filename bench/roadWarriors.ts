@@ -32,12 +32,11 @@ import { BED_IKE_PROPOSAL, BED_ESP_PROPOSAL } from "../test/fixtures/interop/swa
 import { TwoHosts, type Host } from "../test/fixtures/interop/topology.js";
 import { SluiceDaemon } from "../test/fixtures/interop/sluice.js";
 import { Proc } from "../test/fixtures/twoEndpoints.js";
+import { NO_DOS_LIMITS } from "./loadClients.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const LOAD = join(ROOT, "dist/bench/roadWarriorLoad.js");
 const GROUP_PSK = "sluice-bench-road-warrior-psk-0123456789";
-/** The clients come from one address, many IKE SAs at once: what sluice's DoS defence is there to stop. */
-const NO_DOS_LIMITS = "[ike]\ncookie_threshold = 0\nblock_threshold = 0\ninit_limit_half_open = 0\ninit_rate_per_source = 0";
 const METRICS_PORT = 9562;
 
 export interface RoadWarriorResult {
