@@ -41,6 +41,8 @@ describe("IKE_SA_INIT flood", { skip }, () => {
     assert.ok((result.sluiceDrops?.["cookie-required"] ?? 0) >= result.answered - 30, `counted as cookie-required: ${summary}`);
     // Flat: what the heap settles at in the first quarter of the flood is what it ends with.
     assert.ok(result.rssMb.end - result.rssMb.quarter < 16, `RSS ${result.rssMb.quarter.toFixed(1)} MB a quarter in, ${result.rssMb.end.toFixed(1)} MB at the end`);
-    assert.ok((result.sluiceLogLines ?? 0) < 100, `${result.sluiceLogLines} log lines for ${result.arrived} requests`);
+    // Flat log: the flood's own lines are bounded by the once-per-10-s summaries, whatever the rate; the
+    // legitimate peer's handshakes and rekeys are logged as ever (and are not counted here).
+    assert.ok((result.sluiceFloodLogLines ?? 0) < 40, `${result.sluiceFloodLogLines} log lines about no SA (${result.sluiceLogLines} in all) for ${result.arrived} requests: ${JSON.stringify(result.sluiceLogEvents)}`);
   });
 });

@@ -37,6 +37,8 @@ const X25519_FIRST = "chacha20poly1305-prfsha256-x25519-ecp256";
 const WRONG_PSK = "not-the-bed-psk-0123456789";
 const UNKNOWN_ID = "x.sluice.test";
 const NO_COMMON_IKE = "aes256gcm16-prfsha512-modp3072";
+/** An ESP proposal strongSwan takes and sluice's data plane cannot carry (AES-CBC, HMAC-SHA-256: not an AEAD). */
+const NO_COMMON_ESP = "aes256-sha256";
 /** A selector outside what the other side allows for the bed's site (10.77.1.0/24). */
 const FOREIGN_SITE = "10.99.1.0/24";
 
@@ -118,8 +120,8 @@ describe("IKEv2 with strongSwan: refusals", { skip }, () => {
     await sluice.terminate("ke");
     await noSas(responder);
 
-    // No common ESP proposal: strongSwan wants AES-GCM for ESP, sluice's data plane has ChaCha20-Poly1305 only.
-    await responder.load(bedConfigs(bed.a, bed.b, { responderOverrides: { proposals: ECP256, espProposals: "aes256gcm16" } }).responder);
+    // No common ESP proposal: strongSwan wants AES-CBC with HMAC-SHA-256 for ESP, which sluice's data plane lacks (it has AEADs only).
+    await responder.load(bedConfigs(bed.a, bed.b, { responderOverrides: { proposals: ECP256, espProposals: NO_COMMON_ESP } }).responder);
     run = await attempt("esp");
     assert.equal(run.ok, false);
     assert.equal((await failure("child-failed", "esp")).reason, "NO_PROPOSAL_CHOSEN");
@@ -177,7 +179,7 @@ describe("IKEv2 with strongSwan: refusals", { skip }, () => {
     await noSas(initiator);
 
     // No common ESP proposal: the IKE SA stands, without a child.
-    run = await attempt({ espProposals: "aes256gcm16" });
+    run = await attempt({ espProposals: NO_COMMON_ESP });
     assert.equal(run.ok, false);
     event = await since(run.events, "child-failed");
     assert.equal(event.reason, "NO_PROPOSAL_CHOSEN");
