@@ -13,18 +13,10 @@ import { performance } from "node:perf_hooks";
 import { randomPool } from "../src/ike/randomPool.js";
 import { IkeCore } from "../src/ike/core.js";
 import type { IkeAction } from "../src/ike/actions.js";
-import type { IkePeerConfig } from "../src/ike/config.js";
+import { INERT_PEER, type IkePeerConfig } from "../src/ike/config.js";
 
-/** The settings every bench client has: no lifetimes, no liveness checks, started by the generator. */
-export const BENCH_CLIENT = {
-  remoteNatTPort: 4500,
-  moreChildren: [],
-  start: "none",
-  dpdMs: 0,
-  dpdAction: "clear",
-  ikeLifetime: { rekeyMs: 0, lifeMs: 0, randMs: 0 },
-  childLifetime: { rekeyMs: 0, lifeMs: 0, randMs: 0, rekeyBytes: 0, lifeBytes: 0, rekeyPackets: 0, lifePackets: 0 },
-} as const satisfies Partial<IkePeerConfig>;
+/** The settings every bench client has: an inert peer (no lifetimes, no liveness checks, started by the generator). */
+export const BENCH_CLIENT = { ...INERT_PEER, remoteNatTPort: 4500 } as const satisfies Partial<IkePeerConfig>;
 
 /**
  * sluice's DoS limits off, for a responder whose load comes from one address,

@@ -136,6 +136,20 @@ export interface IkeCoreOptions {
   fragmentation?: Partial<FragmentSettings>;
 }
 
+/**
+ * A peer that only does what it is told: no lifetimes (never rekeyed or
+ * expired), no liveness checks, no start action, no further children. The
+ * warm-up's throwaway cores and the benches' load clients are built on it.
+ */
+export const INERT_PEER = {
+  moreChildren: [],
+  start: "none",
+  dpdMs: 0,
+  dpdAction: "clear",
+  ikeLifetime: { rekeyMs: 0, lifeMs: 0, randMs: 0 },
+  childLifetime: { rekeyMs: 0, lifeMs: 0, randMs: 0, rekeyBytes: 0, lifeBytes: 0, rekeyPackets: 0, lifePackets: 0 },
+} as const satisfies Partial<IkePeerConfig>;
+
 export const DEFAULT_RETRANSMIT: RetransmitPolicy = { timeoutMs: 4000, base: 1.8, tries: 5 };
 export const DEFAULT_HALF_OPEN_TIMEOUT_MS = 30_000;
 export const DEFAULT_RETRY_DELAY_MS = 30_000;

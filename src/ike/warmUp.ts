@@ -9,7 +9,7 @@
  */
 import { IkeCore } from "./core.js";
 import type { IkeAction } from "./actions.js";
-import type { IkePeerConfig } from "./config.js";
+import { INERT_PEER, type IkePeerConfig } from "./config.js";
 import { parseIdentity, parseIdentityPattern } from "./identity.js";
 import { parseEspProposal, parseIkeProposal, type Cipher } from "./proposals.js";
 import { selectorFromPrefix } from "./trafficSelectors.js";
@@ -28,12 +28,7 @@ export function warmUp(random: (length: number) => Uint8Array, groups: readonly 
     espProposals: [parseEspProposal("chacha20poly1305", espCiphers)],
     localTs: [selectorFromPrefix(initiator ? "10.0.1.0/24" : "10.0.2.0/24")],
     remoteTs: [selectorFromPrefix(initiator ? "10.0.2.0/24" : "10.0.1.0/24")],
-    moreChildren: [],
-    start: "none",
-    dpdMs: 0,
-    dpdAction: "clear",
-    ikeLifetime: { rekeyMs: 0, lifeMs: 0, randMs: 0 },
-    childLifetime: { rekeyMs: 0, lifeMs: 0, randMs: 0, rekeyBytes: 0, lifeBytes: 0, rekeyPackets: 0, lifePackets: 0 },
+    ...INERT_PEER,
   });
   for (const group of groups) {
     const a = new IkeCore({ peers: [side("warm", "a.warm", "b.warm", group, true)], random });
