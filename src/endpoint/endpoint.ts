@@ -153,6 +153,8 @@ export class Endpoint {
     try {
       udp = NativeUdpPort.open(io, config);
       engine = await createEngine({ workers: config.engine.workers, ...ENGINE_SHAPE, maxSas: config.engine.maxSas, maxInFlight: 24, ioScratch: udp.ioScratchBytes });
+      // The first packets of a tunnel should not pay for compiling the data path.
+      await engine.warmUp();
       const forwarder = new Forwarder(engine, log);
       tun.attach(forwarder);
       udp.attach(forwarder);
@@ -171,6 +173,7 @@ export class Endpoint {
     const engine = await createEngine({ workers: config.engine.workers, ...ENGINE_SHAPE, maxSas: config.engine.maxSas, maxInFlight: 16 });
     let udp: DgramPort | undefined;
     try {
+      await engine.warmUp();
       const forwarder = new Forwarder(engine, log);
       const app = new AppPort(forwarder, options.onInnerPacket);
       udp = await DgramPort.open(config, forwarder);

@@ -21,7 +21,8 @@
  * The core's clock is performance.now(), the one the data plane stamps its
  * last inbound packets with, so liveness checks see ESP traffic too.
  */
-import { createSocket, type Socket } from "node:dgram";
+import { createSocket, type Socket, type SocketOptions } from "node:dgram";
+import { lookup as dnsLookup } from "node:dns";
 import { isIP } from "node:net";
 import { networkInterfaces } from "node:os";
 import { performance } from "node:perf_hooks";
@@ -75,6 +76,19 @@ export interface ShellHost {
 const MAX_SEND_QUEUE = 256;
 /** SO_RCVBUF asked for on the IKE port. */
 const IKE_RECEIVE_BUFFER = 2 * 1024 * 1024;
+/**
+ * dgram resolves every address through `lookup`, and dns.lookup answers even
+ * an IP literal on the next tick: a datagram sent from a handler left only
+ * after everything that handler and its callers did next (at start, the first
+ * IKE_SA_INIT waited 2–12 ms for the control socket's setup). The IKE socket
+ * is only given literals, so it answers them at once; anything else still
+ * goes to dns.lookup. (dgram passes the family as a number, not options.)
+ */
+const literalLookup = ((host: string, family: number, callback: (error: Error | null, address: string, family: number) => void): void => {
+  const version = isIP(host);
+  if (version !== 0) callback(null, host, version);
+  else dnsLookup(host, family, callback);
+}) as unknown as SocketOptions["lookup"];
 /** `sluice initiate` waits this long for the child SA. */
 const INITIATE_WAIT_MS = 30_000;
 
@@ -223,7 +237,7 @@ export class IkeShell {
     // A 2 MiB receive buffer (capped by net.core.rmem_max): under an IKE_SA_INIT flood a pause of the
     // event loop (a child SA installed, a collection) must not drop the legitimate request that arrives
     // meanwhile; with the default 208 KiB a 50 ms pause at 5,000 requests/s did, and cost it a 4 s retransmission.
-    const socket = createSocket({ type: isIP(address) === 6 ? "udp6" : "udp4", reuseAddr: false, recvBufferSize: IKE_RECEIVE_BUFFER });
+    const socket = createSocket({ type: isIP(address) === 6 ? "udp6" : "udp4", reuseAddr: false, recvBufferSize: IKE_RECEIVE_BUFFER, lookup: literalLookup });
     await new Promise<void>((resolve, reject) => {
       socket.once("error", (error: NodeJS.ErrnoException) => reject(new Error(`IKE port ${address}:${this.config.ike.port}: ${error.code ?? error.message}`)));
       socket.bind(this.config.ike.port, address, () => resolve());
@@ -257,14 +271,20 @@ export class IkeShell {
   // ---------------------------------------------------------------- carrying out the core's actions
 
   #run(actions: IkeAction[]): void {
-    for (const action of actions) {
-      try {
-        this.#apply(action);
-      } catch (error) {
-        this.log.error({ event: "ike-shell-error", action: action.type, error: (error as Error).stack }, `IKE shell could not carry out ${action.type}`);
-      }
-    }
+    // Datagrams first: an answer that installs a child SA goes out before the install (1–2 ms of engine,
+    // table and log work), not after. The order cannot be seen from outside: every action here runs in
+    // this one turn of the event loop, and no packet is read or sent on the SAs until it ends.
+    for (const action of actions) if (action.type === "send") this.#applySafely(action);
+    for (const action of actions) if (action.type !== "send") this.#applySafely(action);
     this.#arm();
+  }
+
+  #applySafely(action: IkeAction): void {
+    try {
+      this.#apply(action);
+    } catch (error) {
+      this.log.error({ event: "ike-shell-error", action: action.type, error: (error as Error).stack }, `IKE shell could not carry out ${action.type}`);
+    }
   }
 
   #apply(action: IkeAction): void {

@@ -39,6 +39,8 @@ export class SaHandle {
   pending = 0;
   /** @internal */
   removed = false;
+  /** @internal the engine's own warm-up SA (warmUp.ts): its batches stay out of stats() */
+  uncounted = false;
   readonly counters: SaCounters = { packets: 0, bytes: 0, drops: {} };
 
   /** @internal */
