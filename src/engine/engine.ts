@@ -414,6 +414,7 @@ export class Engine extends EventEmitter implements BatchHost {
   #awaitCompletions(): void {
     if (this.#waitingForCompletion) return;
     this.#waitingForCompletion = true;
+    this.#control.awaitingCompletion();
     const wait = Atomics.waitAsync(this.#control.words, COMPLETE_GEN, this.#seenCompletions);
     if (wait.async) wait.value.then(() => this.#collect());
     else queueMicrotask(() => this.#collect());
