@@ -21,7 +21,7 @@
 import { localKernel, align, SCRATCH_KEY, SCRATCH_NONCE } from "./kernel/localKernel.js";
 import { KEY_BYTES } from "./kernel/layout.js";
 import { checkBytes } from "./argumentChecks.js";
-import { ownedCopy } from "./resultSlab.js";
+import { ownedArray, ownedCopy } from "./resultSlab.js";
 import { aesGcmPass } from "./kernel/gcm.js";
 
 export const NONCE_BYTES = 12;
@@ -37,9 +37,7 @@ export const TAG_BYTES = 16;
  */
 export function seal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, output?: Uint8Array): Uint8Array {
   checkBytes("key", key, KEY_BYTES);
-  checkBytes("nonce", nonce, NONCE_BYTES);
-  checkBytes("aad", aad);
-  checkBytes("plaintext", plaintext);
+  checkMessage(nonce, aad, "plaintext", plaintext);
   if (output !== undefined) checkOutput(output, plaintext.length + TAG_BYTES);
   const local = localKernel();
   const aadAt = local.scratch(align(aad.length, 16) + plaintext.length + TAG_BYTES);
@@ -64,9 +62,7 @@ export function seal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaint
  */
 export function open(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, sealed: Uint8Array, output?: Uint8Array): Uint8Array | null {
   checkBytes("key", key, KEY_BYTES);
-  checkBytes("nonce", nonce, NONCE_BYTES);
-  checkBytes("aad", aad);
-  checkBytes("sealed", sealed);
+  checkMessage(nonce, aad, "sealed", sealed);
   if (sealed.length < TAG_BYTES) return null;
   const length = sealed.length - TAG_BYTES;
   if (output !== undefined) checkOutput(output, length);
@@ -102,12 +98,10 @@ export function open(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, sealed
  */
 export function sealAesGcm(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, output?: Uint8Array): Uint8Array {
   checkAesKey(key);
-  checkBytes("nonce", nonce, NONCE_BYTES);
-  checkBytes("aad", aad);
-  checkBytes("plaintext", plaintext);
+  checkMessage(nonce, aad, "plaintext", plaintext);
   const length = plaintext.length + TAG_BYTES;
   if (output !== undefined) checkOutput(output, length);
-  const target = output ?? new Uint8Array(length);
+  const target = output ?? ownedArray(length);
   aesGcmPass().once(true, key, nonce, aad, plaintext, target);
   return target.length === length ? target : target.subarray(0, length);
 }
@@ -118,13 +112,11 @@ export function sealAesGcm(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, 
  */
 export function openAesGcm(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, sealed: Uint8Array, output?: Uint8Array): Uint8Array | null {
   checkAesKey(key);
-  checkBytes("nonce", nonce, NONCE_BYTES);
-  checkBytes("aad", aad);
-  checkBytes("sealed", sealed);
+  checkMessage(nonce, aad, "sealed", sealed);
   if (sealed.length < TAG_BYTES) return null;
   const length = sealed.length - TAG_BYTES;
   if (output !== undefined) checkOutput(output, length);
-  const target = output ?? new Uint8Array(length);
+  const target = output ?? ownedArray(length);
   if (!aesGcmPass().once(false, key, nonce, aad, sealed, target)) return null;
   return target.length === length ? target : target.subarray(0, length);
 }
@@ -132,6 +124,13 @@ export function openAesGcm(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, 
 /** Where sluice/crypto's and the engine's AES-GCM run: "native" (the addon) or "portable" (node:crypto). */
 export function aesGcmPath(): "native" | "portable" {
   return aesGcmPass().path;
+}
+
+/** The arguments every seal and open here shares: a 12-byte nonce, the AAD and the message. */
+function checkMessage(nonce: Uint8Array, aad: Uint8Array, name: "plaintext" | "sealed", message: Uint8Array): void {
+  checkBytes("nonce", nonce, NONCE_BYTES);
+  checkBytes("aad", aad);
+  checkBytes(name, message);
 }
 
 function checkAesKey(key: Uint8Array): void {

@@ -31,21 +31,22 @@ const POOLED_MAX = SLAB_BYTES / 8;
 let slab = new ArrayBuffer(SLAB_BYTES);
 let used = 0;
 
+/** A new zeroed array of the caller's own, `length` bytes (for results a native call writes in place). */
+export function ownedArray(length: number): Uint8Array {
+  if (length > POOLED_MAX) return new Uint8Array(length);
+  if (used + length > SLAB_BYTES) {
+    slab = new ArrayBuffer(SLAB_BYTES);
+    used = 0;
+  }
+  const array = new Uint8Array(slab, used, length);
+  // 8-byte aligned, as Buffer's pool is: a caller may lay a wider view over the result.
+  used = (used + length + 7) & ~7;
+  return array;
+}
+
 /** A new array of the caller's own holding a copy of `bytes`. */
 export function ownedCopy(bytes: Uint8Array): Uint8Array {
-  const length = bytes.length;
-  let copy: Uint8Array;
-  if (length > POOLED_MAX) {
-    copy = new Uint8Array(length);
-  } else {
-    if (used + length > SLAB_BYTES) {
-      slab = new ArrayBuffer(SLAB_BYTES);
-      used = 0;
-    }
-    copy = new Uint8Array(slab, used, length);
-    // 8-byte aligned, as Buffer's pool is: a caller may lay a wider view over the result.
-    used = (used + length + 7) & ~7;
-  }
+  const copy = ownedArray(bytes.length);
   copy.set(bytes);
   return copy;
 }

@@ -23,6 +23,14 @@ import { tcpTransfer } from "./fixtures/interop/tcpTransfer.js";
 
 const skip = bedSkip();
 
+/** Five pings each way between the inner addresses, all answered. */
+async function pingBothWays(bed: TwoHosts): Promise<void> {
+  const there = await bed.ping(bed.a.ns, bed.b.inner, { from: bed.a.inner, count: 5, interval: 0.1 });
+  assert.equal(there.received, 5, there.output);
+  const back = await bed.ping(bed.b.ns, bed.a.inner, { from: bed.b.inner, count: 5, interval: 0.1 });
+  assert.equal(back.received, 5, back.output);
+}
+
 describe("IKEv2 with strongSwan", { skip }, () => {
   test("sluice initiator → strongSwan responder: ping both ways, 100 MB over TCP, counters on both sides, DELETE from sluice", async (t) => {
     const bed = cleanUpAfter(t, await TwoHosts.create());
@@ -30,10 +38,7 @@ describe("IKEv2 with strongSwan", { skip }, () => {
     const sluice = cleanUpAfter(t, await SluiceDaemon.start(bed.a, [initiatorPeer(bed.b, bed.a)]));
     await sluice.waitForEvent("child-up", 15_000);
     await sluice.routed(bed.b.site);
-    const there = await bed.ping(bed.a.ns, bed.b.inner, { from: bed.a.inner, count: 5, interval: 0.1 });
-    assert.equal(there.received, 5, there.output);
-    const back = await bed.ping(bed.b.ns, bed.a.inner, { from: bed.b.inner, count: 5, interval: 0.1 });
-    assert.equal(back.received, 5, back.output);
+    await pingBothWays(bed);
     await tcpTransfer(t, bed.a, bed.b, 100 * 1024 * 1024);
     const theirs = await onlySa(responder);
     assert.equal(theirs.state, "ESTABLISHED");
@@ -64,10 +69,7 @@ describe("IKEv2 with strongSwan", { skip }, () => {
     assert.match(output, /CHILD_SA net\{\d+\} established/);
     await sluice.waitForEvent("child-up", 5000);
     await sluice.routed(bed.a.site);
-    const there = await bed.ping(bed.a.ns, bed.b.inner, { from: bed.a.inner, count: 5, interval: 0.1 });
-    assert.equal(there.received, 5, there.output);
-    const back = await bed.ping(bed.b.ns, bed.a.inner, { from: bed.b.inner, count: 5, interval: 0.1 });
-    assert.equal(back.received, 5, back.output);
+    await pingBothWays(bed);
     await tcpTransfer(t, bed.a, bed.b, 100 * 1024 * 1024);
     const theirs = await onlySa(initiator);
     const [ours] = (await sluice.status()).ike;
@@ -86,10 +88,7 @@ describe("IKEv2 with strongSwan", { skip }, () => {
     const sluice = cleanUpAfter(t, await SluiceDaemon.start(bed.a, [initiatorPeer(bed.b, bed.a, { espProposals: ["aes256gcm16"] })]));
     await sluice.waitForEvent("child-up", 15_000);
     await sluice.routed(bed.b.site);
-    const there = await bed.ping(bed.a.ns, bed.b.inner, { from: bed.a.inner, count: 5, interval: 0.1 });
-    assert.equal(there.received, 5, there.output);
-    const back = await bed.ping(bed.b.ns, bed.a.inner, { from: bed.b.inner, count: 5, interval: 0.1 });
-    assert.equal(back.received, 5, back.output);
+    await pingBothWays(bed);
     await tcpTransfer(t, bed.a, bed.b, 100 * 1024 * 1024);
     await tcpTransfer(t, bed.b, bed.a, 100 * 1024 * 1024, 5202);
     const theirs = await onlySa(responder);

@@ -7,7 +7,8 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { chacha20poly1305 } from "@noble/ciphers/chacha.js";
-import { seal, open } from "../src/crypto.js";
+import { seal, open, sealAesGcm, openAesGcm } from "../src/crypto.js";
+import { createCipheriv } from "node:crypto";
 import { OutboundSa, InboundSa } from "../src/esp.js";
 import { ownedCopy } from "../src/resultSlab.js";
 import { toHex, Rng, SEED } from "./helpers.js";
@@ -48,6 +49,26 @@ describe("allocating one-shot results", () => {
     sealedAll.forEach((s, i) => assert.equal(toHex(s), expectedSealed[i], `sealed result ${i} changed after later calls ${seedNote}`));
     openedAll.forEach((o, i) => assert.equal(toHex(o), plains[i], `opened result ${i} changed after later calls ${seedNote}`));
     assertDisjoint([...sealedAll, ...openedAll]);
+  });
+
+  test("AES-GCM seal and open: results come from the slabs too, and stay intact and disjoint", () => {
+    const key = rng.bytes(32), aad = rng.bytes(8);
+    const results: Uint8Array[] = [], expected: string[] = [];
+    for (let i = 0; i < 1500; i++) {
+      const len = i % 13 === 0 ? rng.range(8000, 12000) : rng.range(0, 1600);
+      const nonce = rng.bytes(12), pt = rng.bytes(len);
+      const sealed = sealAesGcm(key, nonce, aad, pt);
+      assertOwnArray(sealed, `sealAesGcm ${len} B`);
+      const cipher = createCipheriv("aes-256-gcm", key, nonce).setAAD(aad);
+      expected.push(toHex(Buffer.concat([cipher.update(pt), cipher.final(), cipher.getAuthTag()])));
+      const opened = openAesGcm(key, nonce, aad, sealed);
+      assert.ok(opened !== null);
+      assertOwnArray(opened, `openAesGcm ${len} B`);
+      assert.equal(toHex(opened), toHex(pt));
+      results.push(sealed, opened);
+    }
+    results.forEach((r, i) => { if (i % 2 === 0) assert.equal(toHex(r), expected[i / 2], `AES result ${i} changed after later calls ${seedNote}`); });
+    assertDisjoint(results);
   });
 
   test("ESP seal and open: results are the caller's own", () => {
