@@ -2,6 +2,8 @@
  * `npm run bench -- ike` (root): IKEv2 control-plane figures on the interop
  * bed (test/fixtures/interop/: two namespaces joined by a veth).
  *
+ * - The IKE core alone (ikeCore.ts): each side's time per handshake with
+ *   two cores in this process and no I/O, beside X25519's own cost.
  * - Handshakes per second as responder: sluice's own initiator
  *   (bench/ikeLoad.ts: many IKE SAs at once, IKE_SA_INIT + IKE_AUTH with a
  *   PSK, X25519 and one child SA each, deleted once up) in A, against a
@@ -49,6 +51,7 @@ import { copyFileSync, mkdirSync, chmodSync } from "node:fs";
 import { benchCertificates, createPki, type BenchCertificates } from "../test/fixtures/pki.js";
 import { formatRoadWarriors, runRoadWarriors, type RoadWarriorResult } from "./roadWarriors.js";
 import { NO_DOS_LIMITS } from "./loadClients.js";
+import { formatCoreTable, runCoreSuite, type IkeCoreRound } from "./ikeCore.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const LOAD = join(ROOT, "dist/bench/ikeLoad.js");
@@ -62,6 +65,8 @@ export interface HandshakeRound {
   seconds: number;
   rate: number;
   cpuMsPerHandshake: number;
+  /** The load generator's own CPU per handshake (it shares the 2 cores with the responder). */
+  generatorCpuMs: number;
   latencyMs: { p50: number; p90: number; p99: number };
   failures: Record<string, number>;
   retransmits: number;
@@ -82,11 +87,13 @@ export interface CertificateRounds {
 }
 
 /** What `npm run bench -- ike` runs (`--ike-parts`; default all). */
-export type IkePart = "psk" | "certs" | "first-packet" | "roadwarriors" | "rekey";
+export type IkePart = "core" | "psk" | "certs" | "first-packet" | "roadwarriors" | "rekey";
 
-export const IKE_PARTS: readonly IkePart[] = ["psk", "certs", "first-packet", "roadwarriors", "rekey"];
+export const IKE_PARTS: readonly IkePart[] = ["core", "psk", "certs", "first-packet", "roadwarriors", "rekey"];
 
 export interface IkeResult {
+  /** The IKE core alone, in this process (ikeCore.ts). */
+  core?: IkeCoreRound[];
   handshakes: HandshakeRound[];
   certificates?: CertificateRounds[];
   /** sluice's rate ÷ strongSwan's, round by round. */
@@ -123,6 +130,7 @@ async function load(bed: TwoHosts, responderPid: number, responder: HandshakeRou
     seconds: Number(done.seconds),
     rate: Number(done.rate),
     cpuMsPerHandshake: cpu / handshakes,
+    generatorCpuMs: Number(done.cpuMs) / handshakes,
     latencyMs: done.latencyMs as HandshakeRound["latencyMs"],
     failures: done.failures as Record<string, number>,
     retransmits: Number(done.retransmits),
@@ -267,6 +275,7 @@ async function firstPacketStrongSwan(): Promise<number> {
 
 export async function runIkeSuite(options: { rounds: number; count: number; concurrency: number; parts?: IkePart[] }, log: (line: string) => void): Promise<IkeResult> {
   const parts = options.parts ?? IKE_PARTS;
+  const core = parts.includes("core") ? runCoreSuite(options, log) : undefined;
   const handshakes: HandshakeRound[] = [];
   const ratios: number[] = [];
   for (let round = 1; round <= (parts.includes("psk") ? options.rounds : 0); round++) {
@@ -274,7 +283,8 @@ export async function runIkeSuite(options: { rounds: number; count: number; conc
     const strongSwan = await strongSwanResponderRound(options.count, options.concurrency);
     handshakes.push(sluice, strongSwan);
     ratios.push(sluice.rate / strongSwan.rate);
-    log(`ike round ${round}: sluice ${sluice.rate.toFixed(0)}/s (${sluice.cpuMsPerHandshake.toFixed(2)} ms CPU each), strongSwan ${strongSwan.rate.toFixed(0)}/s (${strongSwan.cpuMsPerHandshake.toFixed(2)} ms CPU each)`);
+    const each = (r: HandshakeRound): string => `${r.rate.toFixed(0)}/s (${r.cpuMsPerHandshake.toFixed(2)} ms CPU each, generator ${r.generatorCpuMs.toFixed(2)} ms)`;
+    log(`ike round ${round}: sluice ${each(sluice)}, strongSwan ${each(strongSwan)}`);
   }
   const certificates: CertificateRounds[] = [];
   if (parts.includes("certs")) {
@@ -316,11 +326,12 @@ export async function runIkeSuite(options: { rounds: number; count: number; conc
     for (const gateway of ["sluice", "strongSwan"] as const) roadWarriors.push(await runRoadWarriors({ count, concurrency: options.concurrency, gateway }, log));
   }
   const rekey = parts.includes("rekey") ? await runRekeySuite({ rounds: options.rounds }, log) : undefined;
-  return { handshakes, certificates, ratios, firstPacket, roadWarriors, rekey, settings: { count: options.count, concurrency: options.concurrency, rounds: options.rounds } };
+  return { core, handshakes, certificates, ratios, firstPacket, roadWarriors, rekey, settings: { count: options.count, concurrency: options.concurrency, rounds: options.rounds } };
 }
 
 export function formatIkeTable(result: IkeResult): string {
   const lines = result.handshakes.length > 0 ? [handshakeTable(result.handshakes), "", `sluice ÷ strongSwan, round by round: ${result.ratios.map((r) => r.toFixed(2)).join(", ")} (median ${median(result.ratios).toFixed(2)})`] : [];
+  if (result.core) lines.push("", formatCoreTable(result.core));
   for (const c of result.certificates ?? []) {
     lines.push("", `certificate handshakes, ${c.keyType === "rsa3072" ? "RSA-3072" : "ECDSA P-256"} both sides (${c.keyType === "rsa3072" ? "RSA PKCS#1 v1.5" : "ECDSA"} with SHA-256, the chain checked to a test root):`, handshakeTable(c.rounds));
     lines.push("", `sluice ÷ strongSwan, round by round: ${c.ratios.map((r) => r.toFixed(2)).join(", ")} (median ${median(c.ratios).toFixed(2)})`);
@@ -342,14 +353,15 @@ function handshakeTable(handshakes: HandshakeRound[]): string {
       responder,
       median(rounds.map((r) => r.rate)).toFixed(0),
       median(rounds.map((r) => r.cpuMsPerHandshake)).toFixed(2),
+      median(rounds.map((r) => r.generatorCpuMs)).toFixed(2),
       median(rounds.map((r) => r.latencyMs.p50)).toFixed(1),
       median(rounds.map((r) => r.latencyMs.p99)).toFixed(1),
       rounds.map((r) => r.rate.toFixed(0)).join(" "),
     ]);
   }
-  const header = ["responder", "handshakes/s", "CPU ms each", "p50 ms", "p99 ms", "rounds"];
+  const header = ["responder", "handshakes/s", "CPU ms each", "generator CPU ms", "p50 ms", "p99 ms", "rounds"];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const fmt = (cells: string[]): string => cells.map((c, i) => (i === 0 || i === 5 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
+  const fmt = (cells: string[]): string => cells.map((c, i) => (i === 0 || i === 6 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
   return [fmt(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(fmt)].join("\n");
 }
 

@@ -17,7 +17,8 @@
  * own (10.100.x.y) behind the responder's 10.77.2.0/24. A finished one is
  * deleted (INFORMATIONAL) so the responder's SA count stays near CONCURRENCY
  * and the next starts. Prints one JSON line when done: handshakes, seconds,
- * failures by reason, and latency percentiles (first request to child up).
+ * failures by reason, latency percentiles (first request to child up), and
+ * the generator's own CPU time (user + system, ms).
  */
 import { performance } from "node:perf_hooks";
 import type { IkeAction } from "../src/ike/actions.js";
@@ -79,6 +80,7 @@ function onAction(action: IkeAction): void {
 
 const { core, run } = await openLoadClients(peers, { tries: 4, onAction });
 const begin = performance.now();
+const cpuBefore = process.cpuUsage();
 
 function next(name: string): void {
   if (completed >= count) return finish();
@@ -90,9 +92,10 @@ function next(name: string): void {
 
 function finish(): void {
   const seconds = (performance.now() - begin) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
   latencies.sort((a, b) => a - b);
   const at = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
-  say({ event: "done", handshakes: completed, seconds, rate: completed / seconds, failures, latencyMs: { p50: at(0.5), p90: at(0.9), p99: at(0.99) }, retransmits: core.counters.retransmits });
+  say({ event: "done", handshakes: completed, seconds, rate: completed / seconds, failures, latencyMs: { p50: at(0.5), p90: at(0.9), p99: at(0.99) }, retransmits: core.counters.retransmits, cpuMs: (cpu.user + cpu.system) / 1000 });
   process.exit(0);
 }
 

@@ -1,0 +1,158 @@
+/**
+ * `npm run bench -- ike --ike-parts core`: what one handshake costs the IKE
+ * core itself, with no socket, log, engine or other process in the way.
+ *
+ * Two sans-I/O cores in this process, as in the load bench (ikeLoad.ts):
+ * an initiator acting as CONCURRENCY road-warrior clients and a responder
+ * with one wildcard peer, datagrams handed from one to the other in a
+ * queue. Each handshake is IKE_SA_INIT + IKE_AUTH (PSK, ChaCha20-Poly1305,
+ * PRF-HMAC-SHA256, X25519, one child SA) and the INFORMATIONAL that deletes
+ * it; each side's time is the time spent inside its own core's calls.
+ *
+ * Why this part: the load bench's figure is the responder's whole process
+ * (sockets, logging, the data plane's SA table, garbage collection) while
+ * a generator on the same 2 cores competes with it; this one says how much
+ * of that is the protocol work, and the floor beneath it: the same
+ * handshake's public-key operations alone (each side's X25519 key pair and
+ * shared secret, through the core's own KeyExchange), measured in the same
+ * round.
+ */
+import { performance } from "node:perf_hooks";
+import type { IkeAction } from "../src/ike/actions.js";
+import type { IkePeerConfig } from "../src/ike/config.js";
+import { IkeCore } from "../src/ike/core.js";
+import { createKeyExchange } from "../src/ike/crypto/keyExchange.js";
+import { parseIdentity, parseIdentityPattern } from "../src/ike/identity.js";
+import { parseEspProposal, parseIkeProposal } from "../src/ike/proposals.js";
+import { randomPool } from "../src/ike/randomPool.js";
+import { selectorFromPrefix } from "../src/ike/trafficSelectors.js";
+import type { Path } from "../src/ike/index.js";
+import { BENCH_CLIENT } from "./loadClients.js";
+import { median } from "./measure.js";
+
+export interface IkeCoreRound {
+  handshakes: number;
+  /** Time inside each core's calls per handshake, µs. */
+  initiatorUs: number;
+  responderUs: number;
+  /** One side's X25519 key pair + shared secret alone, µs (the floor of each side's cost). */
+  x25519Us: number;
+}
+
+const PSK = new TextEncoder().encode("sluice-bench-core-psk-0123456789");
+const INITIATOR = "10.0.0.1";
+const RESPONDER = "10.0.0.2";
+
+function clientPeers(concurrency: number): IkePeerConfig[] {
+  const esp = [parseEspProposal("chacha20poly1305", [{ id: 28, keyBits: 256 }])];
+  return Array.from({ length: concurrency }, (_, i) => ({
+    name: `c${i}`,
+    ...BENCH_CLIENT,
+    remote: { address: RESPONDER, port: 500 },
+    localId: parseIdentity(`client-${i}@bench.sluice.test`),
+    remoteId: parseIdentityPattern("%any"),
+    psk: () => PSK.slice(),
+    ikeProposals: [parseIkeProposal("chacha20poly1305-prfsha256-x25519")],
+    espProposals: esp,
+    localTs: [selectorFromPrefix(`10.100.${i >> 8}.${i & 255}/32`)],
+    remoteTs: [selectorFromPrefix("10.77.2.0/24")],
+  }));
+}
+
+function gatewayPeer(): IkePeerConfig {
+  return {
+    name: "clients",
+    ...BENCH_CLIENT,
+    remote: undefined,
+    localId: parseIdentity("b.sluice.test"),
+    remoteId: parseIdentityPattern("*@bench.sluice.test"),
+    psk: () => PSK.slice(),
+    ikeProposals: [parseIkeProposal("chacha20poly1305-prfsha256-x25519")],
+    espProposals: [parseEspProposal("chacha20poly1305", [{ id: 28, keyBits: 256 }])],
+    localTs: [selectorFromPrefix("10.77.2.0/24")],
+    remoteTs: [selectorFromPrefix("10.100.0.0/16")],
+  };
+}
+
+/** `count` handshakes, `concurrency` at once, between two cores in this process. */
+export function runCoreRound(count: number, concurrency: number): IkeCoreRound {
+  const local = (address: string): { address: string; ikePort: number; natTPort: number } => ({ address, ikePort: 500, natTPort: 4500 });
+  const initiator = new IkeCore({ peers: clientPeers(concurrency), random: randomPool(), local: local(INITIATOR) });
+  // The responder's DoS limits are off: one source, many half-open SAs at once (as in the load bench).
+  const responder = new IkeCore({ peers: [gatewayPeer()], random: randomPool(), local: local(RESPONDER), dos: { cookieThreshold: 0, blockThreshold: 0, initLimitHalfOpen: 0, initRatePerSource: 0 } });
+  const wire: { to: IkeCore; datagram: Uint8Array; natT: boolean }[] = [];
+  const up: string[] = [];
+  const spent = new Map<IkeCore, number>([[initiator, 0], [responder, 0]]);
+  let started = 0;
+  let completed = 0;
+  const call = (core: IkeCore, f: () => IkeAction[]): void => {
+    const begin = performance.now();
+    const actions = f();
+    spent.set(core, spent.get(core)! + performance.now() - begin);
+    for (const action of actions) {
+      if (action.type === "send") wire.push({ to: core === initiator ? responder : initiator, datagram: action.datagram, natT: action.natT });
+      else if (action.type === "child-up" && core === initiator) up.push(action.child.peerName);
+      else if (action.type === "log" && action.event === "ike-failed") throw new Error(`bench handshake failed: ${String(action.fields.reason)}`);
+    }
+  };
+  const start = (name: string): void => {
+    if (started >= count) return;
+    started++;
+    call(initiator, () => initiator.initiate(name, performance.now()));
+  };
+  const deliver = (sent: { to: IkeCore; datagram: Uint8Array; natT: boolean }): void => {
+    const port = sent.natT ? 4500 : 500;
+    const toResponder = sent.to === responder;
+    const path: Path = { local: { address: toResponder ? RESPONDER : INITIATOR, port }, remote: { address: toResponder ? INITIATOR : RESPONDER, port }, natT: sent.natT };
+    call(sent.to, () => sent.to.receive(sent.datagram, path, performance.now()));
+  };
+  for (let i = 0; i < concurrency; i++) start(`c${i}`);
+  while (completed < count) {
+    const sent = wire.shift();
+    if (sent !== undefined) {
+      deliver(sent);
+      continue;
+    }
+    const name = up.shift();
+    if (name === undefined) throw new Error(`bench stalled after ${completed} handshakes`);
+    completed++;
+    call(initiator, () => initiator.terminate(name, performance.now()));
+    start(name);
+  }
+  // Let the last deletes finish, so neither side's cost is cut short.
+  for (let sent = wire.shift(); sent !== undefined; sent = wire.shift()) deliver(sent);
+  return { handshakes: count, initiatorUs: (spent.get(initiator)! / count) * 1000, responderUs: (spent.get(responder)! / count) * 1000, x25519Us: x25519Floor(count) };
+}
+
+/** One side's X25519 work per handshake: a key pair and a shared secret with the peer's value. */
+function x25519Floor(count: number): number {
+  const random = randomPool();
+  const peer = createKeyExchange(31, random);
+  const begin = performance.now();
+  for (let i = 0; i < count; i++) {
+    const own = createKeyExchange(31, random);
+    own.sharedSecret(peer.publicValue);
+    own.wipe();
+  }
+  return ((performance.now() - begin) / count) * 1000;
+}
+
+/** `rounds` rounds after one untimed warm-up round (the first compiles everything). */
+export function runCoreSuite(options: { rounds: number; count: number; concurrency: number }, log: (line: string) => void): IkeCoreRound[] {
+  runCoreRound(Math.min(500, options.count), options.concurrency);
+  const rounds: IkeCoreRound[] = [];
+  for (let round = 1; round <= options.rounds; round++) {
+    const r = runCoreRound(options.count, options.concurrency);
+    rounds.push(r);
+    log(`ike core round ${round}: initiator ${r.initiatorUs.toFixed(0)} µs, responder ${r.responderUs.toFixed(0)} µs per handshake; X25519 alone ${r.x25519Us.toFixed(0)} µs per side`);
+  }
+  return rounds;
+}
+
+export function formatCoreTable(rounds: IkeCoreRound[]): string {
+  const m = (f: (r: IkeCoreRound) => number): string => median(rounds.map(f)).toFixed(0);
+  return [
+    `the IKE core alone, per handshake (two cores in one process, no I/O; median of ${rounds.length} rounds × ${rounds[0]?.handshakes ?? 0}):`,
+    `  initiator ${m((r) => r.initiatorUs)} µs, responder ${m((r) => r.responderUs)} µs; of each, X25519 key pair + shared secret ${m((r) => r.x25519Us)} µs`,
+  ].join("\n");
+}
