@@ -28,7 +28,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Charon } from "../test/fixtures/interop/charon.js";
-import { BED_IKE_PROPOSAL, BED_ESP_PROPOSAL } from "../test/fixtures/interop/swanctl.js";
+import { poolGateway } from "../test/fixtures/interop/roadWarrior.js";
 import { TwoHosts, type Host } from "../test/fixtures/interop/topology.js";
 import { SluiceDaemon } from "../test/fixtures/interop/sluice.js";
 import { Proc } from "../test/fixtures/twoEndpoints.js";
@@ -126,54 +126,14 @@ async function strongSwanGateway(b: Host): Promise<Gateway> {
     // A line per SA at the default levels is what sluice logs too; less would flatter neither.
     logLevels: { ike: 1, cfg: 1, chd: 1, net: 1, knl: 1 },
   });
-  await charon.load([
-    "connections {",
-    "  warriors {",
-    "    version = 2",
-    `    local_addrs = ${b.address}`,
-    "    remote_addrs = %any",
-    "    encap = yes",
-    "    mobike = no",
-    `    proposals = ${BED_IKE_PROPOSAL}`,
-    "    pools = warriors",
-    "    rekey_time = 0",
-    "    reauth_time = 0",
-    "    local {",
-    "      auth = psk",
-    "      id = gw.rw.sluice.test",
-    "    }",
-    "    remote {",
-    "      auth = psk",
-    "    }",
-    "    children {",
-    "      net {",
-    `        local_ts = ${b.site}`,
-    `        esp_proposals = ${BED_ESP_PROPOSAL}`,
-    "        rekey_time = 0",
-    "        life_time = 0",
-    "      }",
-    "    }",
-    "  }",
-    "}",
-    "pools {",
-    "  warriors {",
-    "    addrs = 10.100.0.0/16",
-    "  }",
-    "}",
-    "secrets {",
-    "  ike-warriors {",
-    `    secret = "${GROUP_PSK}"`,
-    "  }",
-    "}",
-    "",
-  ].join("\n"));
+  await charon.load(poolGateway({ local: b.address, id: "gw.rw.sluice.test", pool4: "10.100.0.0/16", localTs: [b.site], groupPsk: GROUP_PSK }));
   return {
     pid: charon.pid!,
     async view() {
       const up = (await charon.listSas()).filter((sa) => sa.state === "ESTABLISHED" && sa.children.length === 1);
       const pools = await charon.swanctl(["--list-pools", "--leases"]);
-      // "warriors   10.100.0.0   ONLINE / OFFLINE / SIZE" (swanctl's list-pools line).
-      const online = /warriors\s+\S+\s+(\d+)\s*\/\s*(\d+)\s*\/\s*(\d+)/.exec(pools.stdout);
+      // "pool4   10.100.0.0   ONLINE / OFFLINE / SIZE" (swanctl's list-pools line).
+      const online = /pool4\s+\S+\s+(\d+)\s*\/\s*(\d+)\s*\/\s*(\d+)/.exec(pools.stdout);
       return {
         ikeSas: up.length,
         childrenWithTraffic: up.filter((sa) => sa.children[0]!.packetsIn > 0 && sa.children[0]!.packetsOut > 0).length,

@@ -470,18 +470,10 @@ function answerChild(sa: IkeSa, payloads: IkePayload[]): Answer {
     core.log("warn", "child-refused", `${sa.peerName}: traffic selectors ${fromWire(tsr.selectors).map(formatSelector).join(" ")} === ${fromWire(tsi.selectors).map(formatSelector).join(" ")} unacceptable`, { ...sa.logFields, reason: "TS_UNACCEPTABLE" });
     return { payloads: [notify(Notify.TS_UNACCEPTABLE)] };
   }
-  let ke: KeyExchange | undefined;
-  let shared: Uint8Array | undefined;
-  if (kePayload) {
-    ke = createKeyExchange(kePayload.group as GroupId, core.random);
-    try {
-      shared = ke.sharedSecret(kePayload.data);
-    } catch (error) {
-      ke.wipe();
-      if (error instanceof KeyExchangeError) return { payloads: [notify(Notify.INVALID_SYNTAX)] };
-      throw error;
-    }
-  }
+  const exchanged = kePayload ? respondToKe(kePayload, core.random) : undefined;
+  if (exchanged && "payloads" in exchanged) return exchanged;
+  const ke = exchanged?.ke;
+  const shared = exchanged?.shared;
   const ni = nonce.data.slice();
   const nr = core.random(NONCE_BYTES);
   const inboundSpi = core.allocateChildSpi(sa);
@@ -494,6 +486,22 @@ function answerChild(sa: IkeSa, payloads: IkePayload[]): Answer {
   ke?.wipe();
   answer.push({ type: Payload.TSi, selectors: remoteTs.map(selectorToWire) }, { type: Payload.TSr, selectors: localTs.map(selectorToWire) });
   return { payloads: answer };
+}
+
+/**
+ * The responder's half of a KE payload (a child's PFS, an IKE rekey): a key
+ * pair of the peer's group and the shared secret, or INVALID_SYNTAX when the
+ * peer's public value is refused (RFC 6989), the key pair wiped then.
+ */
+function respondToKe(kePayload: { group: number; data: Uint8Array }, random: (length: number) => Uint8Array): { ke: KeyExchange; shared: Uint8Array } | Answer {
+  const ke = createKeyExchange(kePayload.group as GroupId, random);
+  try {
+    return { ke, shared: ke.sharedSecret(kePayload.data) };
+  } catch (error) {
+    ke.wipe();
+    if (error instanceof KeyExchangeError) return { payloads: [notify(Notify.INVALID_SYNTAX)] };
+    throw error;
+  }
 }
 
 /**
@@ -526,15 +534,9 @@ function answerIkeRekey(sa: IkeSa, payloads: IkePayload[]): Answer {
     const g = chosen.algorithms.group;
     return { payloads: [notify(Notify.INVALID_KE_PAYLOAD, new Uint8Array([g >> 8, g & 0xff]))] };
   }
-  const ke = createKeyExchange(kePayload.group as GroupId, core.random);
-  let shared: Uint8Array;
-  try {
-    shared = ke.sharedSecret(kePayload.data);
-  } catch (error) {
-    ke.wipe();
-    if (error instanceof KeyExchangeError) return { payloads: [notify(Notify.INVALID_SYNTAX)] };
-    throw error;
-  }
+  const exchanged = respondToKe(kePayload, core.random);
+  if ("payloads" in exchanged) return exchanged;
+  const { ke, shared } = exchanged;
   const ni = nonce.data.slice();
   const nr = core.random(NONCE_BYTES);
   const peerSpi = new DataView(peerSpiBytes.buffer, peerSpiBytes.byteOffset, 8).getBigUint64(0);
