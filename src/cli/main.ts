@@ -28,6 +28,7 @@ import { serveMetrics } from "../endpoint/metrics.js";
 import { serveControl } from "../endpoint/controlSocket.js";
 import { applyKillSwitch, killSwitchSpec, removeKillSwitch } from "../endpoint/killSwitch.js";
 import { selectIoPath } from "../io/index.js";
+import { turnBufferedStdout } from "./logDestination.js";
 import { demo } from "./demo.js";
 import { control, down } from "./control.js";
 
@@ -93,10 +94,9 @@ async function up(args: string[]): Promise<void> {
     if (!match) fail(`--metrics must be HOST:PORT, got ${metrics}`);
     metricsAt = { host: match[1]!.replace(/^\[|\]$/g, ""), port: Number(match[2]) };
   }
-  // Lines are written asynchronously: a synchronous write per log line held the event loop (and the
-  // IKE exchanges and packets behind it) for a system call each; flushed before every exit.
-  const destination = pino.destination({ dest: 1, sync: false });
-  const log = pino({ base: { service: "sluice" } }, destination);
+  // Lines go out once per turn of the event loop, bounded (logDestination.ts); flushed before every exit.
+  const destination = turnBufferedStdout();
+  const log = pino({ base: { service: "sluice" } }, destination.stream);
   process.on("exit", () => destination.flushSync());
   if (config.client.killSwitch) {
     // Before the first packet: from here until a clean stop (or `sluice down`) nothing leaves outside the tunnel.
