@@ -80,11 +80,14 @@ export async function openLoadClients(peers: IkePeerConfig[], options: { tries: 
     }
     arm();
   };
-  ike.on("message", (datagram, from) => run(core.receive(datagram, { local: { address: "0.0.0.0", port: ike.address().port }, remote: { address: from.address, port: from.port }, natT: false }, performance.now())));
+  // Each socket's own address, once: socket.address() per datagram was a system call each.
+  const ikeLocal = { address: "0.0.0.0", port: ike.address().port };
+  const natTLocal = { address: "0.0.0.0", port: natT.address().port };
+  ike.on("message", (datagram, from) => run(core.receive(datagram, { local: ikeLocal, remote: { address: from.address, port: from.port }, natT: false }, performance.now())));
   natT.on("message", (datagram, from) => {
     if (datagram.length < 4) return; // a keepalive
     if (datagram.readUInt32BE(0) !== 0) return options.onEsp?.(datagram);
-    run(core.receive(datagram.subarray(4), { local: { address: "0.0.0.0", port: natT.address().port }, remote: { address: from.address, port: from.port }, natT: true }, performance.now()));
+    run(core.receive(datagram.subarray(4), { local: natTLocal, remote: { address: from.address, port: from.port }, natT: true }, performance.now()));
   });
   return { core, natT, run };
 }
