@@ -47,8 +47,12 @@ import { isIP } from "node:net";
 /** A parsed certificate: what validation and identity matching read. */
 export interface ParsedCertificate {
   der: Uint8Array;
+  /** SHA-256 of the DER, hex: the certificate's name in the caches here. */
+  fingerprint: string;
   x509: X509Certificate;
   subject: Uint8Array;
+  /** The subject as text (formatDn), made once: logs name the certificate at every handshake. */
+  subjectText: string;
   issuer: Uint8Array;
   /** Upper-case hex without leading zeros. */
   serial: string;
@@ -93,6 +97,8 @@ const HANDLED_EXTENSIONS = new Set([
   "2.5.29.32", // certificatePolicies
 ]);
 const MAX_PATH = 8;
+/** Verified issuer links a TrustStore remembers (see #verifiedLinks). */
+const VERIFIED_LINKS_MAX = 4096;
 
 function normalSerial(bytes: Uint8Array): string {
   return Buffer.from(bytes).toString("hex").toUpperCase().replace(/^0+(?=.)/, "");
@@ -142,13 +148,13 @@ export function parseCertificate(der: Uint8Array): ParsedCertificate {
   const key = createHash("sha256").update(der).digest("hex");
   const known = parsedCertificates.get(key);
   if (known !== undefined) return known;
-  const parsed = parseNew(der.slice());
+  const parsed = parseNew(der.slice(), key);
   if (parsedCertificates.size >= PARSED_MAX) parsedCertificates.delete(parsedCertificates.keys().next().value!);
   parsedCertificates.set(key, parsed);
   return parsed;
 }
 
-function parseNew(der: Uint8Array): ParsedCertificate {
+function parseNew(der: Uint8Array, fingerprint: string): ParsedCertificate {
   let x509: X509Certificate;
   let cert: Certificate;
   try {
@@ -158,10 +164,13 @@ function parseNew(der: Uint8Array): ParsedCertificate {
     throw new Error(`not an X.509 certificate in DER (${(error as Error).message.slice(0, 80)})`);
   }
   const tbs = cert.tbsCertificate;
+  const subject = new Uint8Array(AsnConvert.serialize(tbs.subject));
   const parsed: ParsedCertificate = {
     der,
+    fingerprint,
     x509,
-    subject: new Uint8Array(AsnConvert.serialize(tbs.subject)),
+    subject,
+    subjectText: formatDn(subject),
     issuer: new Uint8Array(AsnConvert.serialize(tbs.issuer)),
     serial: normalSerial(new Uint8Array(tbs.serialNumber)),
     notBefore: tbs.validity.notBefore.getTime(),
@@ -243,7 +252,7 @@ export function pemBlocks(data: Uint8Array, label: string): Uint8Array[] {
 
 /** A certificate as logs name it: its subject. */
 export function describeCertificate(cert: ParsedCertificate): string {
-  return `"${formatDn(cert.subject)}"`;
+  return `"${cert.subjectText}"`;
 }
 
 /** Whether the certificate proves `id` (RFC 4945 §5.1.2: subjectAltName of the ID's type, or the subject DN). */
@@ -286,6 +295,16 @@ function day(date: Date): string {
 export class TrustStore {
   /** SHA-1 of each CA's SubjectPublicKeyInfo, for our CERTREQ (§3.7). */
   readonly caKeyHashes: Uint8Array[];
+  /**
+   * Links whose signature verified: "certificate fingerprint > issuer
+   * fingerprint". Checking a certificate's signature with its issuer's key
+   * gives the same answer every time for the same two certificates, and it
+   * was the dearest step of a returning client's validation; strongSwan
+   * keeps such a cache too. Dates, constraints, CRLs and the identity are
+   * still checked at every validation. Only successes are kept, at most
+   * VERIFIED_LINKS_MAX, the oldest forgotten first.
+   */
+  readonly #verifiedLinks = new Set<string>();
 
   constructor(readonly cas: readonly ParsedCertificate[], readonly crls: readonly ParsedCrl[]) {
     this.caKeyHashes = cas.map((ca) => ca.keyHash);
@@ -336,7 +355,7 @@ export class TrustStore {
   #path(leaf: ParsedCertificate, intermediates: ParsedCertificate[]): ParsedCertificate[] | string {
     const path = [leaf];
     for (let current = leaf; path.length <= MAX_PATH;) {
-      const issuedBy = (candidate: ParsedCertificate): boolean => dnEquals(candidate.subject, current.issuer) && current.x509.verify(candidate.publicKey);
+      const issuedBy = (candidate: ParsedCertificate): boolean => dnEquals(candidate.subject, current.issuer) && this.#signedBy(current, candidate);
       const anchor = this.cas.find(issuedBy);
       if (anchor !== undefined) {
         if (anchor !== current) path.push(anchor);
@@ -353,5 +372,15 @@ export class TrustStore {
       current = next;
     }
     return `no path to a trusted CA within ${MAX_PATH} certificates`;
+  }
+
+  /** Whether `issuer`'s key verifies `cert`'s signature (asked of OpenSSL once per pair while remembered). */
+  #signedBy(cert: ParsedCertificate, issuer: ParsedCertificate): boolean {
+    const link = `${cert.fingerprint}>${issuer.fingerprint}`;
+    if (this.#verifiedLinks.has(link)) return true;
+    if (!cert.x509.verify(issuer.publicKey)) return false;
+    if (this.#verifiedLinks.size >= VERIFIED_LINKS_MAX) this.#verifiedLinks.delete(this.#verifiedLinks.values().next().value!);
+    this.#verifiedLinks.add(link);
+    return true;
   }
 }

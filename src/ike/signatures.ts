@@ -117,8 +117,33 @@ export function chooseScheme(kind: KeyKind, peerHashes: readonly number[] | unde
   return { method: AuthMethod.DIGITAL_SIGNATURE, scheme: { algorithm, hash } };
 }
 
+/**
+ * Encoded and decoded AlgorithmIdentifiers, kept: the ASN.1 library took
+ * longer over these few bytes than the ECDSA signature they name, for every
+ * AUTH payload signed or checked, and a gateway meets the same handful of
+ * identifiers all day. Decodings are kept for schemes sluice verifies only,
+ * and only so many: a peer's odd encodings must not fill memory.
+ */
+const encodedIdentifiers = new Map<string, Uint8Array>();
+const decodedIdentifiers = new Map<string, SignatureScheme>();
+const DECODED_MAX = 64;
+
+function schemeKey(scheme: SignatureScheme): string {
+  return scheme.algorithm === "ed25519" ? "ed25519" : `${scheme.algorithm}/${scheme.hash}`;
+}
+
 /** The DER AlgorithmIdentifier of a scheme (RFC 7427 §3; PSS with its parameters, as strongSwan writes them). */
 export function algorithmIdentifier(scheme: SignatureScheme): Uint8Array {
+  const key = schemeKey(scheme);
+  let der = encodedIdentifiers.get(key);
+  if (der === undefined) {
+    der = encodeIdentifier(scheme);
+    encodedIdentifiers.set(key, der);
+  }
+  return der.slice();
+}
+
+function encodeIdentifier(scheme: SignatureScheme): Uint8Array {
   if (scheme.algorithm === "rsa-pss") {
     const hash = new AlgorithmIdentifier({ algorithm: HASH_OIDS[scheme.hash], parameters: null });
     const params = new RsaSaPssParams({
@@ -136,6 +161,15 @@ export function algorithmIdentifier(scheme: SignatureScheme): Uint8Array {
 
 /** A scheme from a DER AlgorithmIdentifier (a signature's in RFC 7427, a certificate's or a CRL's); a reason when sluice does not verify it. */
 export function schemeFromAlgorithmIdentifier(der: Uint8Array): SignatureScheme | { error: string } {
+  const key = Buffer.from(der.buffer, der.byteOffset, der.length).toString("hex");
+  const known = decodedIdentifiers.get(key);
+  if (known !== undefined) return known;
+  const scheme = decodeIdentifier(der);
+  if (!("error" in scheme) && decodedIdentifiers.size < DECODED_MAX) decodedIdentifiers.set(key, scheme);
+  return scheme;
+}
+
+function decodeIdentifier(der: Uint8Array): SignatureScheme | { error: string } {
   let id: AlgorithmIdentifier;
   try {
     id = AsnConvert.parse(der, AlgorithmIdentifier);

@@ -95,6 +95,26 @@ describe("certificate validation", { skip }, () => {
     assert.throws(() => loadPeerTrust([empty], undefined), /holds no certificate/);
   });
 
+  test("a link verified once is remembered by both certificates' bytes: a tampered copy of the leaf is still refused, dates still checked", () => {
+    let now = new Date();
+    const store = loadPeerTrust([pki.root.cert], undefined, () => now);
+    const chain = chainOf(pki.ee.gw.chain);
+    const id = parseIdentity(pki.ee.gw.id);
+    assert.ok(store.validate(chain, id).ok);
+    assert.ok(store.validate(chain, id).ok, "again, from what it remembers");
+    // The same certificate with one byte of its signature changed: same subject, same issuer, other bytes.
+    const tampered = chain[0]!.slice();
+    tampered[tampered.length - 1]! ^= 0x01;
+    const refused = store.validate([tampered, ...chain.slice(1)], id);
+    assert.equal(refused.ok, false);
+    assert.match(refused.ok ? "" : refused.reason, /signature does not verify with that CA's key/);
+    // Validity is checked at every validation, whatever is remembered.
+    now = new Date(Date.now() + 10 * 365 * 86_400_000);
+    const late = store.validate(chain, id);
+    assert.equal(late.ok, false);
+    assert.match(late.ok ? "" : late.reason, /expired on/);
+  });
+
   test("the validation clock is the one handed in", () => {
     const then = loadPeerTrust([pki.root.cert], undefined, () => new Date("2020-06-01T00:00:00Z"));
     // In 2020 the expired certificate was valid, but the root (made today) was not yet.
@@ -172,6 +192,16 @@ describe("RFC 7427 wire forms and DN identities (no PKI needed)", () => {
     assert.equal(hex({ algorithm: "ed25519" }), "300506032b6570");
     // RSASSA-PSS with SHA-256, MGF1-SHA-256, salt 32 (trailer field left at its DER default).
     assert.equal(hex({ algorithm: "rsa-pss", hash: "sha256" }), "304106092a864886f70d01010a3034a00f300d06096086480165030402010500a11c301a06092a864886f70d010108300d06096086480165030402010500a203020120");
+  });
+
+  test("identifiers kept for reuse: an encoding handed out cannot change the next, a refused decoding is refused again", () => {
+    const first = algorithmIdentifier({ algorithm: "ecdsa", hash: "sha256" });
+    first.fill(0);
+    assert.equal(Buffer.from(algorithmIdentifier({ algorithm: "ecdsa", hash: "sha256" })).toString("hex"), "300a06082a8648ce3d040302");
+    const sha1Ecdsa = Uint8Array.from(Buffer.from("0b300906072a8648ce3d0401", "hex"));
+    for (let i = 0; i < 2; i++) assert.match(JSON.stringify(decodeSignatureAuth(AuthMethod.DIGITAL_SIGNATURE, sha1Ecdsa)), /not one sluice verifies/);
+    const sha256Ecdsa = Uint8Array.from(Buffer.from("0c300a06082a8648ce3d040302", "hex"));
+    for (let i = 0; i < 2; i++) assert.deepEqual((decodeSignatureAuth(AuthMethod.DIGITAL_SIGNATURE, sha256Ecdsa) as { scheme: SignatureScheme }).scheme, { algorithm: "ecdsa", hash: "sha256" });
   });
 
   test("AUTH data that is not a signature sluice verifies is refused with a reason", () => {

@@ -25,7 +25,6 @@ import { authEquals, pskAuth, signedOctets } from "../auth.js";
 import { formatIdentity, type Identity } from "../identity.js";
 import { chooseScheme, decodeSignatureAuth, describeScheme, encodeSignatureAuth, schemeFitsKey, verifyOctets } from "../signatures.js";
 import { describeCertificate } from "../certificates.js";
-import { formatDn } from "../distinguishedName.js";
 import type { IkePeerConfig } from "../config.js";
 import type { IkeSa } from "../ikeSa.js";
 
@@ -136,7 +135,7 @@ export function verifyPeerAuth(sa: IkeSa, peer: IkePeerConfig, remoteId: Identit
   if (!verifyOctets(validation.certificate.publicKey, signed.method, signed.scheme, peerOctets(sa, idBody), signed.signature)) {
     return { ok: false, reason: `the ${describeScheme(signed.scheme, signed.method)} signature of ${who} does not verify with the key of certificate ${describeCertificate(validation.certificate)}` };
   }
-  sa.remoteCertSubject = formatDn(validation.certificate.subject);
+  sa.remoteCertSubject = validation.certificate.subjectText;
   sa.core.log("info", "ike-authenticated", `authentication of '${who}' with ${describeScheme(signed.scheme, signed.method)} successful (certificate ${describeCertificate(validation.certificate)}, ${validation.path.length - 1} CA(s) up to ${describeCertificate(validation.path.at(-1)!)})`, { ...sa.logFields, remoteId: who, exchange: nameOf(Exchange, Exchange.IKE_AUTH) });
   return { ok: true };
 }
