@@ -7,7 +7,8 @@
  * with one wildcard peer, datagrams handed from one to the other in a
  * queue. Each handshake is IKE_SA_INIT + IKE_AUTH (PSK, ChaCha20-Poly1305,
  * PRF-HMAC-SHA256, X25519, one child SA) and the INFORMATIONAL that deletes
- * it; each side's time is the time spent inside its own core's calls.
+ * it; each side's time is the time spent inside its own core's calls. The
+ * same again with ECDSA P-256 certificates both ways instead of the PSK.
  *
  * Why this part: the load bench's figure is the responder's whole process
  * (sockets, logging, the data plane's SA table, garbage collection) while
@@ -30,10 +31,11 @@ import type { Path } from "../src/ike/index.js";
 import { BENCH_CLIENT } from "./loadClients.js";
 import { join } from "node:path";
 import { loadLocalCredential, loadPeerTrust } from "../src/endpoint/credentials.js";
-import type { BenchCertificates } from "../test/fixtures/pki.js";
+import { benchCertificates, createPki, type BenchCertificates } from "../test/fixtures/pki.js";
 import { median } from "./measure.js";
 
 export interface IkeCoreRound {
+  auth: "psk" | "ecdsa-p256";
   handshakes: number;
   /** Time inside each core's calls per handshake, µs. */
   initiatorUs: number;
@@ -136,7 +138,7 @@ export function runCoreRound(count: number, concurrency: number, certs?: Certs):
   }
   // Let the last deletes finish, so neither side's cost is cut short.
   for (let sent = wire.shift(); sent !== undefined; sent = wire.shift()) deliver(sent);
-  return { handshakes: count, initiatorUs: (spent.get(initiator)! / count) * 1000, responderUs: (spent.get(responder)! / count) * 1000, x25519Us: x25519Floor(count) };
+  return { auth: certs ? "ecdsa-p256" : "psk", handshakes: count, initiatorUs: (spent.get(initiator)! / count) * 1000, responderUs: (spent.get(responder)! / count) * 1000, x25519Us: x25519Floor(count) };
 }
 
 /** One side's X25519 work per handshake: a key pair and a shared secret with the peer's value. */
@@ -152,22 +154,37 @@ function x25519Floor(count: number): number {
   return ((performance.now() - begin) / count) * 1000;
 }
 
-/** `rounds` rounds after one untimed warm-up round (the first compiles everything). */
+/**
+ * `rounds` rounds of each authentication, PSK and ECDSA P-256 certificates
+ * (a test PKI made with openssl for the run), each after one untimed
+ * warm-up round (the first compiles everything).
+ */
 export function runCoreSuite(options: { rounds: number; count: number; concurrency: number }, log: (line: string) => void): IkeCoreRound[] {
-  runCoreRound(Math.min(500, options.count), options.concurrency);
   const rounds: IkeCoreRound[] = [];
-  for (let round = 1; round <= options.rounds; round++) {
-    const r = runCoreRound(options.count, options.concurrency);
-    rounds.push(r);
-    log(`ike core round ${round}: initiator ${r.initiatorUs.toFixed(0)} µs, responder ${r.responderUs.toFixed(0)} µs per handshake; X25519 alone ${r.x25519Us.toFixed(0)} µs per side`);
+  const pki = createPki();
+  try {
+    for (const auth of ["psk", "ecdsa-p256"] as const) {
+      const certs = auth === "psk" ? undefined : benchCertificates(pki, auth, options.concurrency);
+      runCoreRound(Math.min(500, options.count), options.concurrency, certs);
+      for (let round = 1; round <= options.rounds; round++) {
+        const r = runCoreRound(options.count, options.concurrency, certs);
+        rounds.push(r);
+        log(`ike core ${auth} round ${round}: initiator ${r.initiatorUs.toFixed(0)} µs, responder ${r.responderUs.toFixed(0)} µs per handshake; X25519 alone ${r.x25519Us.toFixed(0)} µs per side`);
+      }
+    }
+  } finally {
+    pki.destroy();
   }
   return rounds;
 }
 
 export function formatCoreTable(rounds: IkeCoreRound[]): string {
-  const m = (f: (r: IkeCoreRound) => number): string => median(rounds.map(f)).toFixed(0);
-  return [
-    `the IKE core alone, per handshake (two cores in one process, no I/O; median of ${rounds.length} rounds × ${rounds[0]?.handshakes ?? 0}):`,
-    `  initiator ${m((r) => r.initiatorUs)} µs, responder ${m((r) => r.responderUs)} µs; of each, X25519 key pair + shared secret ${m((r) => r.x25519Us)} µs`,
-  ].join("\n");
+  const lines = [`the IKE core alone, µs per handshake (two cores in one process, no I/O; median of rounds × ${rounds[0]?.handshakes ?? 0}):`];
+  for (const auth of ["psk", "ecdsa-p256"] as const) {
+    const of = rounds.filter((r) => r.auth === auth);
+    if (of.length === 0) continue;
+    const m = (f: (r: IkeCoreRound) => number): string => median(of.map(f)).toFixed(0).padStart(5);
+    lines.push(`  ${(auth === "psk" ? "PSK" : "ECDSA P-256 certificates").padEnd(25)} initiator ${m((r) => r.initiatorUs)}, responder ${m((r) => r.responderUs)}; X25519 key pair + shared secret ${m((r) => r.x25519Us)} of each side's`);
+  }
+  return lines.join("\n");
 }
