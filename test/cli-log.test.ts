@@ -1,6 +1,6 @@
-// `sluice up`'s log destination (src/cli/logDestination.ts): lines leave in
-// the turn they were logged in, whole; while stdout does not drain, what is
-// held stays bounded and the lines dropped are counted in the next line
+// `sluice up`'s log destination (src/cli/logDestination.ts): lines leave
+// within moments of being logged, whole; while stdout does not drain, what
+// is held stays bounded and the lines dropped are counted in the next line
 // that gets through.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -9,11 +9,11 @@ import { fileURLToPath } from "node:url";
 
 const DESTINATION = fileURLToPath(new URL("../src/cli/logDestination.js", import.meta.url));
 
-/** Runs `body` in a child whose stdout is a turnBufferedStdout(maxHeld); returns its stdout lines and how long before its exit the first arrived. */
+/** Runs `body` in a child whose stdout is a batchedStdout(maxHeld); returns its stdout lines and how long before its exit the first arrived. */
 async function child(maxHeld: number, body: string): Promise<{ lines: Record<string, unknown>[]; firstBeforeExitMs: number }> {
   const script = `
-    import { turnBufferedStdout } from ${JSON.stringify(DESTINATION)};
-    const destination = turnBufferedStdout(${maxHeld});
+    import { batchedStdout } from ${JSON.stringify(DESTINATION)};
+    const destination = batchedStdout(${maxHeld});
     const log = (fields) => destination.stream.write(JSON.stringify(fields) + "\\n");
     process.on("exit", () => destination.flushSync());
     ${body}
@@ -43,7 +43,7 @@ test("a lone line leaves at once, not when the buffer fills or the process ends"
 
 test("stdout that does not drain: held bytes stay bounded, dropped lines are counted, every line that arrives is whole", async () => {
   const written = 50_000;
-  // 50,000 lines of ~120 bytes in one turn (6 MB) against 256 KiB held at most: nothing drains within a turn.
+  // 50,000 lines of ~120 bytes in one turn (6 MB) against 256 KiB held at most: nothing drains within one turn of the loop.
   const { lines } = await child(256 << 10, `
     for (let i = 0; i < ${written}; i++) log({ event: "burst", i, pad: "x".repeat(80) });
     setTimeout(() => log({ event: "after" }), 50);

@@ -28,7 +28,7 @@ import { serveMetrics } from "../endpoint/metrics.js";
 import { serveControl } from "../endpoint/controlSocket.js";
 import { applyKillSwitch, killSwitchSpec, removeKillSwitch } from "../endpoint/killSwitch.js";
 import { selectIoPath } from "../io/index.js";
-import { turnBufferedStdout } from "./logDestination.js";
+import { batchedStdout } from "./logDestination.js";
 import { demo } from "./demo.js";
 import { control, down } from "./control.js";
 
@@ -94,8 +94,8 @@ async function up(args: string[]): Promise<void> {
     if (!match) fail(`--metrics must be HOST:PORT, got ${metrics}`);
     metricsAt = { host: match[1]!.replace(/^\[|\]$/g, ""), port: Number(match[2]) };
   }
-  // Lines go out once per turn of the event loop, bounded (logDestination.ts); flushed before every exit.
-  const destination = turnBufferedStdout();
+  // Lines go out batched (within 10 ms) and bounded (logDestination.ts); flushed before every exit.
+  const destination = batchedStdout();
   const log = pino({ base: { service: "sluice" } }, destination.stream);
   process.on("exit", () => destination.flushSync());
   if (config.client.killSwitch) {
