@@ -10,8 +10,8 @@
  * JIT compilers and caches are warm when counting starts, as they are on a
  * gateway that has run for a while. sluice's IKE code is compiled by V8
  * while it runs: counted from a cold start, 2000 handshakes cost it
- * 1.4-1.7 ms of CPU each, counted after 8000 others 0.8-1.1 ms; strongSwan
- * is compiled ahead. A "warm" line says when counting starts.
+ * 1.4-1.7 ms of CPU each; 8000 counted after 2000 others, 0.8-1.1 ms.
+ * strongSwan is compiled ahead. A "warm" line says when counting starts.
  *
  * With --certs each client authenticates with a certificate instead of the
  * PSK (DIR holds key.pem and client-N.pem, made by test/fixtures/pki.ts's
