@@ -11,7 +11,7 @@
  *   replaced child's inbound SA lingers 5 s, so the engine holds rate × 5 of
  *   them while this runs.
  * - Loss across rekeys under load: the rekey-under-load run of
- *   test/interop-ike-rekey-load.test.ts (rekeyLoad.ts: a UDP flow at a fixed
+ *   test/interop/ike-rekey-load.test.ts (rekeyLoad.ts: a UDP flow at a fixed
  *   rate, child rekeys from both sides every 5 s, an IKE rekey halfway) for
  *   sluice ↔ strongSwan and strongSwan ↔ strongSwan, side by side.
  */

@@ -1,7 +1,7 @@
 /**
  * A thousand road warriors on one sluice gateway (`npm run bench -- ike
  * --ike-parts roadwarriors`, and a smaller run in npm test,
- * test/interop-roadwarriors-scale.test.ts): the real `sluice up` in B of the
+ * test/interop/roadwarriors-scale.test.ts): the real `sluice up` in B of the
  * interop bed (TUN, [[pool]] 10.100.0.0/16, a group PSK for any client ID)
  * and bench/roadWarriorLoad.ts in A, sluice's own IKE core acting as COUNT
  * clients of distinct identities, each asking for a virtual IP.

@@ -2,7 +2,7 @@
  * The TUN offloads without a device: offloadSegment cuts what a TUN read
  * returned into packets as tunReadBatch does, offloadCoalesce builds the
  * write tunWriteBatch would make of a run of packets. For tests and tools
- * (test/io-offload.test.ts checks tun_offload.c through them against
+ * (test/io/offload.test.ts checks tun_offload.c through them against
  * packets of its own); the data path never calls them.
  */
 #include <errno.h>

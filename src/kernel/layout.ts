@@ -1,6 +1,6 @@
 /**
  * Byte layouts shared with the WASM kernel (assembly/layout.ts holds the same
- * numbers; test/layout.test.ts checks that the two files agree).
+ * numbers; test/kernel/layout.test.ts checks that the two files agree).
  */
 
 /** Security association record: a 64-byte header, then the replay bitmap. */

@@ -188,7 +188,7 @@ describe("collisions through every interleaving", () => {
   });
 });
 
-// What the live collisions with strongSwan found (test/interop-ike-rekey-collision.test.ts),
+// What the live collisions with strongSwan found (test/interop/ike-rekey-collision.test.ts),
 // replayed between two cores: a lost answer, a peer that aborts its rekey, a request for a child
 // the peer has and we do not have yet.
 describe("collisions as strongSwan met them", () => {

@@ -1,5 +1,5 @@
 // One gateway core with many road warriors at once (the in-process half of
-// the thousand-client proof; interop-roadwarriors-scale.test.ts runs 1,000
+// the thousand-client proof; test/interop/roadwarriors-scale.test.ts runs 1,000
 // against the real daemon): every client established with its own address,
 // each found again by its identity — a client that lost its state comes back
 // with INITIAL_CONTACT (RFC 7296 §3.10.1) and replaces its own old IKE SA
