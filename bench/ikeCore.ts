@@ -28,8 +28,7 @@ import { parseEspProposal, parseIkeProposal } from "../src/ike/proposals.js";
 import { randomPool } from "../src/ike/randomPool.js";
 import { selectorFromPrefix } from "../src/ike/trafficSelectors.js";
 import type { Path } from "../src/ike/index.js";
-import { BENCH_CLIENT } from "./loadClients.js";
-import { join } from "node:path";
+import { BENCH_CLIENT, benchClientPeers } from "./loadClients.js";
 import { loadLocalCredential, loadPeerTrust } from "../src/endpoint/credentials.js";
 import { benchCertificates, createPki, type BenchCertificates } from "../test/fixtures/pki.js";
 import { median } from "./measure.js";
@@ -45,32 +44,12 @@ export interface IkeCoreRound {
 }
 
 const PSK = new TextEncoder().encode("sluice-bench-core-psk-0123456789");
+const PROPOSAL = "chacha20poly1305-prfsha256-x25519";
 const INITIATOR = "10.0.0.1";
 const RESPONDER = "10.0.0.2";
 
 /** Certificate authentication both ways instead of the PSK: each client its own certificate (one key), the gateway its own. */
 type Certs = Pick<BenchCertificates, "clientDir" | "gateway" | "ca">;
-
-function clientPeers(concurrency: number, certs: Certs | undefined): IkePeerConfig[] {
-  const esp = [parseEspProposal("chacha20poly1305", [{ id: 28, keyBits: 256 }])];
-  const trust = certs ? loadPeerTrust([certs.ca], undefined) : undefined;
-  return Array.from({ length: concurrency }, (_, i) => ({
-    name: `c${i}`,
-    ...BENCH_CLIENT,
-    remote: { address: RESPONDER, port: 500 },
-    localId: parseIdentity(certs ? `client-${i}.bench.sluice.test` : `client-${i}@bench.sluice.test`),
-    remoteId: parseIdentityPattern("%any"),
-    psk: () => PSK.slice(),
-    ...(certs && trust ? {
-      localAuth: { method: "pubkey" as const, credential: loadLocalCredential({ certFile: join(certs.clientDir, `client-${i}.pem`), keyFile: join(certs.clientDir, "key.pem"), rsaPss: false, sendCert: "always" }).credential },
-      remoteAuth: { method: "pubkey" as const, trust },
-    } : {}),
-    ikeProposals: [parseIkeProposal("chacha20poly1305-prfsha256-x25519")],
-    espProposals: esp,
-    localTs: [selectorFromPrefix(`10.100.${i >> 8}.${i & 255}/32`)],
-    remoteTs: [selectorFromPrefix("10.77.2.0/24")],
-  }));
-}
 
 function gatewayPeer(certs: Certs | undefined): IkePeerConfig {
   return {
@@ -84,7 +63,7 @@ function gatewayPeer(certs: Certs | undefined): IkePeerConfig {
       localAuth: { method: "pubkey" as const, credential: loadLocalCredential({ certFile: certs.gateway.cert, keyFile: certs.gateway.key, rsaPss: false, sendCert: "always" }).credential },
       remoteAuth: { method: "pubkey" as const, trust: loadPeerTrust([certs.ca], undefined) },
     } : {}),
-    ikeProposals: [parseIkeProposal("chacha20poly1305-prfsha256-x25519")],
+    ikeProposals: [parseIkeProposal(PROPOSAL)],
     espProposals: [parseEspProposal("chacha20poly1305", [{ id: 28, keyBits: 256 }])],
     localTs: [selectorFromPrefix("10.77.2.0/24")],
     remoteTs: [selectorFromPrefix("10.100.0.0/16")],
@@ -94,7 +73,7 @@ function gatewayPeer(certs: Certs | undefined): IkePeerConfig {
 /** `count` handshakes, `concurrency` at once, between two cores in this process (PSK, or `certs` both ways). */
 export function runCoreRound(count: number, concurrency: number, certs?: Certs): IkeCoreRound {
   const local = (address: string): { address: string; ikePort: number; natTPort: number } => ({ address, ikePort: 500, natTPort: 4500 });
-  const initiator = new IkeCore({ peers: clientPeers(concurrency, certs), random: randomPool(), local: local(INITIATOR) });
+  const initiator = new IkeCore({ peers: benchClientPeers({ count: concurrency, responder: RESPONDER, psk: PSK, proposal: PROPOSAL, certs: certs && { dir: certs.clientDir, ca: certs.ca } }), random: randomPool(), local: local(INITIATOR) });
   // The responder's DoS limits are off: one source, many half-open SAs at once (as in the load bench).
   const responder = new IkeCore({ peers: [gatewayPeer(certs)], random: randomPool(), local: local(RESPONDER), dos: { cookieThreshold: 0, blockThreshold: 0, initLimitHalfOpen: 0, initRatePerSource: 0 } });
   const wire: { to: IkeCore; datagram: Uint8Array; natT: boolean }[] = [];

@@ -29,13 +29,7 @@
  */
 import { performance } from "node:perf_hooks";
 import type { IkeAction } from "../src/ike/actions.js";
-import type { IkePeerConfig } from "../src/ike/config.js";
-import { parseIdentity, parseIdentityPattern } from "../src/ike/identity.js";
-import { parseEspProposal, parseIkeProposal } from "../src/ike/proposals.js";
-import { selectorFromPrefix } from "../src/ike/trafficSelectors.js";
-import { loadLocalCredential, loadPeerTrust } from "../src/endpoint/credentials.js";
-import { join } from "node:path";
-import { BENCH_CLIENT, openLoadClients, say } from "./loadClients.js";
+import { benchClientPeers, openLoadClients, say } from "./loadClients.js";
 
 let argv = process.argv.slice(2);
 const warmupAt = argv.indexOf("--warmup");
@@ -48,23 +42,7 @@ const [responder = "", countText = "1000", concurrencyText = "32", psk = "", pro
 const count = warmup + Number(countText);
 const concurrency = Number(concurrencyText);
 const secret = new TextEncoder().encode(psk);
-const trust = certs ? loadPeerTrust([certs.ca], undefined) : undefined;
-const peers: IkePeerConfig[] = Array.from({ length: concurrency }, (_, i) => ({
-  name: `c${i}`,
-  ...BENCH_CLIENT,
-  remote: { address: responder, port: 500 },
-  localId: parseIdentity(certs ? `client-${i}.bench.sluice.test` : `client-${i}@bench.sluice.test`),
-  remoteId: parseIdentityPattern("%any"),
-  psk: () => secret.slice(),
-  ...(certs && trust ? {
-    localAuth: { method: "pubkey" as const, credential: loadLocalCredential({ certFile: join(certs.dir, `client-${i}.pem`), keyFile: join(certs.dir, "key.pem"), rsaPss: false, sendCert: "always" }).credential },
-    remoteAuth: { method: "pubkey" as const, trust },
-  } : {}),
-  ikeProposals: [parseIkeProposal(proposal)],
-  espProposals: [parseEspProposal("chacha20poly1305", [{ id: 28, keyBits: 256 }])],
-  localTs: [selectorFromPrefix(`10.100.${i >> 8}.${i & 255}/32`)],
-  remoteTs: [selectorFromPrefix("10.77.2.0/24")],
-}));
+const peers = benchClientPeers({ count: concurrency, responder, psk: secret, proposal, certs });
 
 let started = 0;
 let completed = 0;

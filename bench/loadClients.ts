@@ -14,9 +14,44 @@ import { randomPool } from "../src/ike/randomPool.js";
 import { IkeCore } from "../src/ike/core.js";
 import type { IkeAction } from "../src/ike/actions.js";
 import { INERT_PEER, type IkePeerConfig } from "../src/ike/config.js";
+import { join } from "node:path";
+import { loadLocalCredential, loadPeerTrust } from "../src/endpoint/credentials.js";
+import { parseIdentity, parseIdentityPattern } from "../src/ike/identity.js";
+import { parseEspProposal, parseIkeProposal } from "../src/ike/proposals.js";
+import { selectorFromPrefix } from "../src/ike/trafficSelectors.js";
 
 /** The settings every bench client has: an inert peer (no lifetimes, no liveness checks, started by the generator). */
 export const BENCH_CLIENT = { ...INERT_PEER, remoteNatTPort: 4500 } as const satisfies Partial<IkePeerConfig>;
+
+/**
+ * The clients of a handshake load: `count` peers named c0, c1, …, each with
+ * an identity of its own (client-N@bench.sluice.test) asking for a /32 of its
+ * own (10.100.x.y) behind the responder's 10.77.2.0/24, ChaCha20-Poly1305
+ * for the child. With `certs` each authenticates with its own certificate
+ * (DIR holds key.pem and client-N.pem, from test/fixtures/pki.ts's
+ * benchCertificates; its ID is the certificate's DNS name) and checks the
+ * responder's against CA; else with the PSK.
+ */
+export function benchClientPeers(options: { count: number; responder: string; psk: Uint8Array; proposal: string; certs?: { dir: string; ca: string } }): IkePeerConfig[] {
+  const { certs, psk } = options;
+  const trust = certs ? loadPeerTrust([certs.ca], undefined) : undefined;
+  return Array.from({ length: options.count }, (_, i) => ({
+    name: `c${i}`,
+    ...BENCH_CLIENT,
+    remote: { address: options.responder, port: 500 },
+    localId: parseIdentity(certs ? `client-${i}.bench.sluice.test` : `client-${i}@bench.sluice.test`),
+    remoteId: parseIdentityPattern("%any"),
+    psk: () => psk.slice(),
+    ...(certs && trust ? {
+      localAuth: { method: "pubkey" as const, credential: loadLocalCredential({ certFile: join(certs.dir, `client-${i}.pem`), keyFile: join(certs.dir, "key.pem"), rsaPss: false, sendCert: "always" }).credential },
+      remoteAuth: { method: "pubkey" as const, trust },
+    } : {}),
+    ikeProposals: [parseIkeProposal(options.proposal)],
+    espProposals: [parseEspProposal("chacha20poly1305", [{ id: 28, keyBits: 256 }])],
+    localTs: [selectorFromPrefix(`10.100.${i >> 8}.${i & 255}/32`)],
+    remoteTs: [selectorFromPrefix("10.77.2.0/24")],
+  }));
+}
 
 /**
  * sluice's DoS limits off, for a responder whose load comes from one address,
