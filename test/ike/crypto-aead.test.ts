@@ -21,7 +21,7 @@ const CONFIGS: { name: string; id: AeadId; keymatBytes: number }[] = [
   { name: "ChaCha20-Poly1305", id: 28, keymatBytes: 36 },
 ];
 
-/** node:crypto's result and an independent one: @noble/ciphers with nonce = salt ‖ iv. */
+/** An independent result to compare aeadSeal with: @noble/ciphers with nonce = salt ‖ iv. */
 function nobleSeal(id: AeadId, keymat: Uint8Array, iv: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Uint8Array {
   const key = keymat.subarray(0, keymat.length - 4);
   const nonce = concat(keymat.subarray(keymat.length - 4), iv);
