@@ -169,6 +169,7 @@ export function within(answer: readonly Selector[], offered: readonly Selector[]
 
 /** The prefixes that cover an address range exactly, as text for the data plane ("10.0.0.0/24"). */
 export function selectorPrefixes(s: Selector): string[] {
+  if (s.family === 4) return ipv4Prefixes(Number(s.start), Number(s.end));
   const bits = BigInt(BITS[s.family]);
   const out: string[] = [];
   let start = s.start;
@@ -183,6 +184,23 @@ export function selectorPrefixes(s: Selector): string[] {
     }
     out.push(`${formatAddress(s.family, start)}/${Number(bits - size)}`);
     start += 1n << size;
+  }
+  return out;
+}
+
+/**
+ * selectorPrefixes for IPv4 in plain numbers (exact up to 2^53): every child
+ * of every handshake comes here, for its routes and its log line, and the
+ * BigInt arithmetic IPv6 needs allocated on each step.
+ */
+function ipv4Prefixes(start: number, end: number): string[] {
+  const out: string[] = [];
+  while (start <= end) {
+    // The largest aligned block starting at `start` that stays within the range.
+    let size = 0;
+    while (size < 32 && start % 2 ** (size + 1) === 0 && start + 2 ** (size + 1) - 1 <= end) size++;
+    out.push(`${Math.floor(start / 0x1000000)}.${(start >>> 16) & 0xff}.${(start >>> 8) & 0xff}.${start & 0xff}/${32 - size}`);
+    start += 2 ** size;
   }
   return out;
 }

@@ -8,6 +8,8 @@ import { IkeBed, sitePeers, peer } from "../fixtures/ikeBed.js";
 import { decodeMessage } from "../../src/ike/codec/message.js";
 import { Exchange, Notify, Payload } from "../../src/ike/constants.js";
 import { findNotify } from "../../src/ike/codec/payloads.js";
+import { natHash } from "../../src/ike/natDetection.js";
+import { createHash } from "node:crypto";
 
 function toHex(b: Uint8Array): string {
   return Buffer.from(b).toString("hex");
@@ -181,5 +183,17 @@ describe("IKE_SA_INIT + IKE_AUTH between two cores", () => {
     assert.equal([...bed.b.children.values()][0]!.keepalive, false);
     // The responder sends ESP to the NAT's mapping of the initiator's NAT-T port.
     assert.deepEqual([...bed.b.children.values()][0]!.remote, { address: "198.51.100.7", port: 40001 });
+  });
+});
+
+describe("NAT detection hashes (RFC 7296 §2.23)", () => {
+  test("SHA-1 of SPIi | SPIr | IP | port, IPv4 and IPv6, as node:crypto computes it over the same bytes", () => {
+    const spiI = 0x0123456789abcdefn;
+    const spiR = 0xfedcba9876543210n;
+    const cases: [string, number, string][] = [["192.0.2.7", 500, "c0000207"], ["2001:db8::1", 4500, "20010db8000000000000000000000001"]];
+    for (const [address, port, hex] of cases) {
+      const expected = createHash("sha1").update(Buffer.from(`0123456789abcdeffedcba9876543210${hex}${port.toString(16).padStart(4, "0")}`, "hex")).digest("hex");
+      assert.equal(toHex(natHash(spiI, spiR, { address, port })), expected, address);
+    }
   });
 });

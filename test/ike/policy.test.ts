@@ -8,6 +8,7 @@ import { narrow, selectorFromPrefix, selectorPrefixes, formatSelector, intersect
 import { parseIdentity, parseIdentityPattern, identityMatches, formatIdentity } from "../../src/ike/identity.js";
 import { IdType, Protocol, TransformType } from "../../src/ike/constants.js";
 import { CHACHA } from "../fixtures/ikeBed.js";
+import { Rng } from "../helpers.js";
 
 describe("proposals", () => {
   test("strongSwan keywords", () => {
@@ -91,6 +92,31 @@ describe("traffic selectors", () => {
     assert.deepEqual(selectorPrefixes(anySelector(6)), ["::/0"]);
     assert.deepEqual(selectorPrefixes(s("2001:db8::/32")), ["2001:db8::/32"]);
     assert.equal(formatSelector(range), "10.0.0.1..10.0.0.6");
+  });
+
+  test("every IPv4 range, random or at the edges, becomes aligned prefixes that tile it exactly, each as large as it can be", () => {
+    const rng = new Rng(7634);
+    const ranges: [number, number][] = [[0, 0xffffffff], [0, 0], [0xffffffff, 0xffffffff], [1, 0xfffffffe], [0x0a000000, 0x0a0000ff]];
+    for (let i = 0; i < 3000; i++) {
+      const start = rng.u32();
+      const length = i % 2 === 0 ? rng.u32() % 600 : rng.u32();
+      ranges.push([start, Math.min(0xffffffff, start + length)]);
+    }
+    for (const [start, end] of ranges) {
+      let next = start;
+      for (const text of selectorPrefixes({ family: 4, start: BigInt(start), end: BigInt(end), protocol: 0, startPort: 0, endPort: 65535 })) {
+        const [address, length] = text.split("/");
+        const at = address!.split(".").reduce((v, octet) => v * 256 + Number(octet), 0);
+        const size = 2 ** (32 - Number(length));
+        assert.equal(at, next, `${text} continues the tiling of ${start}..${end}`);
+        assert.equal(at % size, 0, `${text} is aligned`);
+        assert.ok(at + size - 1 <= end, `${text} stays inside ${start}..${end}`);
+        // Maximal: the block twice as large at this address is misaligned or runs past the end.
+        assert.ok(size === 2 ** 32 || at % (2 * size) !== 0 || at + 2 * size - 1 > end, `${text} could have been larger`);
+        next = at + size;
+      }
+      assert.equal(next, end + 1, `${start}..${end} covered to its end`);
+    }
   });
 
   test("intersection and containment", () => {
