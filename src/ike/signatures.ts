@@ -132,15 +132,20 @@ function schemeKey(scheme: SignatureScheme): string {
   return scheme.algorithm === "ed25519" ? "ed25519" : `${scheme.algorithm}/${scheme.hash}`;
 }
 
-/** The DER AlgorithmIdentifier of a scheme (RFC 7427 §3; PSS with its parameters, as strongSwan writes them). */
+/** The DER AlgorithmIdentifier of a scheme (RFC 7427 §3; PSS with its parameters, as strongSwan writes them): the caller's own copy. */
 export function algorithmIdentifier(scheme: SignatureScheme): Uint8Array {
+  return keptIdentifier(scheme).slice();
+}
+
+/** The kept encoding itself, for callers here that only read it. */
+function keptIdentifier(scheme: SignatureScheme): Uint8Array {
   const key = schemeKey(scheme);
   let der = encodedIdentifiers.get(key);
   if (der === undefined) {
     der = encodeIdentifier(scheme);
     encodedIdentifiers.set(key, der);
   }
-  return der.slice();
+  return der;
 }
 
 function encodeIdentifier(scheme: SignatureScheme): Uint8Array {
@@ -202,7 +207,7 @@ function decodeIdentifier(der: Uint8Array): SignatureScheme | { error: string } 
 /** The AUTH payload's data for a signature (§3.8; RFC 7427 §3 for method 14). */
 export function encodeSignatureAuth(method: number, scheme: SignatureScheme, signature: Uint8Array): Uint8Array {
   if (method !== AuthMethod.DIGITAL_SIGNATURE) return signature;
-  const id = algorithmIdentifier(scheme);
+  const id = keptIdentifier(scheme);
   const data = new Uint8Array(1 + id.length + signature.length);
   data[0] = id.length;
   data.set(id, 1);

@@ -27,6 +27,7 @@
  * aeadKeymatLength wants it.
  */
 import { open, openAesGcm, seal, sealAesGcm } from "../../crypto.js";
+import { checkBytes } from "../../argumentChecks.js";
 
 /** Transform Type 1 IDs: ENCR_AES_GCM_16 = 20, ENCR_CHACHA20_POLY1305 = 28. */
 export type AeadId = 20 | 28;
@@ -37,8 +38,6 @@ export const AEAD_TAG_BYTES = 16;
 /** Key material = key ‖ salt (RFC 5282 §7.1, RFC 7634 §3). */
 const SALT_BYTES = 4;
 const NONCE_BYTES = SALT_BYTES + AEAD_IV_BYTES;
-
-type CipherName = "aes-128-gcm" | "aes-256-gcm" | "chacha20-poly1305";
 
 /**
  * Whether `id` is an AEAD transform this module implements.
@@ -103,13 +102,12 @@ export function aeadKeymatLength(id: AeadId, keyBits?: number): number {
  * @throws RangeError when keymat's length does not fit the transform or iv is not 8 bytes; TypeError for a non-Uint8Array argument
  */
 export function aeadSeal(id: AeadId, keymat: Uint8Array, iv: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Uint8Array {
-  const cipherName = cipherFor(id, keymat);
+  checkKeymat(id, keymat);
   checkBytes("iv", iv);
-  checkBytes("aad", aad);
-  checkBytes("plaintext", plaintext);
   if (iv.length !== AEAD_IV_BYTES) throw new RangeError(`iv must be ${AEAD_IV_BYTES} bytes, got ${iv.length}`);
   const { key, nonce } = split(keymat, iv);
-  return cipherName === "chacha20-poly1305" ? seal(key, nonce, aad, plaintext) : sealAesGcm(key, nonce, aad, plaintext);
+  // seal and sealAesGcm check aad and plaintext.
+  return id === 28 ? seal(key, nonce, aad, plaintext) : sealAesGcm(key, nonce, aad, plaintext);
 }
 
 /**
@@ -125,28 +123,21 @@ export function aeadSeal(id: AeadId, keymat: Uint8Array, iv: Uint8Array, aad: Ui
  * @throws RangeError when keymat's length does not fit the transform; TypeError for a non-Uint8Array argument
  */
 export function aeadOpen(id: AeadId, keymat: Uint8Array, iv: Uint8Array, aad: Uint8Array, sealed: Uint8Array): Uint8Array | null {
-  const cipherName = cipherFor(id, keymat);
+  checkKeymat(id, keymat);
   checkBytes("iv", iv);
-  checkBytes("aad", aad);
   checkBytes("sealed", sealed);
   if (iv.length !== AEAD_IV_BYTES || sealed.length < AEAD_TAG_BYTES) return null;
   const { key, nonce } = split(keymat, iv);
-  return cipherName === "chacha20-poly1305" ? open(key, nonce, aad, sealed) : openAesGcm(key, nonce, aad, sealed);
+  return id === 28 ? open(key, nonce, aad, sealed) : openAesGcm(key, nonce, aad, sealed);
 }
 
-/** The cipher for `id` with this much key material. */
-function cipherFor(id: AeadId, keymat: Uint8Array): CipherName {
+/** Throws unless `keymat` is key ‖ salt of a length `id` takes (aeadKeyBitsSupported's lengths). */
+function checkKeymat(id: AeadId, keymat: Uint8Array): void {
   checkBytes("keymat", keymat);
-  if (id === 20) {
-    if (keymat.length === 16 + SALT_BYTES) return "aes-128-gcm";
-    if (keymat.length === 32 + SALT_BYTES) return "aes-256-gcm";
-    throw new RangeError(`ENCR_AES_GCM_16 keymat must be 20 or 36 bytes (key ‖ 4-byte salt), got ${keymat.length}`);
+  if (!isAeadId(id)) throw new RangeError(`unknown AEAD transform id ${String(id)} (supported: 20, 28)`);
+  if (!aeadKeyBitsSupported(id, (keymat.length - SALT_BYTES) * 8)) {
+    throw new RangeError(`${id === 20 ? "ENCR_AES_GCM_16 keymat must be 20 or 36" : "ENCR_CHACHA20_POLY1305 keymat must be 36"} bytes (key ‖ 4-byte salt), got ${keymat.length}`);
   }
-  if (id === 28) {
-    if (keymat.length === 32 + SALT_BYTES) return "chacha20-poly1305";
-    throw new RangeError(`ENCR_CHACHA20_POLY1305 keymat must be 36 bytes (key ‖ 4-byte salt), got ${keymat.length}`);
-  }
-  throw new RangeError(`unknown AEAD transform id ${String(id)} (supported: 20, 28)`);
 }
 
 /** RFC 5282 §4, §7.1 / RFC 7634 §2: key = keymat minus its last 4 bytes; nonce = those 4 bytes ‖ iv. */
@@ -156,8 +147,4 @@ function split(keymat: Uint8Array, iv: Uint8Array): { key: Uint8Array; nonce: Ui
   nonce.set(keymat.subarray(keyLength), 0);
   nonce.set(iv, SALT_BYTES);
   return { key: keymat.subarray(0, keyLength), nonce };
-}
-
-function checkBytes(name: string, value: Uint8Array): void {
-  if (!(value instanceof Uint8Array)) throw new TypeError(`${name} must be a Uint8Array`);
 }
